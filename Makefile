@@ -1,0 +1,44 @@
+# pod-identity-injector. The two commands a new machine needs are
+# `make demo` and `make test`; everything else is a building block.
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+GOFLAGS_BUILD := -trimpath -ldflags "-s -w"
+
+.PHONY: all build test unit vet fmt-check e2e demo tools bench images generate fuzz clean
+
+all: build
+
+## build: bin/pod-identity-webhook and bin/pod-identity-sidecar (static)
+build:
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/pod-identity-webhook ./cmd/webhook
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/pod-identity-sidecar ./cmd/sidecar
+
+## test: formatting, vet and the unit tests
+test: fmt-check vet unit
+
+unit:
+	$(GO) test -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+## tools: etcd, kube-apiserver, kube-controller-manager, kubectl, azcopy into the cache
+tools:
+	hack/build-tools.sh
+
+## demo: the main job on an embedded local control plane
+demo:
+	@echo "make demo: not yet - the local control plane lands with the e2e issue" >&2
+	@exit 1
+
+## bench: the Go benchmarks
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the real control plane (etcd, kube-apiserver, kube-controller-manager,
+# kubectl) and azcopy from Go modules into a cache OUTSIDE the repository,
+# keyed by version, and prints nothing but progress. A binary already in the
+# cache is not rebuilt. A cold build takes about 15 minutes on 2 cores; a warm
+# GOCACHE about 20 seconds.
+#
+# Usage: hack/build-tools.sh [tool ...]   (default: all)
+# Prints the cache directory on the last line of stdout.
+set -euo pipefail
+
+KUBE_VERSION=v1.37.2
+ETCD_VERSION=v3.7.3
+AZCOPY_VERSION=v10.32.7
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${POD_IDENTITY_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-identity-injector}
+kube_dir=$cache/k8s-${KUBE_VERSION}
+etcd_dir=$cache/etcd-${ETCD_VERSION}
+azcopy_dir=$cache/azcopy-${AZCOPY_VERSION}
+mkdir -p "$kube_dir" "$etcd_dir" "$azcopy_dir"
+
+export CGO_ENABLED=0
+
+# build MODULE_DIR OUT PKG [LDFLAGS]: one link at a time, since each link of a
+# Kubernetes binary needs about 2.7 GB and the machine has 2 cores.
+build() {
+	local dir=$1 out=$2 pkg=$3 ldflags=${4:-}
+	if [ -x "$out" ]; then
+		return
+	fi
+	local start=$SECONDS
+	echo ">> building $(basename "$out") (cold: several minutes; warm: seconds)" >&2
+	(cd "$root/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg")
+	mv "$out.tmp" "$out"
+	echo ">> built $(basename "$out") in $((SECONDS - start))s" >&2
+}
+
+major=${KUBE_VERSION#v}; major=${major%%.*}
+minor=${KUBE_VERSION#v*.}; minor=${minor%%.*}
+kube_ldflags="-X k8s.io/component-base/version.gitVersion=${KUBE_VERSION} -X k8s.io/component-base/version.gitMajor=${major} -X k8s.io/component-base/version.gitMinor=${minor} -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=${KUBE_VERSION} -X k8s.io/client-go/pkg/version.gitMajor=${major} -X k8s.io/client-go/pkg/version.gitMinor=${minor}"
+
+tools=("$@")
+[ ${#tools[@]} -gt 0 ] || tools=(etcd kube-apiserver kube-controller-manager kubectl azcopy)
+for t in "${tools[@]}"; do
+	case $t in
+	etcd) build hack/tools/etcd "$etcd_dir/etcd" go.etcd.io/etcd/server/v3 ;;
+	kube-apiserver | kube-controller-manager | kubectl)
+		build hack/tools/kube "$kube_dir/$t" "k8s.io/kubernetes/cmd/$t" "$kube_ldflags" ;;
+	azcopy) build hack/tools/azcopy "$azcopy_dir/azcopy" github.com/Azure/azure-storage-azcopy/v10 ;;
+	*) echo "unknown tool $t" >&2; exit 2 ;;
+	esac
+done
+echo "$cache"

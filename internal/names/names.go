@@ -1,0 +1,144 @@
+// Package names is the whole naming contract of the project in one place:
+// the labels, annotations, environment variables, container, volume and path
+// names that the webhook writes into pods and that the sidecar, the Azure SDKs
+// and azcopy read back. A reader who wants to know what this project puts
+// into a pod starts here.
+package names
+
+// Labels and annotations read by the webhook.
+const (
+	// BindingLabel is the pod label carried over from aad-pod-identity. Its
+	// value is compared, by exact string equality, with an
+	// AzureIdentityBinding's spec.selector.
+	BindingLabel = "aadpodidbinding"
+
+	// Group is the API group of the CRDs, kept from aad-pod-identity.
+	Group = "aadpodidentity.k8s.io"
+
+	// InjectAnnotation opts a Namespace in when it is "enabled" (as an
+	// annotation or a label), and opts a Pod out when it is "disabled".
+	InjectAnnotation = Group + "/inject"
+	// InjectEnabled and InjectDisabled are the values of InjectAnnotation.
+	InjectEnabled  = "enabled"
+	InjectDisabled = "disabled"
+
+	// SkipContainersAnnotation on a Pod lists, comma-separated, containers
+	// that get no identity environment.
+	SkipContainersAnnotation = Group + "/skip-containers"
+
+	// TokenPortAnnotation on a Pod overrides the sidecar's loopback port.
+	TokenPortAnnotation = Group + "/token-port"
+
+	// TokenSourceAnnotation on an AzureIdentity of type 0 chooses how the
+	// sidecar gets its tokens: TokenSourceFederated or TokenSourceIMDS.
+	TokenSourceAnnotation = Group + "/token-source"
+
+	// InjectedAnnotation is written on every injected Pod. Its value names
+	// the AzureIdentity objects the sidecar serves, so that an operator can
+	// see at a glance what a pod was given.
+	InjectedAnnotation = Group + "/injected-identities"
+)
+
+// Token sources, as they appear in the annotation and in the sidecar config.
+const (
+	// TokenSourceFederated is workload identity federation with the pod's
+	// projected service account token (type 0, the default).
+	TokenSourceFederated = "federated"
+	// TokenSourceIMDS asks the node's IMDS for the user-assigned identity
+	// (type 0, opt-in; no isolation between pods on one node).
+	TokenSourceIMDS = "imds"
+	// TokenSourceClientSecret is a service principal with a client secret
+	// (type 1).
+	TokenSourceClientSecret = "clientSecret"
+	// TokenSourceClientCertificate is a service principal with a
+	// certificate (type 2).
+	TokenSourceClientCertificate = "clientCertificate"
+)
+
+// Environment variables set on app and init containers. Values the user set
+// are never overwritten.
+const (
+	// EnvIdentityEndpoint is the App Service 2019-08-01 token endpoint that
+	// azidentity's ManagedIdentityCredential detects.
+	EnvIdentityEndpoint = "IDENTITY_ENDPOINT"
+	// EnvIdentityHeader is the per-pod secret sent back as
+	// HeaderIdentity. It is also set on the sidecar, which checks it.
+	EnvIdentityHeader = "IDENTITY_HEADER"
+	// EnvAzureClientID names the default identity for the SDKs and azcopy.
+	EnvAzureClientID = "AZURE_CLIENT_ID"
+	// EnvAuthorityHost is honoured by the JS, Python, .NET and Java SDKs for
+	// IMDS-style requests.
+	EnvAuthorityHost = "AZURE_POD_IDENTITY_AUTHORITY_HOST"
+	// EnvAzcopyAutoLoginType and EnvAzcopyMSIClientID let `azcopy copy`
+	// authenticate without a login step, whose keyring a seccomp profile may
+	// refuse.
+	EnvAzcopyAutoLoginType = "AZCOPY_AUTO_LOGIN_TYPE"
+	EnvAzcopyMSIClientID   = "AZCOPY_MSI_CLIENT_ID"
+	// AzcopyAutoLoginMSI is the value of EnvAzcopyAutoLoginType.
+	AzcopyAutoLoginMSI = "MSI"
+
+	// EnvSidecarConfig carries the sidecar's versioned JSON configuration
+	// (see package sidecarconfig).
+	EnvSidecarConfig = "POD_IDENTITY_SIDECAR_CONFIG"
+)
+
+// The sidecar container and what it mounts.
+const (
+	// SidecarContainerName is the name of the injected token server.
+	SidecarContainerName = "pod-identity-sidecar"
+	// SidecarBinary is where the sidecar image puts the binary; the
+	// container names it explicitly rather than relying on an entrypoint.
+	SidecarBinary = "/pod-identity-sidecar"
+	// SidecarServeCommand and SidecarProbeCommand are its subcommands.
+	SidecarServeCommand = "serve"
+	SidecarProbeCommand = "probe"
+
+	// DefaultTokenPort is the sidecar's loopback port unless overridden.
+	DefaultTokenPort = 8181
+
+	// TokenVolumeName is the projected service account token volume, mounted
+	// only into the sidecar at TokenMountPath.
+	TokenVolumeName = "pod-identity-token"
+	TokenMountPath  = "/var/run/secrets/pod-identity/serviceaccount"
+	TokenFileName   = "token"
+	// TokenAudience is the audience Azure AD expects of a federated token.
+	TokenAudience = "api://AzureADTokenExchange"
+	// TokenExpirationSeconds is the requested lifetime of the projected
+	// token; the kubelet rotates it at 80 % of that.
+	TokenExpirationSeconds = 3600
+
+	// SecretVolumePrefix + identity name is the volume of a type 1 or 2
+	// identity's Secret, mounted only into the sidecar at
+	// SecretMountRoot/<identity name>.
+	SecretVolumePrefix = "pod-identity-secret-"
+	SecretMountRoot    = "/var/run/secrets/pod-identity/identities"
+)
+
+// Secret keys of type 1 and type 2 identities.
+const (
+	// SecretKeyClientSecret is the key of a type 1 Secret. A Secret with
+	// exactly one key is accepted too, for aad-pod-identity compatibility.
+	SecretKeyClientSecret = "clientSecret"
+	// SecretKeyCertificate and SecretKeyPassword hold a PKCS#12 bundle and
+	// its password (type 2).
+	SecretKeyCertificate = "certificate"
+	SecretKeyPassword    = "password"
+	// SecretKeyTLSCert and SecretKeyTLSKey hold a PEM certificate and key
+	// (type 2), as in a kubernetes.io/tls Secret.
+	SecretKeyTLSCert = "tls.crt"
+	SecretKeyTLSKey  = "tls.key"
+)
+
+// HTTP protocol names served by the sidecar.
+const (
+	// HeaderIdentity carries IDENTITY_HEADER on App Service requests.
+	HeaderIdentity = "X-IDENTITY-HEADER"
+	// HeaderMetadata must be "true" on IMDS-style requests.
+	HeaderMetadata = "Metadata"
+	// PathAppService is the App Service 2019-08-01 token path.
+	PathAppService = "/msi/token"
+	// PathIMDS is the IMDS token path (also served with a trailing slash).
+	PathIMDS = "/metadata/identity/oauth2/token"
+	// PathHealth answers the probe subcommand.
+	PathHealth = "/healthz"
+)

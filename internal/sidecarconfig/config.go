@@ -1,0 +1,146 @@
+// Package sidecarconfig is the versioned JSON document that the webhook
+// writes into the sidecar container (env var names.EnvSidecarConfig) and that
+// the sidecar reads at start. It is the only channel between the two: the
+// sidecar never reads identities from the API server.
+package sidecarconfig
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/podidentity/injector/internal/names"
+)
+
+// APIVersion is the version of the document. A sidecar refuses a document of
+// another version rather than guess at its meaning.
+const APIVersion = "sidecar.aadpodidentity.k8s.io/v1"
+
+// Config is the whole sidecar configuration.
+type Config struct {
+	// APIVersion must equal APIVersion.
+	APIVersion string `json:"apiVersion"`
+	// Port is the loopback port the sidecar listens on.
+	Port int `json:"port"`
+	// DefaultIdentity is the Name of the identity served when a request
+	// names none.
+	DefaultIdentity string `json:"defaultIdentity"`
+	// Identities are the AzureIdentity objects bound to the pod, at least one.
+	Identities []Identity `json:"identities"`
+}
+
+// Identity is one resolved AzureIdentity and where its credentials are.
+type Identity struct {
+	// Name is the AzureIdentity's metadata.name; Namespace its namespace.
+	// They appear in the sidecar's logs and error messages.
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	// Source is one of names.TokenSource*.
+	Source string `json:"source"`
+	// ClientID is the application (client) ID of the identity.
+	ClientID string `json:"clientID"`
+	// TenantID is the Entra tenant; empty only for source imds.
+	TenantID string `json:"tenantID,omitempty"`
+	// ResourceID is the ARM ID of a user-assigned identity, if known, so
+	// that requests naming mi_res_id/msi_res_id can select it.
+	ResourceID string `json:"resourceID,omitempty"`
+	// AuthorityHost is the Entra endpoint, for example
+	// https://login.microsoftonline.com/. Empty means azidentity's default.
+	AuthorityHost string `json:"authorityHost,omitempty"`
+	// DisableInstanceDiscovery skips Entra instance discovery, which
+	// non-public clouds and test authorities need.
+	DisableInstanceDiscovery bool `json:"disableInstanceDiscovery,omitempty"`
+	// AdditionallyAllowedTenants are aad-pod-identity's auxiliaryTenantIDs.
+	AdditionallyAllowedTenants []string `json:"additionallyAllowedTenants,omitempty"`
+	// TokenFile is the projected service account token (source federated).
+	TokenFile string `json:"tokenFile,omitempty"`
+	// SecretDir is where the identity's Secret is mounted (sources
+	// clientSecret and clientCertificate). The sidecar picks the keys:
+	// see names.SecretKey*.
+	SecretDir string `json:"secretDir,omitempty"`
+	// SecretName is the Secret's name, for error messages.
+	SecretName string `json:"secretName,omitempty"`
+}
+
+// Parse decodes and validates a document.
+func Parse(data []byte) (*Config, error) {
+	var c Config
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("decode sidecar config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Marshal encodes the document. Its output is deterministic, so that
+// injecting the same pod twice writes the same bytes.
+func (c *Config) Marshal() (string, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("encode sidecar config: %w", err)
+	}
+	return string(b), nil
+}
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid sidecar config")
+
+// Validate checks what the sidecar needs to start.
+func (c *Config) Validate() error {
+	if c.APIVersion != APIVersion {
+		return fmt.Errorf("%w: apiVersion %q, want %q", ErrInvalid, c.APIVersion, APIVersion)
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		return fmt.Errorf("%w: port %d is not in 1-65535", ErrInvalid, c.Port)
+	}
+	if len(c.Identities) == 0 {
+		return fmt.Errorf("%w: no identities", ErrInvalid)
+	}
+	seen := map[string]bool{}
+	foundDefault := false
+	for i, id := range c.Identities {
+		if id.Name == "" {
+			return fmt.Errorf("%w: identities[%d].name is empty", ErrInvalid, i)
+		}
+		if seen[id.Name] {
+			return fmt.Errorf("%w: identity %q is listed twice", ErrInvalid, id.Name)
+		}
+		seen[id.Name] = true
+		foundDefault = foundDefault || id.Name == c.DefaultIdentity
+		if id.ClientID == "" {
+			return fmt.Errorf("%w: identity %q has no clientID", ErrInvalid, id.Name)
+		}
+		switch id.Source {
+		case names.TokenSourceFederated:
+			if id.TenantID == "" || id.TokenFile == "" {
+				return fmt.Errorf("%w: federated identity %q needs tenantID and tokenFile", ErrInvalid, id.Name)
+			}
+		case names.TokenSourceIMDS:
+		case names.TokenSourceClientSecret, names.TokenSourceClientCertificate:
+			if id.TenantID == "" || id.SecretDir == "" {
+				return fmt.Errorf("%w: %s identity %q needs tenantID and secretDir", ErrInvalid, id.Source, id.Name)
+			}
+		default:
+			return fmt.Errorf("%w: identity %q has unknown source %q", ErrInvalid, id.Name, id.Source)
+		}
+	}
+	if !foundDefault {
+		return fmt.Errorf("%w: defaultIdentity %q is not among the identities", ErrInvalid, c.DefaultIdentity)
+	}
+	return nil
+}
+
+// Default returns the default identity. Call only on a validated Config.
+func (c *Config) Default() *Identity {
+	for i := range c.Identities {
+		if c.Identities[i].Name == c.DefaultIdentity {
+			return &c.Identities[i]
+		}
+	}
+	return nil
+}
