@@ -1,0 +1,129 @@
+package v1
+
+import (
+	"fmt"
+
+	"github.com/podidentity/injector/internal/names"
+)
+
+// Warnings returns one admission warning per legacy spelling the identity's
+// spec uses, such as
+// `AzureIdentity default/blob-reader: spec key "ResourceID" is a legacy spelling; rename it to "resourceID"`.
+func (a *AzureIdentity) Warnings() []string {
+	return a.Spec.Decoding.warnings(KindAzureIdentity, &a.ObjectMeta)
+}
+
+// DecodeErr returns nil, or an error wrapping ErrLegacyConflict or
+// ErrInvalidField for each key of the spec that could not be used.
+func (a *AzureIdentity) DecodeErr() error {
+	return joinErrors(a.Spec.Decoding.fieldErrors(KindAzureIdentity, &a.ObjectMeta))
+}
+
+// Validate returns nil when the webhook can give this identity to a pod.
+// Otherwise its error lists every problem, each a *FieldError wrapping one
+// of ErrLegacyConflict, ErrInvalidField, ErrMissingField, ErrUnknownType or
+// ErrCrossNamespaceSecret. The tenant is not checked here, because the
+// webhook may supply a default.
+func (a *AzureIdentity) Validate() error {
+	s := &a.Spec
+	errs := s.Decoding.fieldErrors(KindAzureIdentity, &a.ObjectMeta)
+	fail := func(field string, reason error, format string, args ...any) {
+		errs = append(errs, newFieldError(KindAzureIdentity, &a.ObjectMeta, field, reason, fmt.Sprintf(format, args...)))
+	}
+	if !s.Type.Known() && !s.Decoding.errorFor("type") {
+		fail("type", ErrUnknownType,
+			"spec.type is %d, which is not an identity type; set it to %d (%s), %d (%s) or %d (%s)",
+			int(s.Type),
+			IdentityTypeUserAssignedMSI, IdentityTypeUserAssignedMSI,
+			IdentityTypeServicePrincipal, IdentityTypeServicePrincipal,
+			IdentityTypeServicePrincipalCertificate, IdentityTypeServicePrincipalCertificate)
+	}
+	if s.ClientID == "" && !s.Decoding.errorFor("clientID") {
+		fail("clientID", ErrMissingField,
+			"spec.clientID is empty; set it to the client ID of the managed identity or service principal")
+	}
+	needsSecret := s.Type == IdentityTypeServicePrincipal || s.Type == IdentityTypeServicePrincipalCertificate
+	if needsSecret && s.ClientPassword.Name == "" && !s.Decoding.errorFor("clientPassword") {
+		fail("clientPassword.name", ErrMissingField,
+			"spec.type %d (%s) needs spec.clientPassword.name; set it to the name of a Secret in %s that holds the %s",
+			int(s.Type), s.Type, inNamespace(a.Namespace, "identity"), secretContent(s.Type))
+	}
+	if ns := s.ClientPassword.Namespace; ns != "" && a.Namespace != "" && ns != a.Namespace {
+		fail("clientPassword.namespace", ErrCrossNamespaceSecret,
+			"spec.clientPassword.namespace is %q, but the Secret must live in the identity's namespace %q; move Secret %q there and set clientPassword.namespace to %q or remove it",
+			ns, a.Namespace, s.ClientPassword.Name, a.Namespace)
+	}
+	return joinErrors(errs)
+}
+
+func secretContent(t IdentityType) string {
+	if t == IdentityTypeServicePrincipalCertificate {
+		return "certificate"
+	}
+	return "client secret"
+}
+
+// inNamespace is "namespace team-a", or "the identity's namespace" when
+// the object's namespace is not known, as for a manifest not yet applied.
+func inNamespace(ns, owner string) string {
+	if ns == "" {
+		return "the " + owner + "'s namespace"
+	}
+	return "namespace " + ns
+}
+
+// Warnings returns one admission warning per legacy spelling the binding's
+// spec uses, such as
+// `AzureIdentityBinding default/x: spec key "Selector" is a legacy spelling; rename it to "selector"`.
+func (b *AzureIdentityBinding) Warnings() []string {
+	return b.Spec.Decoding.warnings(KindAzureIdentityBinding, &b.ObjectMeta)
+}
+
+// DecodeErr returns nil, or an error wrapping ErrLegacyConflict or
+// ErrInvalidField for each key of the spec that could not be used.
+func (b *AzureIdentityBinding) DecodeErr() error {
+	return joinErrors(b.Spec.Decoding.fieldErrors(KindAzureIdentityBinding, &b.ObjectMeta))
+}
+
+// Validate returns nil when the binding names an identity and a selector.
+// Otherwise its error lists every problem, each a *FieldError wrapping one
+// of ErrLegacyConflict, ErrInvalidField or ErrMissingField.
+func (b *AzureIdentityBinding) Validate() error {
+	s := &b.Spec
+	errs := s.Decoding.fieldErrors(KindAzureIdentityBinding, &b.ObjectMeta)
+	if s.AzureIdentity == "" && !s.Decoding.errorFor("azureIdentity") {
+		errs = append(errs, newFieldError(KindAzureIdentityBinding, &b.ObjectMeta, "azureIdentity", ErrMissingField,
+			fmt.Sprintf("spec.azureIdentity is empty; set it to the name of an AzureIdentity in %s", inNamespace(b.Namespace, "binding"))))
+	}
+	if s.Selector == "" && !s.Decoding.errorFor("selector") {
+		errs = append(errs, newFieldError(KindAzureIdentityBinding, &b.ObjectMeta, "selector", ErrMissingField,
+			fmt.Sprintf("spec.selector is empty; set it to the value of the %s label of the pods that should get this identity", names.BindingLabel)))
+	}
+	return joinErrors(errs)
+}
+
+// Warnings returns one admission warning per legacy spelling the
+// exception's spec uses.
+func (e *AzurePodIdentityException) Warnings() []string {
+	return e.Spec.Decoding.warnings(KindAzurePodIdentityException, &e.ObjectMeta)
+}
+
+// DecodeErr returns nil, or an error wrapping ErrLegacyConflict or
+// ErrInvalidField for each key of the spec that could not be used.
+func (e *AzurePodIdentityException) DecodeErr() error {
+	return joinErrors(e.Spec.Decoding.fieldErrors(KindAzurePodIdentityException, &e.ObjectMeta))
+}
+
+// Validate returns nil when the exception has pod labels to match. An
+// exception without them would exempt every pod of its namespace, so it is
+// an error (ErrMissingField) that the caller should treat as "this exception
+// matches nothing" rather than as "exempt everything".
+func (e *AzurePodIdentityException) Validate() error {
+	s := &e.Spec
+	errs := s.Decoding.fieldErrors(KindAzurePodIdentityException, &e.ObjectMeta)
+	if len(s.PodLabels) == 0 && !s.Decoding.errorFor("podLabels") {
+		errs = append(errs, newFieldError(KindAzurePodIdentityException, &e.ObjectMeta, "podLabels", ErrMissingField,
+			"spec.podLabels is empty, which would exempt every pod of the namespace; list the labels of the pods to exempt"))
+	}
+	return joinErrors(errs)
+}
