@@ -2,6 +2,7 @@ package inject
 
 import (
 	"errors"
+	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -11,41 +12,53 @@ import (
 // mutation stays a pure function of its arguments.
 type Identity struct {
 	// Name and Namespace of the AzureIdentity.
-	Name      string
-	Namespace string
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
 	// Source is one of names.TokenSource*.
-	Source string
+	Source string `json:"source"`
 	// ClientID, TenantID and ResourceID of the identity. TenantID is already
 	// defaulted from the webhook's flag.
-	ClientID   string
-	TenantID   string
-	ResourceID string
+	ClientID   string `json:"clientID"`
+	TenantID   string `json:"tenantID,omitempty"`
+	ResourceID string `json:"resourceID,omitempty"`
 	// AuthorityHost is the identity's adEndpoint, else the webhook default.
-	AuthorityHost string
+	AuthorityHost string `json:"authorityHost,omitempty"`
 	// DisableInstanceDiscovery is set for non-public authorities.
-	DisableInstanceDiscovery bool
+	DisableInstanceDiscovery bool `json:"disableInstanceDiscovery,omitempty"`
 	// AdditionallyAllowedTenants are the identity's auxiliaryTenantIDs.
-	AdditionallyAllowedTenants []string
+	AdditionallyAllowedTenants []string `json:"additionallyAllowedTenants,omitempty"`
 	// SecretName is the Secret of a type 1 or 2 identity, in Namespace.
-	SecretName string
+	SecretName string `json:"secretName,omitempty"`
 	// Weight is the highest weight among the bindings that bound it.
-	Weight int
+	Weight int `json:"weight,omitempty"`
 }
 
 // Config is what the operator chose for every injected pod.
 type Config struct {
 	// SidecarImage is the token-server image.
-	SidecarImage string
+	SidecarImage string `json:"sidecarImage"`
 	// ImagePullPolicy of the sidecar; empty leaves the API server's default.
-	ImagePullPolicy corev1.PullPolicy
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
 	// Port is the sidecar's loopback port unless the pod overrides it with
 	// names.TokenPortAnnotation.
-	Port int
+	Port int `json:"port"`
 	// Resources of the sidecar container.
-	Resources corev1.ResourceRequirements
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
 	// NativeSidecar is true when the API server supports init containers
 	// with restartPolicy Always (1.29 and later).
-	NativeSidecar bool
+	NativeSidecar bool `json:"nativeSidecar,omitempty"`
+}
+
+// Validate checks the operator's choices once, at start, so that a bad flag
+// fails the webhook rather than every admission. Inject checks them again.
+func (c Config) Validate() error {
+	if c.SidecarImage == "" {
+		return fmt.Errorf("%w: the sidecar image is empty; set the webhook's sidecar image flag", ErrInvalidConfig)
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		return fmt.Errorf("%w: the token port %d is not in 1-65535; set the webhook's port flag to a free port", ErrInvalidConfig, c.Port)
+	}
+	return nil
 }
 
 // Result says what Inject did.
@@ -71,4 +84,14 @@ var (
 	ErrBadPortAnnotation = errors.New("invalid token-port annotation")
 	// ErrNoIdentities: nothing to inject.
 	ErrNoIdentities = errors.New("no identities to inject")
+	// ErrInvalidIdentity: an identity cannot be written into the sidecar
+	// config (an empty or malformed name, a missing client or tenant ID).
+	// The webhook validates identities first, so this is a bug upstream.
+	ErrInvalidIdentity = errors.New("invalid identity")
+	// ErrInvalidConfig: the operator's Config or the per-pod secret is
+	// unusable.
+	ErrInvalidConfig = errors.New("invalid injection config")
+	// ErrNameConflict: the pod already uses a container or volume name that
+	// the injection needs, and it is not ours.
+	ErrNameConflict = errors.New("name already used in the pod")
 )
