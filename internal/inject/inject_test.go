@@ -1,0 +1,560 @@
+package inject_test
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/podidentity/injector/internal/inject"
+	"github.com/podidentity/injector/internal/inject/injecttest"
+	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/internal/sidecarconfig"
+)
+
+// loadCase loads a golden case or fails the test.
+func loadCase(t testing.TB, name string) *injecttest.Case {
+	t.Helper()
+	c, err := injecttest.Load(injecttest.Dir(), name)
+	require.NoError(t, err)
+	return c
+}
+
+// identityEnv are the variables Inject gives every app and init container.
+var identityEnv = []string{
+	names.EnvIdentityEndpoint, names.EnvIdentityHeader, names.EnvAzureClientID,
+	names.EnvAuthorityHost, names.EnvAzcopyAutoLoginType, names.EnvAzcopyMSIClientID,
+}
+
+func TestRequiredCasesExist(t *testing.T) {
+	cases, err := injecttest.Names(injecttest.Dir())
+	require.NoError(t, err)
+	for _, want := range []string{
+		"seed", "two-identities-weights", "type1-secret", "type2-certificate", "imds-source",
+		"skip-containers", "user-set-client-id", "already-injected", "pre-1.29",
+		"container-added-after-injection", "custom-port-annotation",
+	} {
+		assert.Contains(t, cases, want)
+	}
+}
+
+// The derived cases are only meaningful while they start from the seed's
+// current output.
+func TestDerivedCasesStartFromSeedGolden(t *testing.T) {
+	seedGolden, _, err := injecttest.LoadGolden(injecttest.Dir(), "seed")
+	require.NoError(t, err)
+
+	already := loadCase(t, "already-injected")
+	assert.Empty(t, cmp.Diff(seedGolden, &already.Pod), "already-injected.yaml's pod must be seed.golden.yaml (-seed golden +input)")
+
+	added := loadCase(t, "container-added-after-injection")
+	trimmed := added.Pod.DeepCopy()
+	trimmed.Spec.Containers = slices.DeleteFunc(trimmed.Spec.Containers, func(c corev1.Container) bool { return c.Name == "late-app" })
+	trimmed.Spec.InitContainers = slices.DeleteFunc(trimmed.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == "late-init" })
+	assert.Empty(t, cmp.Diff(seedGolden, trimmed), "container-added-after-injection.yaml must be seed.golden.yaml plus late-app and late-init")
+}
+
+// TestCaseProperties checks, on every golden case, the promises that a
+// golden file alone would not make obvious.
+func TestCaseProperties(t *testing.T) {
+	dir := injecttest.Dir()
+	cases, err := injecttest.Names(dir)
+	require.NoError(t, err)
+	for _, name := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := loadCase(t, name)
+			out, res, err := c.Inject()
+			require.NoError(t, err)
+
+			// The sidecar is there once, first in its list, and its config
+			// parses and names the default identity.
+			sc, list := sidecarOf(t, out)
+			assert.Equal(t, names.SidecarContainerName, list[0].Name, "the sidecar must come first")
+			cfgEnv := envValue(sc, names.EnvSidecarConfig)
+			require.NotNil(t, cfgEnv)
+			parsed, err := sidecarconfig.Parse([]byte(cfgEnv.Value))
+			require.NoError(t, err)
+			assert.Equal(t, res.DefaultIdentity, parsed.DefaultIdentity)
+			assert.True(t, slices.IsSortedFunc(parsed.Identities, func(a, b sidecarconfig.Identity) int { return strings.Compare(a.Name, b.Name) }))
+			header := envValue(sc, names.EnvIdentityHeader)
+			require.NotNil(t, header)
+			port := "http://127.0.0.1:" + strconv.Itoa(parsed.Port)
+
+			// Only the sidecar mounts credentials.
+			credVolumes := map[string]bool{}
+			for _, v := range out.Spec.Volumes {
+				if v.Name == names.TokenVolumeName || strings.HasPrefix(v.Name, names.SecretVolumePrefix) {
+					credVolumes[v.Name] = true
+				}
+			}
+			for _, m := range sc.VolumeMounts {
+				assert.True(t, credVolumes[m.Name], "sidecar mounts %q, which is not a credential volume", m.Name)
+				assert.True(t, m.ReadOnly, "sidecar mount %q must be read-only", m.Name)
+			}
+			in := map[string]*corev1.Container{}
+			for _, cs := range [][]corev1.Container{c.Pod.Spec.InitContainers, c.Pod.Spec.Containers} {
+				for i := range cs {
+					in[cs[i].Name] = &cs[i]
+				}
+			}
+			skipped := skipped(out)
+			for _, ctr := range append(slices.Clone(out.Spec.InitContainers), out.Spec.Containers...) {
+				if ctr.Name == names.SidecarContainerName {
+					continue
+				}
+				for _, m := range ctr.VolumeMounts {
+					assert.False(t, credVolumes[m.Name], "container %q mounts credential volume %q", ctr.Name, m.Name)
+				}
+				for _, e := range ctr.Env {
+					assert.NotEqual(t, "MSI_ENDPOINT", e.Name, "container %q", ctr.Name)
+					assert.NotEqual(t, "AZURE_FEDERATED_TOKEN_FILE", e.Name, "container %q", ctr.Name)
+				}
+				orig := in[ctr.Name]
+				for _, n := range identityEnv {
+					count := countEnv(ctr.Env, n)
+					switch {
+					case skipped[ctr.Name]:
+						assert.Equal(t, countEnv(envOf(orig), n), count, "skipped container %q got %s", ctr.Name, n)
+					case orig != nil && countEnv(orig.Env, n) > 0:
+						assert.Equal(t, countEnv(orig.Env, n), count, "container %q: user's %s was touched", ctr.Name, n)
+						assert.Equal(t, *envValue(orig, n), *envValue(&ctr, n), "container %q: user's %s was overwritten", ctr.Name, n)
+					default:
+						assert.Equal(t, 1, count, "container %q must have %s once", ctr.Name, n)
+					}
+				}
+				if skipped[ctr.Name] {
+					continue
+				}
+				// Every container that was given the header has the sidecar's.
+				if orig == nil || countEnv(orig.Env, names.EnvIdentityHeader) == 0 {
+					assert.Equal(t, *header, *envValue(&ctr, names.EnvIdentityHeader), "container %q", ctr.Name)
+				}
+				if orig == nil || countEnv(orig.Env, names.EnvAuthorityHost) == 0 {
+					assert.Equal(t, port, envValue(&ctr, names.EnvAuthorityHost).Value, "container %q", ctr.Name)
+				}
+			}
+		})
+	}
+}
+
+func TestInjectDoesNotModifyInput(t *testing.T) {
+	for _, name := range []string{"seed", "pre-1.29", "container-added-after-injection", "user-set-client-id"} {
+		t.Run(name, func(t *testing.T) {
+			c := loadCase(t, name)
+			before := c.Pod.DeepCopy()
+			out, _, err := c.Inject()
+			require.NoError(t, err)
+			assert.Empty(t, cmp.Diff(before, &c.Pod), "input changed")
+			// The output shares no memory with the input either.
+			if len(out.Spec.Containers) > 0 {
+				out.Spec.Containers[len(out.Spec.Containers)-1].Env = append(out.Spec.Containers[len(out.Spec.Containers)-1].Env, corev1.EnvVar{Name: "X"})
+				out.Annotations["x"] = "y"
+			}
+			assert.Empty(t, cmp.Diff(before, &c.Pod), "input shares memory with the output")
+		})
+	}
+}
+
+func TestInjectIsDeterministic(t *testing.T) {
+	c := loadCase(t, "two-identities-weights")
+	first, _, err := c.Inject()
+	require.NoError(t, err)
+	// The order of the identities must not matter.
+	slices.Reverse(c.Identities)
+	second, _, err := c.Inject()
+	require.NoError(t, err)
+	assert.Empty(t, cmp.Diff(first, second))
+}
+
+func TestInjectErrors(t *testing.T) {
+	seed := loadCase(t, "seed")
+	withPod := func(mutate func(*corev1.Pod)) *corev1.Pod {
+		p := seed.Pod.DeepCopy()
+		mutate(p)
+		return p
+	}
+	tests := []struct {
+		name    string
+		pod     *corev1.Pod
+		ids     []inject.Identity
+		cfg     func(*inject.Config)
+		secret  string
+		wantErr error
+		// wantMsg are parts the user-facing message must contain.
+		wantMsg []string
+	}{
+		{
+			name:    "hostNetwork",
+			pod:     withPod(func(p *corev1.Pod) { p.Spec.HostNetwork = true }),
+			wantErr: inject.ErrHostNetwork,
+			wantMsg: []string{"pod default/my-app-7c9d8b6f5-", "spec.hostNetwork", "every pod on the node", "without hostNetwork"},
+		},
+		{
+			name: "port collision in a container",
+			pod: withPod(func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 80}, {ContainerPort: 8181}}
+			}),
+			wantErr: inject.ErrPortCollision,
+			wantMsg: []string{"spec.containers[0].ports[1].containerPort", `"my-app"`, "8181", names.TokenPortAnnotation},
+		},
+		{
+			name: "port collision in an init container",
+			pod: withPod(func(p *corev1.Pod) {
+				p.Spec.InitContainers[0].Ports = []corev1.ContainerPort{{ContainerPort: 8181, Protocol: corev1.ProtocolTCP}}
+			}),
+			wantErr: inject.ErrPortCollision,
+			wantMsg: []string{"spec.initContainers[0].ports[0].containerPort", `"data-init"`, names.TokenPortAnnotation},
+		},
+		{
+			name: "port collision through a probe",
+			pod: withPod(func(p *corev1.Pod) {
+				p.Spec.Containers[0].LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+					TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8181)},
+				}}
+			}),
+			wantErr: inject.ErrPortCollision,
+			wantMsg: []string{"spec.containers[0].livenessProbe.tcpSocket.port"},
+		},
+		{
+			name: "port collision with the annotated port",
+			pod: withPod(func(p *corev1.Pod) {
+				p.Annotations = map[string]string{names.TokenPortAnnotation: "9000"}
+				p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 9000}}
+			}),
+			wantErr: inject.ErrPortCollision,
+			wantMsg: []string{"spec.containers[0].ports[0].containerPort", "9000"},
+		},
+		{
+			name: "port collision after injection, by a container another webhook added",
+			pod: func() *corev1.Pod {
+				golden, _, err := injecttest.LoadGolden(injecttest.Dir(), "seed")
+				require.NoError(t, err)
+				golden.Spec.Containers = append(golden.Spec.Containers, corev1.Container{
+					Name: "late", Ports: []corev1.ContainerPort{{ContainerPort: 8181}},
+				})
+				return golden
+			}(),
+			wantErr: inject.ErrPortCollision,
+			wantMsg: []string{"spec.containers[1].ports[0].containerPort", `"late"`},
+		},
+		{
+			name:    "bad port annotation",
+			pod:     withPod(func(p *corev1.Pod) { p.Annotations = map[string]string{names.TokenPortAnnotation: "http"} }),
+			wantErr: inject.ErrBadPortAnnotation,
+			wantMsg: []string{`metadata.annotations["` + names.TokenPortAnnotation + `"]`, `"http"`, "1-65535", "remove the annotation"},
+		},
+		{
+			name:    "port annotation out of range",
+			pod:     withPod(func(p *corev1.Pod) { p.Annotations = map[string]string{names.TokenPortAnnotation: "70000"} }),
+			wantErr: inject.ErrBadPortAnnotation,
+			wantMsg: []string{`"70000"`},
+		},
+		{
+			name:    "port annotation zero",
+			pod:     withPod(func(p *corev1.Pod) { p.Annotations = map[string]string{names.TokenPortAnnotation: "0"} }),
+			wantErr: inject.ErrBadPortAnnotation,
+			wantMsg: []string{`"0"`},
+		},
+		{
+			name:    "no identities",
+			pod:     seed.Pod.DeepCopy(),
+			ids:     []inject.Identity{},
+			wantErr: inject.ErrNoIdentities,
+			wantMsg: []string{"pod default/my-app-7c9d8b6f5-", names.BindingLabel},
+		},
+		{
+			name:    "empty secret",
+			pod:     seed.Pod.DeepCopy(),
+			secret:  "-",
+			wantErr: inject.ErrInvalidConfig,
+			wantMsg: []string{names.EnvIdentityHeader},
+		},
+		{
+			name:    "no sidecar image",
+			pod:     seed.Pod.DeepCopy(),
+			cfg:     func(c *inject.Config) { c.SidecarImage = "" },
+			wantErr: inject.ErrInvalidConfig,
+			wantMsg: []string{"sidecar image"},
+		},
+		{
+			name: "identity without client ID",
+			pod:  seed.Pod.DeepCopy(),
+			ids: []inject.Identity{{
+				Name: "broken", Namespace: "default", Source: names.TokenSourceFederated, TenantID: "t",
+			}},
+			wantErr: inject.ErrInvalidIdentity,
+			wantMsg: []string{`"broken"`, "clientID"},
+		},
+		{
+			name: "identity name that is no object name",
+			pod:  seed.Pod.DeepCopy(),
+			ids: []inject.Identity{{
+				Name: "../etc", Namespace: "default", Source: names.TokenSourceIMDS, ClientID: "c",
+			}},
+			wantErr: inject.ErrInvalidIdentity,
+			wantMsg: []string{"AzureIdentity default/../etc"},
+		},
+		{
+			name: "secret identity without a Secret",
+			pod:  seed.Pod.DeepCopy(),
+			ids: []inject.Identity{{
+				Name: "sp", Namespace: "default", Source: names.TokenSourceClientSecret, ClientID: "c", TenantID: "t",
+			}},
+			wantErr: inject.ErrInvalidIdentity,
+			wantMsg: []string{"AzureIdentity default/sp", "clientPassword"},
+		},
+		{
+			name: "a user container with the sidecar's name",
+			pod: withPod(func(p *corev1.Pod) {
+				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: names.SidecarContainerName, Image: "mine"})
+			}),
+			wantErr: inject.ErrNameConflict,
+			wantMsg: []string{"spec.containers[1]", names.EnvSidecarConfig, "rename"},
+		},
+		{
+			name: "a user volume with the token volume's name",
+			pod: withPod(func(p *corev1.Pod) {
+				p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: names.TokenVolumeName})
+			}),
+			wantErr: inject.ErrNameConflict,
+			wantMsg: []string{"spec.volumes[1]", names.TokenVolumeName, "rename"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ids := seed.Identities
+			if tt.ids != nil {
+				ids = tt.ids
+			}
+			cfg := seed.Config
+			if tt.cfg != nil {
+				tt.cfg(&cfg)
+			}
+			secret := seed.Secret
+			if tt.secret == "-" {
+				secret = ""
+			}
+			before := tt.pod.DeepCopy()
+			out, _, err := inject.Inject(tt.pod, ids, cfg, secret)
+			require.Error(t, err)
+			assert.Nil(t, out)
+			assert.ErrorIs(t, err, tt.wantErr)
+			for _, part := range tt.wantMsg {
+				assert.Contains(t, err.Error(), part)
+			}
+			assert.Empty(t, cmp.Diff(before, tt.pod), "a failed Inject modified its input")
+		})
+	}
+}
+
+func TestInjectNilPod(t *testing.T) {
+	_, _, err := inject.Inject(nil, loadCase(t, "seed").Identities, loadCase(t, "seed").Config, "s")
+	assert.ErrorIs(t, err, inject.ErrInvalidConfig)
+}
+
+func TestWarnings(t *testing.T) {
+	tests := []struct {
+		name string
+		pod  func(t *testing.T) *corev1.Pod
+		cfg  func(*inject.Config)
+		want []string
+	}{
+		{
+			name: "native sidecar, nothing to warn about",
+			pod:  func(t *testing.T) *corev1.Pod { return loadCase(t, "seed").Pod.DeepCopy() },
+		},
+		{
+			name: "pre-1.29 names the init containers",
+			pod:  func(t *testing.T) *corev1.Pod { return loadCase(t, "seed").Pod.DeepCopy() },
+			cfg:  func(c *inject.Config) { c.NativeSidecar = false },
+			want: []string{`below 1.29`, `init containers cannot get tokens`, `init containers "data-init" will not get tokens`},
+		},
+		{
+			name: "pre-1.29 without init containers still says so",
+			pod: func(t *testing.T) *corev1.Pod {
+				p := loadCase(t, "seed").Pod.DeepCopy()
+				p.Spec.InitContainers = nil
+				return p
+			},
+			cfg:  func(c *inject.Config) { c.NativeSidecar = false },
+			want: []string{`init containers cannot get tokens`},
+		},
+		{
+			name: "init container another webhook put before the native sidecar",
+			pod: func(t *testing.T) *corev1.Pod {
+				golden, _, err := injecttest.LoadGolden(injecttest.Dir(), "seed")
+				require.NoError(t, err)
+				golden.Spec.InitContainers = slices.Insert(golden.Spec.InitContainers, 0,
+					corev1.Container{Name: "early"},
+					corev1.Container{Name: "mesh", RestartPolicy: ptrTo(corev1.ContainerRestartPolicyAlways)})
+				return golden
+			},
+			want: []string{`init containers "early" run before the token sidecar`},
+		},
+		{
+			name: "skip-containers names a container the pod lacks",
+			pod: func(t *testing.T) *corev1.Pod {
+				p := loadCase(t, "seed").Pod.DeepCopy()
+				p.Annotations = map[string]string{names.SkipContainersAnnotation: "my-app, myapp"}
+				return p
+			},
+			want: []string{names.SkipContainersAnnotation, `"myapp"`, "spelling"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			seed := loadCase(t, "seed")
+			cfg := seed.Config
+			if tt.cfg != nil {
+				tt.cfg(&cfg)
+			}
+			_, res, err := inject.Inject(tt.pod(t), seed.Identities, cfg, seed.Secret)
+			require.NoError(t, err)
+			if len(tt.want) == 0 {
+				assert.Empty(t, res.Warnings)
+				return
+			}
+			require.Len(t, res.Warnings, 1)
+			for _, part := range tt.want {
+				assert.Contains(t, res.Warnings[0], part)
+			}
+			assert.NotContains(t, res.Warnings[0], seed.Secret, "a warning must never carry the header value")
+		})
+	}
+}
+
+func TestDefaultIdentity(t *testing.T) {
+	tests := []struct {
+		name string
+		ids  []inject.Identity
+		want string
+	}{
+		{name: "none", ids: nil, want: ""},
+		{name: "one", ids: []inject.Identity{{Name: "a"}}, want: "a"},
+		{name: "highest weight wins", ids: []inject.Identity{{Name: "a", Weight: 1}, {Name: "b", Weight: 2}}, want: "b"},
+		{name: "tie goes to the smallest name", ids: []inject.Identity{{Name: "c", Weight: 2}, {Name: "b", Weight: 2}, {Name: "a", Weight: 1}}, want: "b"},
+		{name: "negative weights", ids: []inject.Identity{{Name: "a", Weight: -5}, {Name: "b", Weight: -1}}, want: "b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, inject.DefaultIdentity(tt.ids).Name)
+			rev := slices.Clone(tt.ids)
+			slices.Reverse(rev)
+			assert.Equal(t, tt.want, inject.DefaultIdentity(rev).Name, "order of ids must not matter")
+		})
+	}
+}
+
+// A sidecar whose header comes from a Secret is honoured: the other
+// containers get the same valueFrom rather than a new literal.
+func TestExistingSidecarHeaderValueFrom(t *testing.T) {
+	seed := loadCase(t, "seed")
+	golden, _, err := injecttest.LoadGolden(injecttest.Dir(), "seed")
+	require.NoError(t, err)
+	from := &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: "hdr"}, Key: "h",
+	}}
+	sc := &golden.Spec.InitContainers[0]
+	for i := range sc.Env {
+		if sc.Env[i].Name == names.EnvIdentityHeader {
+			sc.Env[i] = corev1.EnvVar{Name: names.EnvIdentityHeader, ValueFrom: from}
+		}
+	}
+	golden.Spec.Containers = append(golden.Spec.Containers, corev1.Container{Name: "late"})
+	out, res, err := inject.Inject(golden, seed.Identities, seed.Config, "unused")
+	require.NoError(t, err)
+	assert.True(t, res.Changed)
+	late := out.Spec.Containers[1]
+	got := envValue(&late, names.EnvIdentityHeader)
+	require.NotNil(t, got)
+	assert.Equal(t, corev1.EnvVar{Name: names.EnvIdentityHeader, ValueFrom: from}, *got)
+	assert.NotSame(t, sc.Env[1].ValueFrom, got.ValueFrom, "the output must not alias the input")
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     inject.Config
+		wantErr bool
+	}{
+		{name: "valid", cfg: inject.Config{SidecarImage: "i", Port: 8181}},
+		{name: "no image", cfg: inject.Config{Port: 8181}, wantErr: true},
+		{name: "port zero", cfg: inject.Config{SidecarImage: "i"}, wantErr: true},
+		{name: "port too large", cfg: inject.Config{SidecarImage: "i", Port: 65536}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if !tt.wantErr {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, inject.ErrInvalidConfig)
+		})
+	}
+}
+
+// sidecarOf returns the sidecar and the list it is in, failing unless there
+// is exactly one.
+func sidecarOf(t *testing.T, pod *corev1.Pod) (*corev1.Container, []corev1.Container) {
+	t.Helper()
+	var (
+		found *corev1.Container
+		list  []corev1.Container
+		n     int
+	)
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			if cs[i].Name == names.SidecarContainerName {
+				found, list = &cs[i], cs
+				n++
+			}
+		}
+	}
+	require.Equal(t, 1, n, "want exactly one sidecar")
+	return found, list
+}
+
+func envOf(c *corev1.Container) []corev1.EnvVar {
+	if c == nil {
+		return nil
+	}
+	return c.Env
+}
+
+func envValue(c *corev1.Container, name string) *corev1.EnvVar {
+	for i := range c.Env {
+		if c.Env[i].Name == name {
+			return &c.Env[i]
+		}
+	}
+	return nil
+}
+
+func countEnv(env []corev1.EnvVar, name string) int {
+	n := 0
+	for _, e := range env {
+		if e.Name == name {
+			n++
+		}
+	}
+	return n
+}
+
+func skipped(pod *corev1.Pod) map[string]bool {
+	set := map[string]bool{}
+	for n := range strings.SplitSeq(pod.Annotations[names.SkipContainersAnnotation], ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			set[n] = true
+		}
+	}
+	return set
+}
+
+func ptrTo[T any](v T) *T { return &v }
