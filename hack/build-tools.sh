@@ -20,7 +20,21 @@ etcd_dir=$cache/etcd-${ETCD_VERSION}
 azcopy_dir=$cache/azcopy-${AZCOPY_VERSION}
 mkdir -p "$kube_dir" "$etcd_dir" "$azcopy_dir"
 
+# One build at a time per cache: a second `make tools` (say e2e and demo
+# started together) waits here and then finds the binaries built, instead of
+# doubling the memory of two links on a small machine.
+if command -v flock >/dev/null; then
+	exec 9>"$cache/.lock"
+	if ! flock -n 9; then
+		echo ">> another build-tools.sh is building into $cache; waiting for it" >&2
+		flock 9
+	fi
+fi
+
 export CGO_ENABLED=0
+# The tool modules stand alone: a go.work above the checkout must not pull
+# them into a workspace with the project's own dependency versions.
+export GOWORK=off
 
 # build MODULE_DIR OUT PKG [LDFLAGS]: one link at a time, since each link of a
 # Kubernetes binary needs about 2.7 GB and the machine has 2 cores.
