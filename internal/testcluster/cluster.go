@@ -8,7 +8,8 @@
 // webhook mutates them), and Deployments become ReplicaSets and Pods, but no
 // pod ever runs. Its service-account issuer is the apiserver itself, which
 // serves /.well-known/openid-configuration and /openid/v1/jwks to anonymous
-// clients, as a cloud issuer would.
+// clients, as a cloud issuer would; Start adds the ClusterRoleBinding that
+// allows this.
 package testcluster
 
 import (
@@ -30,6 +31,7 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -223,8 +225,7 @@ func (c *Cluster) startAPIServer(ctx context.Context, port, etcdPort int) error 
 		"--etcd-servers=http://127.0.0.1:" + strconv.Itoa(etcdPort),
 		"--authorization-mode=Node,RBAC",
 		// Anonymous requests stay on so that the issuer discovery documents
-		// can be read without credentials, as the default ClusterRoleBinding
-		// system:service-account-issuer-discovery intends.
+		// can be read without credentials (see allowAnonymousIssuerDiscovery).
 		"--anonymous-auth=true",
 		"--service-account-issuer=" + c.issuer,
 		"--service-account-key-file=" + c.pki.saPub,
@@ -255,7 +256,28 @@ func (c *Cluster) startAPIServer(ctx context.Context, port, etcdPort int) error 
 	if err != nil {
 		return fmt.Errorf("build admin client: %w", err)
 	}
-	return nil
+	return c.allowAnonymousIssuerDiscovery(ctx, p)
+}
+
+// allowAnonymousIssuerDiscovery lets unauthenticated clients read the OIDC
+// discovery document and JWKS, as a cloud issuer serves them publicly to
+// Azure AD. The default binding of system:service-account-issuer-discovery
+// covers only ServiceAccounts; the Kubernetes documentation suggests this
+// extra binding for a public issuer. It returns once an anonymous GET of the
+// JWKS succeeds, since RBAC sees new bindings through a cache.
+func (c *Cluster) allowAnonymousIssuerDiscovery(ctx context.Context, apiserver *process) error {
+	_, err := c.client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "testcluster:anonymous-service-account-issuer-discovery"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:service-account-issuer-discovery"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:unauthenticated"}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("bind ClusterRole system:service-account-issuer-discovery to system:unauthenticated: %w", err)
+	}
+	anon := c.AnonymousHTTPClient()
+	return apiserver.waitReady(ctx, c.opts.ReadyTimeout, func(ctx context.Context) error {
+		return expectOK(ctx, anon, c.issuer+"/openid/v1/jwks")
+	})
 }
 
 func (c *Cluster) startControllerManager(ctx context.Context) error {
@@ -332,7 +354,8 @@ func (c *Cluster) Host() string { return c.host }
 
 // Issuer is the service-account token issuer (the "iss" claim). It is the
 // apiserver's URL, so Issuer()+"/.well-known/openid-configuration" and
-// Issuer()+"/openid/v1/jwks" are served, to anonymous clients too.
+// Issuer()+"/openid/v1/jwks" are served, to anonymous clients too (Start
+// binds system:unauthenticated to system:service-account-issuer-discovery).
 func (c *Cluster) Issuer() string { return c.issuer }
 
 // CACertPEM is the CA that signed the apiserver's serving certificate.
@@ -383,7 +406,8 @@ func (c *Cluster) ServiceAccountKubeconfig(ctx context.Context, namespace, name 
 }
 
 // Kubectl runs kubectl with the admin kubeconfig and returns its stdout. On
-// failure the error carries kubectl's stderr.
+// failure the error carries kubectl's stderr. A later --kubeconfig in args
+// wins, so a path from ServiceAccountKubeconfig runs it as that account.
 func (c *Cluster) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
 	full := append([]string{"--kubeconfig=" + c.kubeconfig, "--cache-dir=" + filepath.Join(c.workDir, "kubectl-cache")}, args...)
 	cmd := exec.CommandContext(ctx, c.opts.Binaries.Kubectl, full...)
