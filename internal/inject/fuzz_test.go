@@ -1,0 +1,225 @@
+package inject_test
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/podidentity/injector/internal/inject"
+	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/internal/sidecarconfig"
+)
+
+// sentinels are every error Inject may wrap; a failure that wraps none of
+// them is unclassified and fails the fuzz target.
+var sentinels = []error{
+	inject.ErrNoIdentities, inject.ErrHostNetwork, inject.ErrBadPortAnnotation, inject.ErrPortCollision,
+	inject.ErrInvalidIdentity, inject.ErrInvalidConfig, inject.ErrNameConflict,
+}
+
+// fuzzContainers turns "name:port:ENV1/ENV2,name2" into containers. The
+// port and env parts are optional.
+func fuzzContainers(spec string) []corev1.Container {
+	if spec == "" {
+		return nil
+	}
+	var cs []corev1.Container
+	for i, part := range strings.Split(spec, ",") {
+		if i == 8 {
+			break
+		}
+		fields := strings.SplitN(part, ":", 3)
+		c := corev1.Container{Name: fields[0], Image: "img"}
+		if len(fields) > 1 {
+			if p, err := strconv.ParseInt(fields[1], 10, 32); err == nil {
+				c.Ports = []corev1.ContainerPort{{ContainerPort: int32(p)}}
+			}
+		}
+		if len(fields) > 2 {
+			for _, e := range strings.Split(fields[2], "/") {
+				c.Env = append(c.Env, corev1.EnvVar{Name: e, Value: "user"})
+			}
+		}
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// fuzzIdentities makes up to seven identities; each byte of kinds picks a
+// source (low two bits) and a weight (the rest).
+func fuzzIdentities(prefix string, kinds []byte) []inject.Identity {
+	sources := []string{names.TokenSourceFederated, names.TokenSourceIMDS, names.TokenSourceClientSecret, names.TokenSourceClientCertificate}
+	var ids []inject.Identity
+	for i, k := range kinds {
+		if i == 7 {
+			break
+		}
+		ids = append(ids, inject.Identity{
+			Name:       prefix + strconv.Itoa(i),
+			Namespace:  "ns",
+			Source:     sources[k&3],
+			ClientID:   "client-" + strconv.Itoa(i),
+			TenantID:   "tenant",
+			SecretName: "secret-" + strconv.Itoa(i),
+			Weight:     int(k >> 2),
+		})
+	}
+	return ids
+}
+
+func FuzzInject(f *testing.F) {
+	f.Add("data-init", "my-app", "", "", "blob-reader", []byte{0}, uint16(8181), false, true, false, "")
+	f.Add("a:8181", "b", "", "", "id", []byte{0, 5}, uint16(8181), false, true, false, "")
+	f.Add("", "web:8080:AZURE_CLIENT_ID/IDENTITY_HEADER", "web", "9090", "sp.long.name", []byte{2, 7, 12}, uint16(8181), false, false, false, "")
+	f.Add("init", "app", "", "", "x", []byte{1}, uint16(8181), false, true, true, "late:0:IDENTITY_ENDPOINT,late-init")
+	f.Add("", names.SidecarContainerName, "", "", "x", []byte{1}, uint16(8181), false, true, false, "")
+	f.Add("", "app", "", "abc", "x", []byte{}, uint16(0), true, false, false, "")
+	f.Fuzz(func(t *testing.T, inits, apps, skip, portAnn, idPrefix string, kinds []byte, port uint16, hostNetwork, native, reinvoke bool, late string) {
+		pod := &corev1.Pod{}
+		pod.Namespace, pod.GenerateName = "ns", "fuzz-"
+		pod.Spec.InitContainers = fuzzContainers(inits)
+		pod.Spec.Containers = fuzzContainers(apps)
+		pod.Spec.HostNetwork = hostNetwork
+		pod.Annotations = map[string]string{}
+		if skip != "" {
+			pod.Annotations[names.SkipContainersAnnotation] = skip
+		}
+		if portAnn != "" {
+			pod.Annotations[names.TokenPortAnnotation] = portAnn
+		}
+		ids := fuzzIdentities(idPrefix, kinds)
+		cfg := inject.Config{SidecarImage: "sidecar", Port: int(port), NativeSidecar: native}
+
+		if reinvoke {
+			// Inject once, then let "another webhook" append containers,
+			// which exercises the path that reads the sidecar back.
+			first, _, err := inject.Inject(pod, ids, cfg, "first-secret")
+			if err != nil {
+				return
+			}
+			pod = first
+			for _, c := range fuzzContainers(late) {
+				if strings.HasSuffix(c.Name, "-init") {
+					pod.Spec.InitContainers = append(pod.Spec.InitContainers, c)
+				} else {
+					pod.Spec.Containers = append(pod.Spec.Containers, c)
+				}
+			}
+		}
+
+		before := pod.DeepCopy()
+		out, res, err := inject.Inject(pod, ids, cfg, "fuzz-secret")
+		if !equality.Semantic.DeepEqual(before, pod) {
+			t.Fatalf("Inject modified its input: %s", cmp.Diff(before, pod))
+		}
+		if err != nil {
+			if out != nil {
+				t.Fatalf("error %v with a non-nil pod", err)
+			}
+			if !slices.ContainsFunc(sentinels, func(s error) bool { return errors.Is(err, s) }) {
+				t.Fatalf("unclassified error: %v", err)
+			}
+			return
+		}
+		checkOutput(t, before, out, res)
+
+		again, res2, err := inject.Inject(out, ids, cfg, "another-secret")
+		if err != nil {
+			t.Fatalf("Inject failed on its own output: %v", err)
+		}
+		if res2.Changed || !equality.Semantic.DeepEqual(out, again) {
+			t.Fatalf("not idempotent (changed=%v): %s", res2.Changed, cmp.Diff(out, again))
+		}
+	})
+}
+
+// checkOutput asserts what every successful Inject must give.
+func checkOutput(t *testing.T, in, out *corev1.Pod, res inject.Result) {
+	t.Helper()
+	if res.Changed == equality.Semantic.DeepEqual(in, out) {
+		t.Fatalf("Result.Changed=%v, but the pod changed=%v", res.Changed, !equality.Semantic.DeepEqual(in, out))
+	}
+	count := func(p *corev1.Pod) map[string]int {
+		m := map[string]int{}
+		for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+			for _, c := range cs {
+				m[c.Name]++
+			}
+		}
+		return m
+	}
+	if n := count(out)[names.SidecarContainerName]; n != 1 {
+		t.Fatalf("want one sidecar, have %d", n)
+	}
+	var sc *corev1.Container
+	switch {
+	case len(out.Spec.InitContainers) > 0 && out.Spec.InitContainers[0].Name == names.SidecarContainerName:
+		sc = &out.Spec.InitContainers[0]
+	case len(out.Spec.Containers) > 0 && out.Spec.Containers[0].Name == names.SidecarContainerName:
+		sc = &out.Spec.Containers[0]
+	default:
+		if count(in)[names.SidecarContainerName] == 0 {
+			t.Fatalf("the new sidecar is not first")
+		}
+		return
+	}
+	cfgEnv := envValue(sc, names.EnvSidecarConfig)
+	if cfgEnv == nil {
+		t.Fatalf("sidecar has no %s", names.EnvSidecarConfig)
+	}
+	if _, err := sidecarconfig.Parse([]byte(cfgEnv.Value)); err != nil {
+		t.Fatalf("sidecar config does not parse: %v", err)
+	}
+	for _, v := range out.Spec.Volumes {
+		if errs := validation.IsDNS1123Label(v.Name); len(errs) > 0 {
+			t.Fatalf("volume name %q: %v", v.Name, errs)
+		}
+	}
+	// Apart from the sidecar, the lists keep their containers in order, and
+	// each container only gains identity variables it did not have.
+	for _, l := range [][2][]corev1.Container{
+		{in.Spec.InitContainers, out.Spec.InitContainers},
+		{in.Spec.Containers, out.Spec.Containers},
+	} {
+		before, after := withoutSidecar(l[0]), withoutSidecar(l[1])
+		if len(before) != len(after) {
+			t.Fatalf("containers added or lost: %d before, %d after", len(before), len(after))
+		}
+		for i, c := range after {
+			orig := before[i]
+			if c.Name != orig.Name {
+				t.Fatalf("container %d is %q, was %q", i, c.Name, orig.Name)
+			}
+			for _, m := range c.VolumeMounts {
+				if m.Name == names.TokenVolumeName || strings.HasPrefix(m.Name, names.SecretVolumePrefix) {
+					t.Fatalf("container %q mounts credential volume %q", c.Name, m.Name)
+				}
+			}
+			for _, n := range identityEnv {
+				if had, have := countEnv(orig.Env, n), countEnv(c.Env, n); have > max(had, 1) || have < had {
+					t.Fatalf("container %q has %s %d times, had %d", c.Name, n, have, had)
+				}
+			}
+			for _, n := range []string{"MSI_ENDPOINT", "AZURE_FEDERATED_TOKEN_FILE"} {
+				if countEnv(c.Env, n) != countEnv(orig.Env, n) {
+					t.Fatalf("container %q got %s", c.Name, n)
+				}
+			}
+			if !equality.Semantic.DeepEqual(orig.Env, c.Env[:len(orig.Env)]) {
+				t.Fatalf("container %q: the user's env changed: %s", c.Name, cmp.Diff(orig.Env, c.Env[:len(orig.Env)]))
+			}
+		}
+	}
+}
+
+// withoutSidecar drops the sidecar from a list of containers.
+func withoutSidecar(cs []corev1.Container) []corev1.Container {
+	return slices.DeleteFunc(slices.Clone(cs), func(c corev1.Container) bool { return c.Name == names.SidecarContainerName })
+}
