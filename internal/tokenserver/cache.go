@@ -1,0 +1,292 @@
+package tokenserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// CacheOptions tune the token cache. Zero fields take the defaults.
+type CacheOptions struct {
+	// Now is the clock that decides freshness; default time.Now. Tests
+	// inject a fake one.
+	Now func() time.Time
+	// MaxResourcesPerIdentity bounds memory: past it, the least recently
+	// used resource of that identity is forgotten. Default 64.
+	MaxResourcesPerIdentity int
+	// MaxAttempts is how many upstream calls one fetch makes when they fail
+	// with a temporary error. Default 3.
+	MaxAttempts int
+	// AttemptTimeout bounds one upstream call, so that a hung upstream
+	// cannot hold requests forever. Default 10s.
+	AttemptTimeout time.Duration
+	// RetryDelay is the pause after the first failed attempt; it doubles
+	// after each further one. Default 500ms.
+	RetryDelay time.Duration
+	// MaxBackoff caps how long a resource whose fetches keep failing waits
+	// before its next upstream call. Default 1m.
+	MaxBackoff time.Duration
+	// ExpiryMargin: a token this close to expiry is no longer served, so
+	// that it cannot expire on its way to the client. Default 30s.
+	ExpiryMargin time.Duration
+}
+
+func (o *CacheOptions) defaults() {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxResourcesPerIdentity <= 0 {
+		o.MaxResourcesPerIdentity = 64
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 3
+	}
+	if o.AttemptTimeout <= 0 {
+		o.AttemptTimeout = 10 * time.Second
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = 500 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = time.Minute
+	}
+	if o.ExpiryMargin <= 0 {
+		o.ExpiryMargin = 30 * time.Second
+	}
+}
+
+// ErrClosed is returned by a closed cache.
+var ErrClosed = errors.New("token cache is shut down")
+
+// Cache holds tokens per (identity, resource). It serves from memory,
+// renews a token in the background once it is past its refresh time, lets
+// concurrent misses share one upstream call, and keeps serving a token that
+// is still valid while the upstream fails.
+//
+// Renewal is triggered by the first request after the refresh time, not by
+// a timer: resources nobody asks for any more cost nothing, and clients are
+// told (refresh_in) to come back at the refresh time.
+type Cache struct {
+	o      CacheOptions
+	ctx    context.Context
+	cancel context.CancelFunc
+	group  singleflight.Group
+	wg     sync.WaitGroup
+
+	mu         sync.Mutex
+	closed     bool
+	byIdentity map[string]map[string]*entry
+
+	// waiting counts requests blocked on an upstream call; tests read it.
+	waiting atomic.Int64
+}
+
+type entry struct {
+	tok       Token
+	has       bool
+	refreshAt time.Time
+	lastUsed  time.Time
+	// refreshing is set while a background renewal runs.
+	refreshing bool
+	// failures counts consecutive fetches that failed or did not renew;
+	// until retryAt no new upstream call is made for this entry.
+	failures int
+	retryAt  time.Time
+	lastErr  error
+}
+
+// NewCache returns an empty cache. Close it to stop background renewals.
+func NewCache(o CacheOptions) *Cache {
+	o.defaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Cache{o: o, ctx: ctx, cancel: cancel, byIdentity: map[string]map[string]*entry{}}
+}
+
+// Get returns a token of identity for resource. The token's RefreshOn is
+// when the cache will renew it. hit reports that no upstream call was waited
+// for. ctx bounds only the wait: the upstream call itself goes on for the
+// other requests that share it, within the cache's own timeouts.
+func (c *Cache) Get(ctx context.Context, identity, resource, scope string, src Source) (tok Token, hit bool, err error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return Token{}, false, ErrClosed
+	}
+	now := c.o.Now()
+	e := c.entryFor(identity, resource, now)
+	e.lastUsed = now
+	if e.servable(now, c.o.ExpiryMargin) {
+		tok = e.served()
+		if !now.Before(e.refreshAt) && !e.refreshing && !now.Before(e.retryAt) {
+			e.refreshing = true
+			c.wg.Add(1)
+			go c.renew(identity, resource, scope, src, e)
+		}
+		c.mu.Unlock()
+		return tok, true, nil
+	}
+	if e.lastErr != nil && now.Before(e.retryAt) {
+		err := fmt.Errorf("%w (the next upstream attempt is due at %s)", e.lastErr, e.retryAt.UTC().Format(time.RFC3339))
+		c.mu.Unlock()
+		return Token{}, false, err
+	}
+	c.mu.Unlock()
+
+	c.waiting.Add(1)
+	defer c.waiting.Add(-1)
+	ch := c.group.DoChan(flightKey(identity, resource), func() (any, error) {
+		return c.fetch(e, scope, src)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return Token{}, false, res.Err
+		}
+		return res.Val.(Token), false, nil
+	case <-ctx.Done():
+		return Token{}, false, fmt.Errorf("gave up waiting for the upstream token request: %w", ctx.Err())
+	}
+}
+
+// Close cancels upstream calls in flight and waits for them to end.
+func (c *Cache) Close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+}
+
+func flightKey(identity, resource string) string { return identity + "\x00" + resource }
+
+// renew refreshes a still-servable token in the background.
+func (c *Cache) renew(identity, resource, scope string, src Source, e *entry) {
+	defer c.wg.Done()
+	_, _, _ = c.group.Do(flightKey(identity, resource), func() (any, error) {
+		return c.fetch(e, scope, src)
+	})
+}
+
+// entryFor returns the entry for (identity, resource), making room under
+// the per-identity cap by forgetting the least recently used one. c.mu is
+// held.
+func (c *Cache) entryFor(identity, resource string, now time.Time) *entry {
+	m := c.byIdentity[identity]
+	if m == nil {
+		m = map[string]*entry{}
+		c.byIdentity[identity] = m
+	}
+	if e := m[resource]; e != nil {
+		return e
+	}
+	if len(m) >= c.o.MaxResourcesPerIdentity {
+		var oldest string
+		var at time.Time
+		for r, e := range m {
+			if oldest == "" || e.lastUsed.Before(at) {
+				oldest, at = r, e.lastUsed
+			}
+		}
+		delete(m, oldest)
+	}
+	e := &entry{lastUsed: now}
+	m[resource] = e
+	return e
+}
+
+// fetch calls the upstream with bounded retries and records the outcome.
+// It runs inside the single flight of its entry.
+func (c *Cache) fetch(e *entry, scope string, src Source) (Token, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return Token{}, ErrClosed
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	defer c.wg.Done()
+
+	var tok Token
+	var err error
+	delay := c.o.RetryDelay
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(c.ctx, c.o.AttemptTimeout)
+		tok, err = src.Token(actx, scope)
+		cancel()
+		if err == nil || !isTemporary(err) || attempt >= c.o.MaxAttempts || c.ctx.Err() != nil {
+			break
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+		}
+		delay *= 2
+	}
+	return c.store(e, tok, err)
+}
+
+// store records a fetch's outcome in e and returns what the waiting
+// requests get.
+func (c *Cache) store(e *entry, tok Token, err error) (Token, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.o.Now()
+	e.refreshing = false
+	if err == nil && !tok.ExpiresOn.After(now.Add(c.o.ExpiryMargin)) {
+		err = permanent(fmt.Errorf("the upstream returned a token that expires at %s, which is too soon to serve", tok.ExpiresOn.UTC().Format(time.RFC3339)))
+	}
+	if err != nil {
+		e.failures++
+		e.lastErr = err
+		e.retryAt = now.Add(c.backoff(e.failures))
+		return Token{}, err
+	}
+	if e.has && !tok.ExpiresOn.After(e.tok.ExpiresOn) {
+		// The upstream handed back the token we hold (an upstream cache):
+		// try again later, without hammering it, and keep serving ours.
+		e.failures++
+		e.lastErr = nil
+		e.retryAt = now.Add(c.backoff(e.failures))
+		return e.served(), nil
+	}
+	e.tok, e.has = tok, true
+	e.failures, e.lastErr, e.retryAt = 0, nil, time.Time{}
+	e.refreshAt = refreshTime(tok, now)
+	return e.served(), nil
+}
+
+// backoff is the wait after n consecutive failures: RetryDelay doubled
+// n-1 times, capped at MaxBackoff.
+func (c *Cache) backoff(n int) time.Duration {
+	d := c.o.RetryDelay
+	for i := 1; i < n && d < c.o.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, c.o.MaxBackoff)
+}
+
+// refreshTime is the upstream's refresh hint when it gave one, else half way
+// to expiry: early enough to ride out an outage of half a token lifetime.
+func refreshTime(tok Token, now time.Time) time.Time {
+	if !tok.RefreshOn.IsZero() && tok.RefreshOn.Before(tok.ExpiresOn) {
+		return tok.RefreshOn
+	}
+	return now.Add(tok.ExpiresOn.Sub(now) / 2)
+}
+
+func (e *entry) servable(now time.Time, margin time.Duration) bool {
+	return e.has && now.Add(margin).Before(e.tok.ExpiresOn)
+}
+
+func (e *entry) served() Token {
+	t := e.tok
+	t.RefreshOn = e.refreshAt
+	return t
+}
