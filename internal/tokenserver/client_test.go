@@ -3,8 +3,8 @@ package tokenserver
 import (
 	"context"
 	"net/http"
-	"os"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
