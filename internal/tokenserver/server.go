@@ -54,6 +54,9 @@ type Server struct {
 	byResID    map[string]*identity
 	shutdown   time.Duration
 	mux        *http.ServeMux
+	// now is the cache's clock, so that expires_in and refresh_in agree
+	// with the cache's idea of freshness.
+	now func() time.Time
 }
 
 // identity is a configured identity with its source.
@@ -113,6 +116,7 @@ func New(o Options) (*Server, error) {
 		}
 	}
 	s.cache = NewCache(o.Cache)
+	s.now = s.cache.o.Now
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET "+names.PathAppService, s.handleToken)
 	s.mux.HandleFunc("GET "+names.PathIMDS, s.handleToken)
@@ -159,9 +163,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	writeJSON(w, http.StatusOK, struct {
+		Status string `json:"status"`
+	}{"ok"})
 }
 
 // handleOther answers what no route matched: the wrong method on a token
@@ -201,7 +205,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.logRequest(r, start, id, req.resource, e.status, false, e)
 		return
 	}
-	writeToken(w, req, id, tok, time.Now())
+	writeToken(w, req, id, tok, s.now())
 	s.logRequest(r, start, id, req.resource, http.StatusOK, hit, nil)
 }
 
