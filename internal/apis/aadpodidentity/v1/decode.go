@@ -159,6 +159,8 @@ func decodeMembers(ms []member, at path, fields []field, notes *DecodeNotes) {
 	}
 }
 
+// decodeField decides one field from all its spellings: a single usable
+// value is set; a bad value or disagreeing values leave the field zero.
 func decodeField(ms []member, at path, f field, notes *DecodeNotes) {
 	if len(ms) == 0 {
 		return
