@@ -1,0 +1,226 @@
+// Command pod-identity-webhook is the mutating admission webhook that
+// injects the token-server sidecar into pods labelled aadpodidbinding. Flags
+// go into one Config; run does the rest.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/discovery"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
+	"github.com/podidentity/injector/internal/inject"
+	"github.com/podidentity/injector/internal/webhook"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "pod-identity-webhook:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// run parses args into a Config and serves until ctx is done.
+func run(ctx context.Context, args []string) error {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("pod-identity-webhook", flag.ContinueOnError)
+	cfg.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	level, _ := parseLevel(cfg.LogLevel)
+	log := logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctrl.SetLogger(log)
+	klog.SetLogger(log)
+
+	restCfg, err := restConfig(cfg.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	restCfg.UserAgent = "pod-identity-webhook"
+
+	// The server version is asked once, here; the handler gets a plain bool.
+	native, serverVersion, err := nativeSidecar(cfg.NativeSidecar, restCfg)
+	if err != nil {
+		return err
+	}
+	log.Info("starting", "serverVersion", serverVersion, "nativeSidecar", native, "sidecarImage", cfg.SidecarImage)
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := aadv1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: cfg.MetricsAddr},
+		HealthProbeBindAddress: cfg.ProbeAddr,
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
+			Host: cfg.Host, Port: cfg.Port, CertDir: cfg.CertDir,
+		}),
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+
+	metrics := webhook.NewMetrics()
+	if err := metrics.Register(ctrlmetrics.Registry); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	resources, _ := cfg.resources()
+	handler, err := webhook.NewHandler(webhook.Options{
+		Resolver: &webhook.Resolver{
+			Cache:       mgr.GetCache(),
+			Live:        mgr.GetAPIReader(),
+			LiveTimeout: cfg.LiveReadTimeout,
+			Defaults: webhook.Defaults{
+				TenantID:      cfg.DefaultTenantID,
+				AuthorityHost: cfg.AuthorityHost,
+				TokenSource:   cfg.DefaultTokenSource,
+			},
+		},
+		Inject: inject.Config{
+			SidecarImage:    cfg.SidecarImage,
+			ImagePullPolicy: corev1.PullPolicy(cfg.SidecarPullPolicy),
+			Port:            cfg.TokenPort,
+			Resources:       resources,
+			NativeSidecar:   native,
+		},
+		RequireOptIn: cfg.RequireNamespaceOptIn,
+		Metrics:      metrics,
+	})
+	if err != nil {
+		return err
+	}
+	mgr.GetWebhookServer().Register(webhook.Path, &admission.Webhook{Handler: handler})
+
+	synced := &atomic.Bool{}
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		return warmCache(ctx, mgr, synced, log)
+	})); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("cache", func(*http.Request) error {
+		if !synced.Load() {
+			return errors.New("informer cache not synced yet")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+// warmCache starts the informers the handler reads, so that readiness
+// means every lookup is served from memory, and marks synced.
+func warmCache(ctx context.Context, mgr manager.Manager, synced *atomic.Bool, log logr.Logger) error {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	for _, obj := range []client.Object{&aadv1.AzureIdentity{}, &aadv1.AzureIdentityBinding{}, &aadv1.AzurePodIdentityException{}, ns} {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+			return fmt.Errorf("watch %T: %w (are the CRDs installed? kubectl apply -k manifests/crds)", obj, err)
+		}
+	}
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		return ctx.Err()
+	}
+	synced.Store(true)
+	log.Info("informer cache synced; ready")
+	return nil
+}
+
+// restConfig loads a kubeconfig file, or the in-cluster config.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		c, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("load --kubeconfig %s: %w", kubeconfig, err)
+		}
+		return c, nil
+	}
+	c, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("in-cluster config (outside a cluster, pass --kubeconfig): %w", err)
+	}
+	return c, nil
+}
+
+// nativeSidecar decides whether to inject a native sidecar. With "auto" it
+// asks the API server for its version: native sidecars need 1.29.
+func nativeSidecar(mode string, cfg *rest.Config) (bool, string, error) {
+	if mode != "auto" {
+		return mode == "true", "not asked", nil
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return false, "", fmt.Errorf("discovery client: %w", err)
+	}
+	v, err := dc.ServerVersion()
+	if err != nil {
+		return false, "", fmt.Errorf("get API server version: %w", err)
+	}
+	ok, err := supportsNativeSidecar(v)
+	return ok, v.GitVersion, err
+}
+
+// supportsNativeSidecar reports whether v is 1.29 or later. Minor versions
+// of some distributions carry a "+" suffix.
+func supportsNativeSidecar(v *version.Info) (bool, error) {
+	major, err1 := strconv.Atoi(strings.TrimSuffix(v.Major, "+"))
+	minor, err2 := strconv.Atoi(strings.TrimSuffix(v.Minor, "+"))
+	if err := errors.Join(err1, err2); err != nil {
+		return false, fmt.Errorf("parse API server version %q.%q (set --native-sidecar): %w", v.Major, v.Minor, err)
+	}
+	return major > 1 || (major == 1 && minor >= 29), nil
+}
+
+// parseLevel maps --log-level to a slog level.
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}

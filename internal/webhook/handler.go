@@ -1,0 +1,277 @@
+// Package webhook is the admission handler: it decodes a pod, decides
+// whether the pod is in scope, resolves its identities, calls inject and
+// answers with a minimal JSON Patch. Data flows one way: decode, resolve,
+// inject, respond.
+package webhook
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
+	"github.com/podidentity/injector/internal/inject"
+	"github.com/podidentity/injector/internal/names"
+)
+
+// Path is where the handler is served.
+const Path = "/mutate-v1-pod"
+
+// headerSecretBytes is the entropy of a pod's IDENTITY_HEADER.
+const headerSecretBytes = 32
+
+// Options configure a Handler.
+type Options struct {
+	// Resolver finds the identities of a selector.
+	Resolver *Resolver
+	// Inject is passed to inject.Inject for every pod.
+	Inject inject.Config
+	// RequireOptIn, when true, injects only into namespaces that carry
+	// names.InjectAnnotation=enabled as an annotation or a label.
+	RequireOptIn bool
+	// NewSecret makes the per-pod IDENTITY_HEADER value; nil means
+	// RandomSecret.
+	NewSecret func() (string, error)
+	// Metrics, if not nil, record outcomes and latency.
+	Metrics *Metrics
+}
+
+// Handler is the admission.Handler for pods.
+type Handler struct {
+	opts Options
+}
+
+// NewHandler checks opts; it does no I/O.
+func NewHandler(opts Options) (*Handler, error) {
+	switch {
+	case opts.Resolver == nil || opts.Resolver.Cache == nil:
+		return nil, errors.New("webhook: a Resolver with a Cache is required")
+	}
+	if err := opts.Inject.Validate(); err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
+	if opts.NewSecret == nil {
+		opts.NewSecret = RandomSecret
+	}
+	return &Handler{opts: opts}, nil
+}
+
+// decision is the outcome of one admission before it becomes a response.
+type decision struct {
+	outcome  string
+	message  string
+	err      error // for OutcomeErrored and OutcomeDenied
+	resolve  bool  // err came from resolving the selector
+	warnings []string
+	resp     admission.Response // for OutcomeInjected
+}
+
+// Handle implements admission.Handler.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	d := h.decide(ctx, req)
+	log := logf.FromContext(ctx).WithValues("outcome", d.outcome)
+	var resp admission.Response
+	switch d.outcome {
+	case OutcomeInjected:
+		resp = d.resp
+		log.Info("injected pod identity sidecar", "patchOps", len(resp.Patches))
+	case OutcomeDenied:
+		resp = admission.Denied(d.message)
+		log.Info("denied pod", "reason", d.message)
+	case OutcomeErrored:
+		code := int32(http.StatusInternalServerError)
+		if errors.Is(d.err, errBadRequest) {
+			code = http.StatusBadRequest
+		}
+		resp = admission.Errored(code, d.err)
+		log.Error(d.err, "admission failed")
+	default:
+		resp = admission.Allowed(d.message)
+		log.V(1).Info("pod left unchanged", "reason", d.message)
+	}
+	if m := h.opts.Metrics; m != nil {
+		m.Decisions.WithLabelValues(d.outcome).Inc()
+		m.Duration.WithLabelValues(d.outcome).Observe(time.Since(start).Seconds())
+		if d.resolve {
+			m.ResolveErrors.WithLabelValues(reason(d.err)).Inc()
+		}
+	}
+	return resp.WithWarnings(d.warnings...)
+}
+
+// errBadRequest marks admission requests that are malformed.
+var errBadRequest = errors.New("bad admission request")
+
+// decide runs the pipeline: decode, scope, resolve, inject, patch.
+func (h *Handler) decide(ctx context.Context, req admission.Request) decision {
+	if req.Kind.Kind != "Pod" || req.Kind.Group != "" {
+		return decision{outcome: OutcomeSkipped, message: fmt.Sprintf("not a pod (%s); nothing to do", req.Kind.Kind)}
+	}
+	if req.Operation != admissionv1.Create {
+		return decision{outcome: OutcomeSkipped, message: fmt.Sprintf("operation %s; pods are injected on CREATE only", req.Operation)}
+	}
+	if len(req.Object.Raw) == 0 {
+		return decision{outcome: OutcomeErrored, err: fmt.Errorf("%w: the request has no object", errBadRequest)}
+	}
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
+		return decision{outcome: OutcomeErrored, err: fmt.Errorf("%w: decode pod: %w", errBadRequest, err)}
+	}
+	namespace := cmp.Or(req.Namespace, pod.Namespace)
+	if namespace == "" {
+		return decision{outcome: OutcomeErrored, err: fmt.Errorf("%w: the request names no namespace", errBadRequest)}
+	}
+	pod.Namespace = namespace
+	ref := podRef(pod)
+
+	selector, ok := pod.Labels[names.BindingLabel]
+	if !ok {
+		return decision{outcome: OutcomeSkipped, message: fmt.Sprintf("pod %s has no %s label", ref, names.BindingLabel)}
+	}
+	if pod.Annotations[names.InjectAnnotation] == names.InjectDisabled {
+		return decision{outcome: OutcomeSkipped, message: fmt.Sprintf("pod %s opted out with %s=%s", ref, names.InjectAnnotation, names.InjectDisabled)}
+	}
+	if h.opts.RequireOptIn {
+		in, err := h.optedIn(ctx, namespace)
+		if err != nil {
+			return decision{outcome: OutcomeErrored, err: err}
+		}
+		if !in {
+			return decision{outcome: OutcomeSkipped, message: fmt.Sprintf("namespace %s has not opted in; annotate it %s=%s", namespace, names.InjectAnnotation, names.InjectEnabled)}
+		}
+	}
+	if exc, err := h.exception(ctx, pod); err != nil {
+		return decision{outcome: OutcomeErrored, err: err}
+	} else if exc != "" {
+		return decision{outcome: OutcomeSkipped, message: fmt.Sprintf("pod %s matches AzurePodIdentityException %s/%s", ref, namespace, exc)}
+	}
+
+	res, err := h.opts.Resolver.Resolve(ctx, namespace, selector)
+	if err != nil {
+		if errors.Is(err, ErrLookup) {
+			return decision{outcome: OutcomeErrored, err: err, resolve: true, warnings: res.Warnings}
+		}
+		return decision{outcome: OutcomeDenied, err: err, resolve: true, warnings: res.Warnings,
+			message: fmt.Sprintf("pod %s: %v", ref, err)}
+	}
+	secret, err := h.opts.NewSecret()
+	if err != nil {
+		return decision{outcome: OutcomeErrored, err: err}
+	}
+	mutated, result, err := inject.Inject(pod, res.Identities, h.opts.Inject, secret)
+	warnings := append(res.Warnings, result.Warnings...)
+	if err != nil {
+		return decision{outcome: OutcomeDenied, err: err, warnings: warnings, message: err.Error()}
+	}
+	if !result.Changed {
+		return decision{outcome: OutcomeNoChange, warnings: warnings, message: fmt.Sprintf("pod %s already has its identities", ref)}
+	}
+	ops, err := patchFor(pod, mutated)
+	if err != nil {
+		return decision{outcome: OutcomeErrored, err: fmt.Errorf("pod %s: %w", ref, err)}
+	}
+	return decision{outcome: OutcomeInjected, warnings: warnings,
+		resp: admission.Patched(fmt.Sprintf("injected identities of selector %q, default %s", selector, result.DefaultIdentity), ops...)}
+}
+
+// optedIn reports whether the namespace carries the opt-in annotation or
+// label. Namespaces are cached as metadata only.
+func (h *Handler) optedIn(ctx context.Context, namespace string) (bool, error) {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	key := client.ObjectKey{Name: namespace}
+	r := h.opts.Resolver
+	err := r.Cache.Get(ctx, key, ns)
+	if apierrors.IsNotFound(err) && r.Live != nil {
+		liveCtx, cancel := context.WithTimeout(ctx, r.LiveTimeout)
+		err = r.Live.Get(liveCtx, key, ns)
+		cancel()
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w: get namespace %s: %w", ErrLookup, namespace, err)
+	}
+	return ns.Annotations[names.InjectAnnotation] == names.InjectEnabled ||
+		ns.Labels[names.InjectAnnotation] == names.InjectEnabled, nil
+}
+
+// exception returns the name of the first AzurePodIdentityException in the
+// pod's namespace whose podLabels the pod carries, or "".
+func (h *Handler) exception(ctx context.Context, pod *corev1.Pod) (string, error) {
+	var list aadv1.AzurePodIdentityExceptionList
+	if err := h.opts.Resolver.Cache.List(ctx, &list, client.InNamespace(pod.Namespace)); err != nil {
+		return "", fmt.Errorf("%w: list AzurePodIdentityExceptions in namespace %s: %w", ErrLookup, pod.Namespace, err)
+	}
+	for _, e := range list.Items {
+		if len(e.Spec.PodLabels) > 0 && hasLabels(pod.Labels, e.Spec.PodLabels) {
+			return e.Name, nil
+		}
+	}
+	return "", nil
+}
+
+// hasLabels reports whether have contains every key and value of want.
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || hv != v {
+			return false
+		}
+	}
+	return true
+}
+
+// RandomSecret makes a pod's IDENTITY_HEADER value from crypto/rand.
+func RandomSecret() (string, error) {
+	b := make([]byte, headerSecretBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate identity header: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// podRef names a pod in messages; pods of a Deployment have only a
+// generateName at admission.
+func podRef(pod *corev1.Pod) string {
+	name := pod.Name
+	if name == "" && pod.GenerateName != "" {
+		name = pod.GenerateName + "*"
+	}
+	return pod.Namespace + "/" + name
+}
+
+// reason is the metric label of a failed admission.
+func reason(err error) string {
+	for _, r := range []struct {
+		err  error
+		name string
+	}{
+		{ErrNoBinding, "no_binding"},
+		{ErrInvalidBinding, "invalid_binding"},
+		{ErrIdentityNotFound, "identity_not_found"},
+		{ErrInvalidIdentity, "invalid_identity"},
+		{ErrLookup, "lookup"},
+		{inject.ErrHostNetwork, "host_network"},
+		{inject.ErrPortCollision, "port_collision"},
+		{inject.ErrBadPortAnnotation, "bad_port_annotation"},
+		{errBadRequest, "bad_request"},
+	} {
+		if errors.Is(err, r.err) {
+			return r.name
+		}
+	}
+	return "other"
+}

@@ -1,0 +1,557 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
+	"github.com/podidentity/injector/internal/inject"
+	"github.com/podidentity/injector/internal/inject/injecttest"
+	"github.com/podidentity/injector/internal/names"
+)
+
+const testSecret = "test-identity-header-secret"
+
+func testScheme(t testing.TB) *runtime.Scheme {
+	t.Helper()
+	s := runtime.NewScheme()
+	require.NoError(t, clientgoscheme.AddToScheme(s))
+	require.NoError(t, aadv1.AddToScheme(s))
+	return s
+}
+
+func testInjectConfig() inject.Config {
+	return inject.Config{SidecarImage: "example.test/pod-identity-sidecar:v1", Port: names.DefaultTokenPort, NativeSidecar: true}
+}
+
+// newTestHandler serves from a fake cache holding objs; live, if not nil,
+// stands for the API server behind the cache.
+func newTestHandler(t testing.TB, cache, live client.Reader, cfg inject.Config, secret string) *Handler {
+	t.Helper()
+	h, err := NewHandler(Options{
+		Resolver: &Resolver{
+			Cache: cache, Live: live, LiveTimeout: 1e9,
+			Defaults: Defaults{TokenSource: names.TokenSourceFederated},
+		},
+		Inject:       cfg,
+		RequireOptIn: true,
+		NewSecret:    func() (string, error) { return secret, nil },
+		Metrics:      NewMetrics(),
+	})
+	require.NoError(t, err)
+	return h
+}
+
+func fakeReader(t testing.TB, objs ...client.Object) client.Client {
+	return fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).Build()
+}
+
+func podRequest(t testing.TB, namespace string, raw []byte) admission.Request {
+	t.Helper()
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID:       "req-1",
+		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+		Namespace: namespace,
+		Operation: admissionv1.Create,
+		Object:    runtime.RawExtension{Raw: raw},
+	}}
+}
+
+func optedIn(name string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{names.InjectAnnotation: names.InjectEnabled}}}
+}
+
+// applyPatch applies a response's JSON patch to the raw request object, as
+// the API server does.
+func applyPatch(t testing.TB, raw []byte, resp admission.Response) []byte {
+	t.Helper()
+	if len(resp.Patches) == 0 {
+		return raw
+	}
+	for _, op := range resp.Patches {
+		require.NotEqual(t, "remove", op.Operation, "patch must hold no remove op: %s", op.Path)
+		require.NotEqual(t, "replace", op.Operation, "patch must hold no replace op: %s", op.Path)
+	}
+	b, err := json.Marshal(resp.Patches)
+	require.NoError(t, err)
+	p, err := jsonpatch.DecodePatch(b)
+	require.NoError(t, err)
+	out, err := p.Apply(raw)
+	require.NoError(t, err, "apply patch %s", b)
+	return out
+}
+
+// objectsFor returns the AzureIdentity and AzureIdentityBinding objects
+// that resolve to exactly the case's identities for selector.
+func objectsFor(c *injecttest.Case, selector string) []client.Object {
+	var objs []client.Object
+	for _, id := range c.Identities {
+		ai := &aadv1.AzureIdentity{
+			ObjectMeta: metav1.ObjectMeta{Name: id.Name, Namespace: id.Namespace},
+			Spec: aadv1.AzureIdentitySpec{
+				ClientID: id.ClientID, TenantID: id.TenantID, ResourceID: id.ResourceID,
+				ADEndpoint: id.AuthorityHost, AuxiliaryTenantIDs: id.AdditionallyAllowedTenants,
+			},
+		}
+		switch id.Source {
+		case names.TokenSourceIMDS:
+			ai.Annotations = map[string]string{names.TokenSourceAnnotation: names.TokenSourceIMDS}
+		case names.TokenSourceClientSecret:
+			ai.Spec.Type = aadv1.IdentityTypeServicePrincipal
+			ai.Spec.ClientPassword = corev1.SecretReference{Name: id.SecretName, Namespace: id.Namespace}
+		case names.TokenSourceClientCertificate:
+			ai.Spec.Type = aadv1.IdentityTypeServicePrincipalCertificate
+			ai.Spec.ClientPassword = corev1.SecretReference{Name: id.SecretName}
+		}
+		objs = append(objs, ai, &aadv1.AzureIdentityBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: id.Name + "-binding", Namespace: id.Namespace},
+			Spec:       aadv1.AzureIdentityBindingSpec{AzureIdentity: id.Name, Selector: selector, Weight: id.Weight},
+		})
+	}
+	return objs
+}
+
+// TestHandlerGolden sends every golden case of package inject through the
+// admission path: the patch applied to the raw request must give the same
+// golden pod, and a second pass over that pod must give no patch.
+func TestHandlerGolden(t *testing.T) {
+	dir := injecttest.Dir()
+	cases, err := injecttest.Names(dir)
+	require.NoError(t, err)
+	require.NotEmpty(t, cases)
+	for _, name := range cases {
+		t.Run(name, func(t *testing.T) {
+			c, err := injecttest.Load(dir, name)
+			require.NoError(t, err)
+			goldenPod, _, err := injecttest.LoadGolden(dir, name)
+			require.NoError(t, err)
+			ns := c.Pod.Namespace
+			selector := c.Pod.Labels[names.BindingLabel]
+			require.NotEmpty(t, selector, "case pod needs the %s label", names.BindingLabel)
+
+			objs := append(objectsFor(c, selector), optedIn(ns))
+			cache := fakeReader(t, objs...)
+			res, err := (&Resolver{Cache: cache, Defaults: Defaults{TokenSource: names.TokenSourceFederated}}).Resolve(context.Background(), ns, selector)
+			require.NoError(t, err)
+			want := slices.Clone(c.Identities)
+			slices.SortFunc(want, func(a, b inject.Identity) int { return strings.Compare(a.Name, b.Name) })
+			require.Empty(t, cmp.Diff(want, res.Identities), "the case's identities must be what its objects resolve to")
+
+			h := newTestHandler(t, cache, nil, c.Config, c.Secret)
+			resp := h.Handle(context.Background(), podRequest(t, ns, c.PodJSON))
+			require.True(t, resp.Allowed, "response: %+v", resp.Result)
+			patched := applyPatch(t, c.PodJSON, resp)
+			got, err := injecttest.DecodePod(patched)
+			require.NoError(t, err)
+			assert.Empty(t, cmp.Diff(goldenPod, got), "patched request differs from %s", injecttest.GoldenPath(dir, name))
+
+			again := h.Handle(context.Background(), podRequest(t, ns, patched))
+			require.True(t, again.Allowed)
+			assert.Empty(t, again.Patches, "a second pass must not patch")
+		})
+	}
+}
+
+// TestHandlerKeepsUnknownFields: fields that our k8s.io/api does not know
+// must survive, which a whole-object diff or replace would lose.
+func TestHandlerKeepsUnknownFields(t *testing.T) {
+	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"generateName":"web-","namespace":"team-a","labels":{"aadpodidbinding":"reader"}},
+"spec":{"futureSpecField":{"a":1},
+"initContainers":[{"name":"init","image":"busybox","futureContainerField":"keep-init"}],
+"containers":[{"name":"app","image":"nginx","futureContainerField":"keep-app","env":[{"name":"X","value":"1"}]}]}}`)
+	c := &injecttest.Case{Identities: []inject.Identity{{Name: "reader", Namespace: "team-a", Source: names.TokenSourceFederated, ClientID: "cid", TenantID: "tid"}}}
+	cache := fakeReader(t, append(objectsFor(c, "reader"), optedIn("team-a"))...)
+	resp := newTestHandler(t, cache, nil, testInjectConfig(), testSecret).Handle(context.Background(), podRequest(t, "team-a", raw))
+	require.True(t, resp.Allowed, "%+v", resp.Result)
+	require.NotEmpty(t, resp.Patches)
+
+	var out map[string]any
+	require.NoError(t, json.Unmarshal(applyPatch(t, raw, resp), &out))
+	spec := out["spec"].(map[string]any)
+	assert.Equal(t, map[string]any{"a": float64(1)}, spec["futureSpecField"])
+	inits := spec["initContainers"].([]any)
+	require.Len(t, inits, 2)
+	assert.Equal(t, names.SidecarContainerName, inits[0].(map[string]any)["name"])
+	assert.Equal(t, "keep-init", inits[1].(map[string]any)["futureContainerField"])
+	app := spec["containers"].([]any)[0].(map[string]any)
+	assert.Equal(t, "keep-app", app["futureContainerField"])
+	assert.Equal(t, map[string]any{"name": "X", "value": "1"}, app["env"].([]any)[0], "user env stays first and unchanged")
+}
+
+// TestHandlerDecisions is the table of skips and denials, each asserting the
+// message that the user reads in kubectl.
+func TestHandlerDecisions(t *testing.T) {
+	const ns = "team-a"
+	identity := func(name string, mut func(*aadv1.AzureIdentity)) *aadv1.AzureIdentity {
+		ai := &aadv1.AzureIdentity{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec:       aadv1.AzureIdentitySpec{ClientID: "11111111-2222-3333-4444-555555555555", TenantID: "tenant"},
+		}
+		if mut != nil {
+			mut(ai)
+		}
+		return ai
+	}
+	binding := func(name, idName, selector string) *aadv1.AzureIdentityBinding {
+		return &aadv1.AzureIdentityBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec:       aadv1.AzureIdentityBindingSpec{AzureIdentity: idName, Selector: selector},
+		}
+	}
+	pod := func(mut func(*corev1.Pod)) []byte {
+		p := &corev1.Pod{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns, Labels: map[string]string{names.BindingLabel: "reader"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}},
+		}
+		if mut != nil {
+			mut(p)
+		}
+		b, err := json.Marshal(p)
+		require.NoError(t, err)
+		return b
+	}
+	good := []client.Object{optedIn(ns), identity("reader-id", nil), binding("reader-binding", "reader-id", "reader")}
+
+	tests := []struct {
+		name    string
+		objs    []client.Object
+		req     func() admission.Request
+		allowed bool
+		patched bool
+		code    int32
+		message []string // substrings of the message the user reads
+		reason  error
+	}{
+		{
+			name: "injects", objs: good, allowed: true, patched: true,
+			req: func() admission.Request { return podRequest(t, ns, pod(nil)) },
+		},
+		{
+			name: "namespace not opted in",
+			objs: []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, identity("reader-id", nil), binding("b", "reader-id", "reader")},
+			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) }, allowed: true,
+			message: []string{"namespace team-a has not opted in", "aadpodidentity.k8s.io/inject=enabled"},
+		},
+		{
+			name: "namespace opted in by label",
+			objs: []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{names.InjectAnnotation: names.InjectEnabled}}}, identity("reader-id", nil), binding("b", "reader-id", "reader")},
+			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) }, allowed: true, patched: true,
+		},
+		{
+			name: "pod opted out", objs: good, allowed: true,
+			req: func() admission.Request {
+				return podRequest(t, ns, pod(func(p *corev1.Pod) { p.Annotations = map[string]string{names.InjectAnnotation: names.InjectDisabled} }))
+			},
+			message: []string{"pod team-a/web opted out"},
+		},
+		{
+			name: "exception matches",
+			objs: append([]client.Object{&aadv1.AzurePodIdentityException{ObjectMeta: metav1.ObjectMeta{Name: "skip-web", Namespace: ns}, Spec: aadv1.AzurePodIdentityExceptionSpec{PodLabels: map[string]string{"app": "web"}}}}, good...),
+			req: func() admission.Request {
+				return podRequest(t, ns, pod(func(p *corev1.Pod) { p.Labels["app"] = "web" }))
+			},
+			allowed: true, message: []string{"AzurePodIdentityException team-a/skip-web"},
+		},
+		{
+			name: "exception in another namespace does not match",
+			objs: append([]client.Object{&aadv1.AzurePodIdentityException{ObjectMeta: metav1.ObjectMeta{Name: "skip-web", Namespace: "other"}, Spec: aadv1.AzurePodIdentityExceptionSpec{PodLabels: map[string]string{"app": "web"}}}}, good...),
+			req: func() admission.Request {
+				return podRequest(t, ns, pod(func(p *corev1.Pod) { p.Labels["app"] = "web" }))
+			},
+			allowed: true, patched: true,
+		},
+		{
+			name: "no label", objs: good, allowed: true,
+			req: func() admission.Request {
+				return podRequest(t, ns, pod(func(p *corev1.Pod) { p.Labels = nil }))
+			},
+			message: []string{"has no aadpodidbinding label"},
+		},
+		{
+			name: "update is ignored", objs: good, allowed: true,
+			req: func() admission.Request {
+				r := podRequest(t, ns, pod(nil))
+				r.Operation = admissionv1.Update
+				return r
+			},
+			message: []string{"CREATE only"},
+		},
+		{
+			name: "no binding", objs: []client.Object{optedIn(ns), identity("reader-id", nil), binding("b", "reader-id", "other")},
+			req:     func() admission.Request { return podRequest(t, ns, pod(nil)) },
+			code:    http.StatusForbidden,
+			message: []string{`no AzureIdentityBinding in namespace team-a has selector "reader"; create one or fix the pod label aadpodidbinding`},
+			reason:  ErrNoBinding,
+		},
+		{
+			name: "binding names a missing identity", objs: []client.Object{optedIn(ns), binding("reader-binding", "ghost", "reader")},
+			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) },
+			code: http.StatusForbidden,
+			message: []string{`AzureIdentityBinding team-a/reader-binding (selector "reader") names AzureIdentity "ghost", which does not exist in namespace team-a`,
+				"identities are never looked up in other namespaces"},
+			reason: ErrIdentityNotFound,
+		},
+		{
+			name: "identity in another namespace never resolves",
+			objs: []client.Object{optedIn(ns), binding("reader-binding", "reader-id", "reader"),
+				&aadv1.AzureIdentity{ObjectMeta: metav1.ObjectMeta{Name: "reader-id", Namespace: "team-b"}, Spec: aadv1.AzureIdentitySpec{ClientID: "c", TenantID: "t"}}},
+			req:     func() admission.Request { return podRequest(t, ns, pod(nil)) },
+			code:    http.StatusForbidden,
+			message: []string{`names AzureIdentity "reader-id", which does not exist in namespace team-a`},
+			reason:  ErrIdentityNotFound,
+		},
+		{
+			name: "identity without clientID",
+			objs: []client.Object{optedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) { a.Spec.ClientID = "" })},
+			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) },
+			code: http.StatusForbidden, message: []string{"AzureIdentity team-a/reader-id", "spec.clientID is empty"},
+			reason: ErrInvalidIdentity,
+		},
+		{
+			name: "unknown identity type",
+			objs: []client.Object{optedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) { a.Spec.Type = 7 })},
+			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) },
+			code: http.StatusForbidden, message: []string{"AzureIdentity team-a/reader-id", "spec.type is 7"},
+			reason: ErrInvalidIdentity,
+		},
+		{
+			name: "type 1 secret in another namespace",
+			objs: []client.Object{optedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) {
+				a.Spec.Type = aadv1.IdentityTypeServicePrincipal
+				a.Spec.ClientPassword = corev1.SecretReference{Name: "sp", Namespace: "kube-system"}
+			})},
+			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) },
+			code: http.StatusForbidden, message: []string{"AzureIdentity team-a/reader-id", `spec.clientPassword.namespace is "kube-system"`},
+			reason: ErrInvalidIdentity,
+		},
+		{
+			name: "federated identity without tenant",
+			objs: []client.Object{optedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) { a.Spec.TenantID = "" })},
+			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) },
+			code: http.StatusForbidden, message: []string{"AzureIdentity team-a/reader-id has no spec.tenantID", "--default-tenant-id"},
+			reason: ErrInvalidIdentity,
+		},
+		{
+			name: "bad token-source annotation",
+			objs: []client.Object{optedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) {
+				a.Annotations = map[string]string{names.TokenSourceAnnotation: "magic"}
+			})},
+			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) },
+			code: http.StatusForbidden, message: []string{"annotation aadpodidentity.k8s.io/token-source is \"magic\""},
+			reason: ErrInvalidIdentity,
+		},
+		{
+			name: "hostNetwork", objs: good,
+			req: func() admission.Request {
+				return podRequest(t, ns, pod(func(p *corev1.Pod) { p.Spec.HostNetwork = true }))
+			},
+			code: http.StatusForbidden, message: []string{"hostNetwork"}, reason: inject.ErrHostNetwork,
+		},
+		{
+			name: "port collision", objs: good,
+			req: func() admission.Request {
+				return podRequest(t, ns, pod(func(p *corev1.Pod) {
+					p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: names.DefaultTokenPort}}
+				}))
+			},
+			code: http.StatusForbidden, message: []string{"8181", names.TokenPortAnnotation}, reason: inject.ErrPortCollision,
+		},
+		{
+			name: "malformed pod", objs: good,
+			req:  func() admission.Request { return podRequest(t, ns, []byte(`{"spec": [}`)) },
+			code: http.StatusBadRequest, message: []string{"decode pod"}, reason: errBadRequest,
+		},
+		{
+			name: "empty object", objs: good,
+			req:  func() admission.Request { return podRequest(t, ns, nil) },
+			code: http.StatusBadRequest, message: []string{"no object"}, reason: errBadRequest,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newTestHandler(t, fakeReader(t, tc.objs...), nil, testInjectConfig(), testSecret)
+			resp := h.Handle(context.Background(), tc.req())
+			assert.Equal(t, tc.allowed, resp.Allowed, "%+v", resp.Result)
+			assert.Equal(t, tc.patched, len(resp.Patches) > 0, "patched")
+			if tc.code != 0 {
+				assert.Equal(t, tc.code, resp.Result.Code)
+			}
+			for _, m := range tc.message {
+				assert.Contains(t, resp.Result.Message, m)
+			}
+			if tc.reason != nil {
+				assert.Equal(t, reason(tc.reason), reason(wrapLike(tc.reason)), "reason label")
+			}
+		})
+	}
+}
+
+func wrapLike(err error) error { return fmt.Errorf("x: %w", err) }
+
+// TestHandlerLegacyKeys: the seed's capitalised keys inject, with a warning
+// per key naming the object and the key to rename.
+func TestHandlerLegacyKeys(t *testing.T) {
+	cache := newWireReader(t, fakeReader(t, optedIn("default")),
+		`{"apiVersion":"aadpodidentity.k8s.io/v1","kind":"AzureIdentity","metadata":{"name":"blob-reader","namespace":"default"},
+"spec":{"type":0,"ResourceID":"/subscriptions/x/rg/userAssignedIdentities/blob-reader","ClientID":"11111111-2222-3333-4444-555555555555","tenantID":"t"}}`,
+		`{"apiVersion":"aadpodidentity.k8s.io/v1","kind":"AzureIdentityBinding","metadata":{"name":"blob-reader-to-my-app","namespace":"default"},
+"spec":{"AzureIdentity":"blob-reader","Selector":"my-app"}}`)
+	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"default","labels":{"aadpodidbinding":"my-app"}},"spec":{"containers":[{"name":"app","image":"nginx"}]}}`)
+	resp := newTestHandler(t, cache, nil, testInjectConfig(), testSecret).Handle(context.Background(), podRequest(t, "default", raw))
+	require.True(t, resp.Allowed, "%+v", resp.Result)
+	require.NotEmpty(t, resp.Patches)
+	for _, key := range []string{`"ResourceID"`, `"ClientID"`, `"AzureIdentity"`, `"Selector"`} {
+		assert.True(t, containsAny(resp.Warnings, key), "a warning names %s: %q", key, resp.Warnings)
+	}
+	assert.True(t, containsAny(resp.Warnings, "AzureIdentity default/blob-reader"))
+	assert.True(t, containsAny(resp.Warnings, "AzureIdentityBinding default/blob-reader-to-my-app"))
+}
+
+// TestHandlerLegacyConflict: two spellings with different values deny.
+func TestHandlerLegacyConflict(t *testing.T) {
+	cache := newWireReader(t, fakeReader(t, optedIn("team-a")),
+		`{"apiVersion":"aadpodidentity.k8s.io/v1","kind":"AzureIdentity","metadata":{"name":"reader-id","namespace":"team-a"},
+"spec":{"clientID":"aaaa","ClientID":"bbbb","tenantID":"t"}}`,
+		`{"apiVersion":"aadpodidentity.k8s.io/v1","kind":"AzureIdentityBinding","metadata":{"name":"b","namespace":"team-a"},
+"spec":{"azureIdentity":"reader-id","selector":"reader"}}`)
+	raw := []byte(`{"metadata":{"name":"p","namespace":"team-a","labels":{"aadpodidbinding":"reader"}},"spec":{"containers":[{"name":"app","image":"nginx"}]}}`)
+	resp := newTestHandler(t, cache, nil, testInjectConfig(), testSecret).Handle(context.Background(), podRequest(t, "team-a", raw))
+	require.False(t, resp.Allowed)
+	assert.Contains(t, resp.Result.Message, "AzureIdentity team-a/reader-id")
+	assert.Contains(t, resp.Result.Message, `"ClientID"`)
+}
+
+// TestHandlerLiveReadOnCacheMiss: objects created a moment before the pod
+// are found by one live read when the cache has not seen them yet.
+func TestHandlerLiveReadOnCacheMiss(t *testing.T) {
+	c := &injecttest.Case{Identities: []inject.Identity{{Name: "reader", Namespace: "team-a", Source: names.TokenSourceFederated, ClientID: "cid", TenantID: "tid"}}}
+	cache := fakeReader(t, optedIn("team-a"))
+	live := fakeReader(t, append(objectsFor(c, "reader"), optedIn("team-a"))...)
+	raw := []byte(`{"metadata":{"name":"p","namespace":"team-a","labels":{"aadpodidbinding":"reader"}},"spec":{"containers":[{"name":"app","image":"nginx"}]}}`)
+
+	withoutLive := newTestHandler(t, cache, nil, testInjectConfig(), testSecret).Handle(context.Background(), podRequest(t, "team-a", raw))
+	assert.False(t, withoutLive.Allowed, "without a live read the cache miss denies")
+
+	resp := newTestHandler(t, cache, live, testInjectConfig(), testSecret).Handle(context.Background(), podRequest(t, "team-a", raw))
+	assert.True(t, resp.Allowed, "%+v", resp.Result)
+	assert.NotEmpty(t, resp.Patches)
+}
+
+// TestHandlerLookupError: a cache that cannot be read is an internal error
+// (the API server then applies failurePolicy), not a denial that blames the
+// user's objects.
+func TestHandlerLookupError(t *testing.T) {
+	broken := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(optedIn("team-a")).
+		WithInterceptorFuncs(interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			return errors.New("etcd is on fire")
+		}}).Build()
+	raw := []byte(`{"metadata":{"name":"p","namespace":"team-a","labels":{"aadpodidbinding":"reader"}},"spec":{"containers":[{"name":"app","image":"nginx"}]}}`)
+	resp := newTestHandler(t, broken, nil, testInjectConfig(), testSecret).Handle(context.Background(), podRequest(t, "team-a", raw))
+	assert.False(t, resp.Allowed)
+	assert.Equal(t, int32(http.StatusInternalServerError), resp.Result.Code)
+	assert.Contains(t, resp.Result.Message, "etcd is on fire")
+}
+
+// wireReader serves AzureIdentity and AzureIdentityBinding objects from
+// their JSON as the API server stores it, spelling and all, decoding on each
+// read with the scheme's codec as an informer does. The fake client cannot:
+// it stores typed objects, which lose the legacy keys and their notes.
+// Everything else comes from the embedded fake client.
+type wireReader struct {
+	client.Reader
+	codec runtime.Decoder
+	raw   [][]byte
+}
+
+func newWireReader(t testing.TB, base client.Reader, objs ...string) *wireReader {
+	return &wireReader{Reader: base, codec: serializer.NewCodecFactory(testScheme(t)).UniversalDeserializer(), raw: toBytes(objs)}
+}
+
+func toBytes(objs []string) [][]byte {
+	var out [][]byte
+	for _, o := range objs {
+		out = append(out, []byte(o))
+	}
+	return out
+}
+
+func (w *wireReader) decodeAll() ([]client.Object, error) {
+	var out []client.Object
+	for _, b := range w.raw {
+		obj, _, err := w.codec.Decode(b, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, obj.(client.Object))
+	}
+	return out, nil
+}
+
+func (w *wireReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	want, ok := obj.(*aadv1.AzureIdentity)
+	if !ok {
+		return w.Reader.Get(ctx, key, obj, opts...)
+	}
+	all, err := w.decodeAll()
+	if err != nil {
+		return err
+	}
+	for _, o := range all {
+		if ai, ok := o.(*aadv1.AzureIdentity); ok && ai.Namespace == key.Namespace && ai.Name == key.Name {
+			ai.DeepCopyInto(want)
+			return nil
+		}
+	}
+	return apierrors.NewNotFound(aadv1.Resource(aadv1.ResourceAzureIdentities), key.Name)
+}
+
+func (w *wireReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	want, ok := list.(*aadv1.AzureIdentityBindingList)
+	if !ok {
+		return w.Reader.List(ctx, list, opts...)
+	}
+	lo := (&client.ListOptions{}).ApplyOptions(opts)
+	all, err := w.decodeAll()
+	if err != nil {
+		return err
+	}
+	for _, o := range all {
+		if b, ok := o.(*aadv1.AzureIdentityBinding); ok && b.Namespace == lo.Namespace {
+			want.Items = append(want.Items, *b.DeepCopy())
+		}
+	}
+	return nil
+}
+
+func containsAny(list []string, sub string) bool {
+	for _, s := range list {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}

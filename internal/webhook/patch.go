@@ -1,0 +1,151 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gomodules.xyz/jsonpatch/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+)
+
+// Why not a whole-pod diff: jsonpatch.CreatePatch compares arrays index by
+// index, so putting the sidecar first in initContainers would come out as a
+// rewrite of every shifted container, with remove ops for their fields, and
+// would drop fields of the pod that our k8s.io/api does not know. It is also
+// most of a peer webhook's admission cost. patchFor instead diffs only the
+// subtrees that inject touches, matching list elements by name, so that
+// every op is an add: a new container, a new volume, a new env var or a new
+// annotation, each at the index the mutated pod gives it.
+
+// errNotAdditive is returned when the mutated pod differs from the original
+// in a way that an add-only patch cannot express. It means a bug in inject,
+// never bad input, so the handler reports it as an internal error.
+var errNotAdditive = errors.New("mutation is not additive")
+
+// patchFor returns the JSON Patch (RFC 6902) that turns orig into mutated.
+// Both are typed pods: unknown fields of the raw request are in neither, so
+// no op can touch them.
+func patchFor(orig, mutated *corev1.Pod) ([]jsonpatch.Operation, error) {
+	var ops []jsonpatch.Operation
+	var err error
+	if ops, err = addAnnotations(ops, orig.Annotations, mutated.Annotations); err != nil {
+		return nil, err
+	}
+	if ops, err = addNamed(ops, "/spec/initContainers", orig.Spec.InitContainers, mutated.Spec.InitContainers, containerName, diffContainer); err != nil {
+		return nil, err
+	}
+	if ops, err = addNamed(ops, "/spec/containers", orig.Spec.Containers, mutated.Spec.Containers, containerName, diffContainer); err != nil {
+		return nil, err
+	}
+	if ops, err = addNamed(ops, "/spec/volumes", orig.Spec.Volumes, mutated.Spec.Volumes, volumeName, requireEqual[corev1.Volume]); err != nil {
+		return nil, err
+	}
+	if err := sameOutsideSubtrees(orig, mutated); err != nil {
+		return nil, err
+	}
+	return ops, nil
+}
+
+// addAnnotations adds the keys that mutated has and orig lacks.
+func addAnnotations(ops []jsonpatch.Operation, orig, mutated map[string]string) ([]jsonpatch.Operation, error) {
+	if len(orig) == 0 {
+		if len(mutated) == 0 {
+			return ops, nil
+		}
+		return append(ops, jsonpatch.NewOperation("add", "/metadata/annotations", mutated)), nil
+	}
+	for _, k := range slices.Sorted(maps.Keys(mutated)) {
+		ov, ok := orig[k]
+		switch {
+		case !ok:
+			ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations/"+escapePointer(k), mutated[k]))
+		case ov != mutated[k]:
+			return nil, fmt.Errorf("%w: annotation %q changed", errNotAdditive, k)
+		}
+	}
+	if len(orig) > len(mutated) {
+		return nil, fmt.Errorf("%w: an annotation was removed", errNotAdditive)
+	}
+	return ops, nil
+}
+
+// addNamed appends the ops that turn the list orig into mutated, where
+// elements are identified by name, mutated keeps orig's order, and elements
+// are only inserted. Elements present in both are compared by same, which
+// may add ops below the element's path. Each insert is an add at the index
+// the element has in mutated: applied in order, earlier inserts have already
+// shifted the list to match.
+func addNamed[T any](ops []jsonpatch.Operation, path string, orig, mutated []T, name func(*T) string,
+	same func([]jsonpatch.Operation, string, *T, *T) ([]jsonpatch.Operation, error)) ([]jsonpatch.Operation, error) {
+	if len(orig) == 0 {
+		if len(mutated) == 0 {
+			return ops, nil
+		}
+		return append(ops, jsonpatch.NewOperation("add", path, mutated)), nil
+	}
+	j := 0
+	for i := range mutated {
+		elemPath := path + "/" + strconv.Itoa(i)
+		if j < len(orig) && name(&orig[j]) == name(&mutated[i]) {
+			var err error
+			if ops, err = same(ops, elemPath, &orig[j], &mutated[i]); err != nil {
+				return nil, err
+			}
+			j++
+			continue
+		}
+		ops = append(ops, jsonpatch.NewOperation("add", elemPath, mutated[i]))
+	}
+	if j != len(orig) {
+		return nil, fmt.Errorf("%w: %s lost or reordered %q", errNotAdditive, path, name(&orig[j]))
+	}
+	return ops, nil
+}
+
+// diffContainer allows a container to gain env vars and nothing else.
+func diffContainer(ops []jsonpatch.Operation, path string, orig, mutated *corev1.Container) ([]jsonpatch.Operation, error) {
+	o, m := *orig, *mutated
+	o.Env, m.Env = nil, nil
+	if !equality.Semantic.DeepEqual(o, m) {
+		return nil, fmt.Errorf("%w: container %q changed outside env", errNotAdditive, orig.Name)
+	}
+	return addNamed(ops, path+"/env", orig.Env, mutated.Env, envName, requireEqual[corev1.EnvVar])
+}
+
+// requireEqual is the element comparison for lists whose existing elements
+// inject never changes.
+func requireEqual[T any](ops []jsonpatch.Operation, path string, orig, mutated *T) ([]jsonpatch.Operation, error) {
+	if !equality.Semantic.DeepEqual(*orig, *mutated) {
+		return nil, fmt.Errorf("%w: %s changed", errNotAdditive, path)
+	}
+	return ops, nil
+}
+
+// sameOutsideSubtrees guards the claim that inject touches only the
+// subtrees patchFor diffs. It compares shallow copies with those subtrees
+// cleared, which costs no allocation of the containers.
+func sameOutsideSubtrees(orig, mutated *corev1.Pod) error {
+	o, m := *orig, *mutated
+	o.Annotations, m.Annotations = nil, nil
+	o.Spec.InitContainers, m.Spec.InitContainers = nil, nil
+	o.Spec.Containers, m.Spec.Containers = nil, nil
+	o.Spec.Volumes, m.Spec.Volumes = nil, nil
+	if !equality.Semantic.DeepEqual(o, m) {
+		return fmt.Errorf("%w: a field outside annotations, containers, initContainers and volumes changed", errNotAdditive)
+	}
+	return nil
+}
+
+func containerName(c *corev1.Container) string { return c.Name }
+func volumeName(v *corev1.Volume) string       { return v.Name }
+func envName(e *corev1.EnvVar) string          { return e.Name }
+
+// escapePointer escapes a key for use in a JSON Pointer (RFC 6901).
+func escapePointer(s string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+}

@@ -1,0 +1,224 @@
+package webhook
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
+	"github.com/podidentity/injector/internal/inject"
+	"github.com/podidentity/injector/internal/names"
+)
+
+// Errors of resolution. Each deny wraps one of them; the handler counts
+// them by reason and tests use errors.Is.
+var (
+	// ErrNoBinding: no AzureIdentityBinding in the pod's namespace has the
+	// pod's selector.
+	ErrNoBinding = errors.New("no matching AzureIdentityBinding")
+	// ErrInvalidBinding: a matching binding is broken or half-written.
+	ErrInvalidBinding = errors.New("invalid AzureIdentityBinding")
+	// ErrIdentityNotFound: a binding names an AzureIdentity that does not
+	// exist in the pod's namespace.
+	ErrIdentityNotFound = errors.New("AzureIdentity not found")
+	// ErrInvalidIdentity: the AzureIdentity cannot be served as written.
+	ErrInvalidIdentity = errors.New("invalid AzureIdentity")
+	// ErrLookup: the cache and the API server could not be read. It is
+	// transient, unlike the errors above.
+	ErrLookup = errors.New("lookup failed")
+)
+
+// Defaults fill in what an AzureIdentity leaves out.
+type Defaults struct {
+	// TenantID is used when spec.tenantID is empty.
+	TenantID string
+	// AuthorityHost is used when spec.adEndpoint is empty.
+	AuthorityHost string
+	// TokenSource is the source of type 0 identities without the
+	// names.TokenSourceAnnotation: names.TokenSourceFederated or
+	// names.TokenSourceIMDS.
+	TokenSource string
+}
+
+// Resolver finds the identities bound to a selector in a namespace. It
+// reads from a cache, and on a miss reads the API server once, since an
+// object created a moment before the pod may not have reached the cache
+// yet (a `kubectl apply -f dir/` race).
+type Resolver struct {
+	// Cache is the informer-backed reader.
+	Cache client.Reader
+	// Live reads the API server; nil disables the fallback.
+	Live client.Reader
+	// LiveTimeout bounds the one live read.
+	LiveTimeout time.Duration
+	// Defaults for fields the identity leaves out.
+	Defaults Defaults
+}
+
+// Resolution is what a selector resolves to.
+type Resolution struct {
+	// Identities are the bound identities, sorted by name.
+	Identities []inject.Identity
+	// Warnings name legacy spellings in the objects used.
+	Warnings []string
+}
+
+// Resolve returns the identities that the bindings with selector in
+// namespace name. Every error names the namespace, the selector and the
+// object at fault, and says what to do.
+func (r *Resolver) Resolve(ctx context.Context, namespace, selector string) (Resolution, error) {
+	var res Resolution
+	bindings, err := r.matchingBindings(ctx, namespace, selector)
+	if err != nil {
+		return res, err
+	}
+	if len(bindings) == 0 {
+		return res, fmt.Errorf("%w: no AzureIdentityBinding in namespace %s has selector %q; create one or fix the pod label %s",
+			ErrNoBinding, namespace, selector, names.BindingLabel)
+	}
+	byName := map[string]int{} // identity name -> index in res.Identities
+	for i := range bindings {
+		b := &bindings[i]
+		res.Warnings = append(res.Warnings, b.Warnings()...)
+		if err := b.Validate(); err != nil {
+			return res, fmt.Errorf("%w: selector %q in namespace %s: %w", ErrInvalidBinding, selector, namespace, err)
+		}
+		weight := int(b.Spec.Weight)
+		if at, ok := byName[b.Spec.AzureIdentity]; ok {
+			res.Identities[at].Weight = max(res.Identities[at].Weight, weight)
+			continue
+		}
+		id, warnings, err := r.identity(ctx, namespace, selector, b)
+		res.Warnings = append(res.Warnings, warnings...)
+		if err != nil {
+			return res, err
+		}
+		id.Weight = weight
+		byName[id.Name] = len(res.Identities)
+		res.Identities = append(res.Identities, id)
+	}
+	slices.SortFunc(res.Identities, func(a, b inject.Identity) int { return strings.Compare(a.Name, b.Name) })
+	return res, nil
+}
+
+// matchingBindings lists the bindings of namespace whose selector equals
+// selector, from the cache, else once from the API server.
+func (r *Resolver) matchingBindings(ctx context.Context, namespace, selector string) ([]aadv1.AzureIdentityBinding, error) {
+	var list aadv1.AzureIdentityBindingList
+	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		return nil, fmt.Errorf("%w: list AzureIdentityBindings in namespace %s: %w", ErrLookup, namespace, err)
+	}
+	found := filterBindings(list.Items, selector)
+	if len(found) > 0 || r.Live == nil {
+		return found, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.LiveTimeout)
+	defer cancel()
+	if err := r.Live.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		return nil, fmt.Errorf("%w: list AzureIdentityBindings in namespace %s: %w", ErrLookup, namespace, err)
+	}
+	return filterBindings(list.Items, selector), nil
+}
+
+// filterBindings keeps the bindings whose selector equals selector exactly,
+// as aad-pod-identity compared them, sorted by name for determinism.
+func filterBindings(items []aadv1.AzureIdentityBinding, selector string) []aadv1.AzureIdentityBinding {
+	var out []aadv1.AzureIdentityBinding
+	for i := range items {
+		if items[i].Spec.Selector == selector {
+			out = append(out, items[i])
+		}
+	}
+	slices.SortFunc(out, func(a, b aadv1.AzureIdentityBinding) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// identity fetches and converts the AzureIdentity that b names. The
+// identity is looked up in the binding's namespace, which is the pod's: a
+// name can never reach into another namespace.
+func (r *Resolver) identity(ctx context.Context, namespace, selector string, b *aadv1.AzureIdentityBinding) (inject.Identity, []string, error) {
+	var ai aadv1.AzureIdentity
+	key := client.ObjectKey{Namespace: namespace, Name: b.Spec.AzureIdentity}
+	err := r.Cache.Get(ctx, key, &ai)
+	if apierrors.IsNotFound(err) && r.Live != nil {
+		liveCtx, cancel := context.WithTimeout(ctx, r.LiveTimeout)
+		err = r.Live.Get(liveCtx, key, &ai)
+		cancel()
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return inject.Identity{}, nil, fmt.Errorf("%w: AzureIdentityBinding %s/%s (selector %q) names AzureIdentity %q, which does not exist in namespace %s; create it there (identities are never looked up in other namespaces) or fix spec.azureIdentity",
+			ErrIdentityNotFound, namespace, b.Name, selector, b.Spec.AzureIdentity, namespace)
+	case err != nil:
+		return inject.Identity{}, nil, fmt.Errorf("%w: get AzureIdentity %s/%s: %w", ErrLookup, namespace, b.Spec.AzureIdentity, err)
+	}
+	warnings := ai.Warnings()
+	id, err := r.convert(&ai)
+	if err != nil {
+		return inject.Identity{}, warnings, fmt.Errorf("%w: selector %q in namespace %s: %w", ErrInvalidIdentity, selector, namespace, err)
+	}
+	return id, warnings, nil
+}
+
+// convert turns a valid AzureIdentity into what inject needs, applying the
+// defaults.
+func (r *Resolver) convert(ai *aadv1.AzureIdentity) (inject.Identity, error) {
+	if err := ai.Validate(); err != nil {
+		return inject.Identity{}, err
+	}
+	ref := fmt.Sprintf("AzureIdentity %s/%s", ai.Namespace, ai.Name)
+	id := inject.Identity{
+		Name:                       ai.Name,
+		Namespace:                  ai.Namespace,
+		ClientID:                   ai.Spec.ClientID,
+		TenantID:                   cmp.Or(ai.Spec.TenantID, r.Defaults.TenantID),
+		ResourceID:                 ai.Spec.ResourceID,
+		AuthorityHost:              cmp.Or(ai.Spec.ADEndpoint, r.Defaults.AuthorityHost),
+		AdditionallyAllowedTenants: ai.Spec.AuxiliaryTenantIDs,
+	}
+	id.DisableInstanceDiscovery = !isPublicAuthority(id.AuthorityHost)
+	switch ai.Spec.Type {
+	case aadv1.IdentityTypeUserAssignedMSI:
+		id.Source = cmp.Or(ai.Annotations[names.TokenSourceAnnotation], r.Defaults.TokenSource, names.TokenSourceFederated)
+		if id.Source != names.TokenSourceFederated && id.Source != names.TokenSourceIMDS {
+			return inject.Identity{}, fmt.Errorf("%s: annotation %s is %q; set it to %q or %q",
+				ref, names.TokenSourceAnnotation, id.Source, names.TokenSourceFederated, names.TokenSourceIMDS)
+		}
+	case aadv1.IdentityTypeServicePrincipal:
+		id.Source = names.TokenSourceClientSecret
+		id.SecretName = ai.Spec.ClientPassword.Name
+	case aadv1.IdentityTypeServicePrincipalCertificate:
+		id.Source = names.TokenSourceClientCertificate
+		id.SecretName = ai.Spec.ClientPassword.Name
+	}
+	if id.Source != names.TokenSourceIMDS && id.TenantID == "" {
+		return inject.Identity{}, fmt.Errorf("%s has no spec.tenantID and the webhook has no --default-tenant-id; set spec.tenantID to the identity's Entra tenant", ref)
+	}
+	return id, nil
+}
+
+// isPublicAuthority reports whether host is empty (azidentity's default) or
+// one of the Entra clouds that answer instance discovery. Any other
+// authority, such as a sovereign or test one, needs discovery disabled.
+func isPublicAuthority(host string) bool {
+	if host == "" {
+		return true
+	}
+	u, err := url.Parse(host)
+	if err != nil {
+		return false
+	}
+	switch strings.ToLower(u.Hostname()) {
+	case "login.microsoftonline.com", "login.chinacloudapi.cn", "login.microsoftonline.us":
+		return true
+	}
+	return false
+}
