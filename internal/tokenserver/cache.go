@@ -34,6 +34,10 @@ type CacheOptions struct {
 	// ExpiryMargin: a token this close to expiry is no longer served, so
 	// that it cannot expire on its way to the client. Default 30s.
 	ExpiryMargin time.Duration
+	// MaxWait bounds how long a request waits for an upstream call: longer
+	// than the retries take, shorter than any client's patience. Default
+	// 45s.
+	MaxWait time.Duration
 }
 
 func (o *CacheOptions) defaults() {
@@ -57,6 +61,9 @@ func (o *CacheOptions) defaults() {
 	}
 	if o.ExpiryMargin <= 0 {
 		o.ExpiryMargin = 30 * time.Second
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = 45 * time.Second
 	}
 }
 
@@ -110,7 +117,8 @@ func NewCache(o CacheOptions) *Cache {
 // Get returns a token of identity for resource. The token's RefreshOn is
 // when the cache will renew it. hit reports that no upstream call was waited
 // for. ctx bounds only the wait: the upstream call itself goes on for the
-// other requests that share it, within the cache's own timeouts.
+// other requests that share it, within the cache's own timeouts. A hit
+// allocates no timer; only a wait is bounded by MaxWait.
 func (c *Cache) Get(ctx context.Context, identity, resource, scope string, src Source) (tok Token, hit bool, err error) {
 	c.mu.Lock()
 	if c.closed {
@@ -139,6 +147,8 @@ func (c *Cache) Get(ctx context.Context, identity, resource, scope string, src S
 
 	c.waiting.Add(1)
 	defer c.waiting.Add(-1)
+	ctx, cancel := context.WithTimeout(ctx, c.o.MaxWait)
+	defer cancel()
 	ch := c.group.DoChan(flightKey(identity, resource), func() (any, error) {
 		return c.fetch(e, scope, src)
 	})

@@ -66,10 +66,6 @@ type identity struct {
 	source Source
 }
 
-// requestTimeout bounds how long a client waits for a cold token: longer
-// than the cache's retries, shorter than any client's patience.
-const requestTimeout = 45 * time.Second
-
 // ErrNoIdentityHeader is returned by New when the pod's secret is empty.
 var ErrNoIdentityHeader = errors.New("the identity header secret is empty")
 
@@ -139,7 +135,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           http.MaxBytesHandler(s, 4<<10),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      requestTimeout + 5*time.Second,
+		WriteTimeout:      s.cache.o.MaxWait + 5*time.Second,
 		IdleTimeout:       90 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -196,9 +192,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.logRequest(r, start, nil, req.resource, e.status, false, e)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
-	defer cancel()
-	tok, hit, err := s.cache.Get(ctx, id.cfg.Name, req.resource, req.scope, id.source)
+	tok, hit, err := s.cache.Get(r.Context(), id.cfg.Name, req.resource, req.scope, id.source)
 	if err != nil {
 		e := upstreamFailure(id, req.resource, err)
 		writeError(w, e)
