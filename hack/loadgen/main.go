@@ -162,26 +162,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 type Result struct {
 	Requests, Errors int
 	Elapsed          time.Duration
-	Latencies        []time.Duration // sorted
-	FirstError       string
+	// Latencies count from each request's due time (in fixed-rate mode)
+	// or from its send; Service always from its send. Both sorted.
+	Latencies  []time.Duration
+	Service    []time.Duration
+	FirstError string
 }
 
 // Rate is completed requests per second.
 func (r Result) Rate() float64 { return float64(r.Requests) / r.Elapsed.Seconds() }
 
 // Quantile returns the q-quantile of the latencies.
-func (r Result) Quantile(q float64) time.Duration {
-	if len(r.Latencies) == 0 {
+func (r Result) Quantile(q float64) time.Duration { return quantile(r.Latencies, q) }
+
+// ServiceQuantile returns the q-quantile of the send-to-response times.
+func (r Result) ServiceQuantile(q float64) time.Duration { return quantile(r.Service, q) }
+
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
 		return 0
 	}
-	i := int(q * float64(len(r.Latencies)-1))
-	return r.Latencies[i]
+	return sorted[int(q*float64(len(sorted)-1))]
 }
 
 func (r Result) String() string {
 	s := fmt.Sprintf("requests %d, errors %d, elapsed %s, %.0f req/s, p50 %s, p90 %s, p99 %s, max %s",
 		r.Requests, r.Errors, r.Elapsed.Round(time.Millisecond), r.Rate(),
 		r.Quantile(0.50), r.Quantile(0.90), r.Quantile(0.99), r.Quantile(1))
+	s += fmt.Sprintf(" (from send: p50 %s, p99 %s)", r.ServiceQuantile(0.50), r.ServiceQuantile(0.99))
 	if r.FirstError != "" {
 		s += ", first error: " + r.FirstError
 	}
@@ -206,6 +214,7 @@ func load(ctx context.Context, cfg Config) (Result, error) {
 		interval = time.Second / time.Duration(cfg.Rate)
 	}
 	lat := make([][]time.Duration, cfg.Workers)
+	svc := make([][]time.Duration, cfg.Workers)
 	errCount := make([]int, cfg.Workers)
 	var firstErr atomic.Value
 	start := time.Now()
@@ -226,7 +235,7 @@ func load(ctx context.Context, cfg Config) (Result, error) {
 				}
 				// In fixed-rate mode a request's latency counts from when it
 				// was due, not from when a worker got to it.
-				due := time.Now()
+				var due time.Time
 				if interval > 0 {
 					due = start.Add(time.Duration(i) * interval)
 					if d := time.Until(due); d > 0 {
@@ -236,6 +245,10 @@ func load(ctx context.Context, cfg Config) (Result, error) {
 							return
 						}
 					}
+				}
+				sent := time.Now()
+				if interval == 0 {
+					due = sent
 				}
 				resp, err := client.Do(req)
 				if err == nil {
@@ -253,7 +266,9 @@ func load(ctx context.Context, cfg Config) (Result, error) {
 					firstErr.CompareAndSwap(nil, err.Error())
 					continue
 				}
-				lat[w] = append(lat[w], time.Since(due))
+				done := time.Now()
+				lat[w] = append(lat[w], done.Sub(due))
+				svc[w] = append(svc[w], done.Sub(sent))
 			}
 		})
 	}
@@ -261,9 +276,11 @@ func load(ctx context.Context, cfg Config) (Result, error) {
 	res := Result{Elapsed: time.Since(start)}
 	for w := range cfg.Workers {
 		res.Latencies = append(res.Latencies, lat[w]...)
+		res.Service = append(res.Service, svc[w]...)
 		res.Errors += errCount[w]
 	}
 	slices.Sort(res.Latencies)
+	slices.Sort(res.Service)
 	res.Requests = len(res.Latencies) + res.Errors
 	if s, ok := firstErr.Load().(string); ok {
 		res.FirstError = s
