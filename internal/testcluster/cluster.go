@@ -330,7 +330,9 @@ func (c *Cluster) Stop() error {
 		c.mu.Unlock()
 		var errs []error
 		for i := len(procs) - 1; i >= 0; i-- {
+			begin := time.Now()
 			errs = append(errs, procs[i].stop(c.opts.StopGracePeriod))
+			c.logf("%s stopped after %s", procs[i].name, since(begin))
 		}
 		if !c.opts.KeepWorkDir {
 			if err := os.RemoveAll(c.workDir); err != nil {
