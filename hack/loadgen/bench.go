@@ -77,7 +77,7 @@ func newWorld(cfg Config, dir string) (*world, error) {
 		pod:  pod,
 		bin:  bin,
 		env:  []string{names.EnvSidecarConfig + "=" + doc, names.EnvIdentityHeader + "=" + pod.IdentityHeader},
-		args: []string{names.SidecarServeCommand, "--ca-file", caFile, "--imds-endpoint", pod.IMDS.URL, "--log-level", "info"},
+		args: []string{names.SidecarServeCommand, "--ca-file", caFile, "--imds-endpoint", pod.IMDS.URL, "--log-level", cfg.LogLevel},
 	}, nil
 }
 

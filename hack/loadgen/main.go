@@ -65,6 +65,9 @@ type Config struct {
 	RateDuration time.Duration
 	// Repeats is how many times bench measures start-up.
 	Repeats int
+	// LogLevel is passed to the sidecar by bench; "warn" drops the
+	// per-request lines, to show what they cost.
+	LogLevel string
 }
 
 // DefaultConfig is the configuration with no flags given.
@@ -77,6 +80,7 @@ func DefaultConfig() Config {
 		Sidecar:        "bin/pod-identity-sidecar",
 		RateDuration:   10 * time.Second,
 		Repeats:        5,
+		LogLevel:       "info",
 	}
 }
 
@@ -91,6 +95,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Sidecar, "sidecar", c.Sidecar, "sidecar binary (bench)")
 	fs.DurationVar(&c.RateDuration, "rate-duration", c.RateDuration, "length of bench's fixed-rate phase")
 	fs.IntVar(&c.Repeats, "repeats", c.Repeats, "start-up measurements in bench")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "the sidecar's --log-level in bench")
 }
 
 // Validate checks the bounds that keep a run small and local.
