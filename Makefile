@@ -14,14 +14,22 @@ build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/pod-identity-webhook ./cmd/webhook
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/pod-identity-sidecar ./cmd/sidecar
 
-## test: formatting, vet and the unit tests
-test: fmt-check vet unit
+## test: formatting, vet, the unit tests and the e2e suite on a real
+## control plane (built once into a cache outside the repository)
+test: fmt-check vet tools
+	$(GO) test -tags e2e -count=1 -timeout 30m ./...
 
+## unit: the unit tests alone, no control plane
 unit:
 	$(GO) test -count=1 ./...
 
+## e2e: the e2e suite alone
+e2e: tools
+	$(GO) test -tags e2e -count=1 -timeout 30m -run . ./e2e/...
+
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

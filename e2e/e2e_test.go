@@ -1,0 +1,431 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/podidentity/injector/internal/fakeaad"
+	"github.com/podidentity/injector/internal/localenv"
+	"github.com/podidentity/injector/internal/names"
+)
+
+const (
+	seedClientID = "11111111-2222-3333-4444-555555555555"
+	denyPrefix   = `admission webhook "pod-identity-webhook.aadpodidentity.k8s.io" denied the request: `
+)
+
+func seedDir(t *testing.T) string {
+	dir := filepath.Join(repoRoot, "..", "shared", "fixtures", "seed")
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the seed fixtures are not at %s: %v", dir, err)
+	}
+	return dir
+}
+
+func kubectl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := env.Cluster.Kubectl(ctx, args...)
+	return string(out), err
+}
+
+// applyYAML writes manifest to a file and runs kubectl with it.
+func applyYAML(t *testing.T, verb, manifest string) (string, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "manifest.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(manifest), 0o600))
+	return kubectl(t, verb, "-f", path)
+}
+
+func createNamespace(t *testing.T, name string, optIn bool) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if optIn {
+		ns.Annotations = map[string]string{names.InjectAnnotation: names.InjectEnabled}
+	}
+	require.NoError(t, env.Client.Create(context.Background(), ns))
+	// kube-controller-manager creates the default ServiceAccount.
+	require.Eventually(t, func() bool {
+		var sa corev1.ServiceAccount
+		return env.Client.Get(context.Background(), client.ObjectKey{Namespace: name, Name: "default"}, &sa) == nil
+	}, 30*time.Second, 100*time.Millisecond, "default ServiceAccount in %s", name)
+}
+
+func labelledPod(ns, name, selector string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{names.BindingLabel: selector}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}},
+	}
+}
+
+func envValue(c *corev1.Container, name string) (string, int) {
+	val, n := "", 0
+	for _, e := range c.Env {
+		if e.Name == name {
+			val, n = e.Value, n+1
+		}
+	}
+	return val, n
+}
+
+// warningCollector records the warnings the API server returns.
+type warningCollector struct {
+	mu       sync.Mutex
+	warnings []string
+}
+
+func (w *warningCollector) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.warnings = append(w.warnings, text)
+}
+
+// TestSeedVerbatim applies the blog-era manifests unchanged and follows
+// them all the way: the Pod that kube-controller-manager creates is
+// injected, and its sidecar, run as a real process with a real projected
+// token, gets tokens for azidentity's DefaultAzureCredential and for the
+// real azcopy through the injected environment alone.
+func TestSeedVerbatim(t *testing.T) {
+	ctx := context.Background()
+	dir := seedDir(t)
+	for _, f := range []string{"namespace.yaml", "azureidentity.yaml", "azureidentitybinding.yaml"} {
+		out, err := kubectl(t, "apply", "-f", filepath.Join(dir, f))
+		require.NoError(t, err, out)
+	}
+
+	// The same pod template, created directly, shows the warnings that the
+	// webhook returns for the legacy keys. (kube-controller-manager gets
+	// them for the Deployment's pods, where nobody reads them.)
+	var dep struct {
+		Spec struct {
+			Template corev1.PodTemplateSpec `json:"template"`
+		} `json:"spec"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "deployment.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(data, &dep))
+	warnings := &warningCollector{}
+	cfg := env.Cluster.RESTConfig()
+	cfg.WarningHandler = warnings
+	wc, err := client.New(cfg, client.Options{Scheme: localenv.Scheme()})
+	require.NoError(t, err)
+	dry := &corev1.Pod{ObjectMeta: dep.Spec.Template.ObjectMeta, Spec: dep.Spec.Template.Spec}
+	dry.Name, dry.Namespace = "seed-dry-run", "default"
+	require.NoError(t, wc.Create(ctx, dry, client.DryRunAll))
+	joined := strings.Join(warnings.warnings, "\n")
+	for _, key := range []string{`"ResourceID"`, `"ClientID"`, `"AzureIdentity"`, `"Selector"`} {
+		assert.Contains(t, joined, key, "a warning names the legacy key")
+	}
+	assert.Contains(t, joined, "AzureIdentity default/blob-reader")
+	assert.Contains(t, joined, "AzureIdentityBinding default/blob-reader-to-my-app")
+
+	out, err := kubectl(t, "apply", "-f", filepath.Join(dir, "deployment.yaml"))
+	require.NoError(t, err, out)
+	var pod corev1.Pod
+	require.Eventually(t, func() bool {
+		var pods corev1.PodList
+		if env.Client.List(ctx, &pods, client.InNamespace("default"), client.MatchingLabels{"run": "my-app"}) != nil || len(pods.Items) == 0 {
+			return false
+		}
+		pod = pods.Items[0]
+		return true
+	}, 60*time.Second, 200*time.Millisecond, "kube-controller-manager creates the Deployment's pod")
+
+	t.Run("native sidecar first", func(t *testing.T) {
+		require.NotEmpty(t, pod.Spec.InitContainers)
+		sc := pod.Spec.InitContainers[0]
+		assert.Equal(t, names.SidecarContainerName, sc.Name)
+		require.NotNil(t, sc.RestartPolicy)
+		assert.Equal(t, corev1.ContainerRestartPolicyAlways, *sc.RestartPolicy)
+		require.NotNil(t, sc.StartupProbe)
+		assert.Equal(t, "data-init", pod.Spec.InitContainers[1].Name, "the azcopy init container runs after the sidecar")
+	})
+	t.Run("env on the azcopy init container and the app", func(t *testing.T) {
+		for _, name := range []string{"data-init", "my-app"} {
+			c, err := localenv.Container(&pod, name)
+			require.NoError(t, err)
+			for _, v := range []string{names.EnvIdentityEndpoint, names.EnvIdentityHeader, names.EnvAzureClientID} {
+				_, n := envValue(c, v)
+				assert.Equal(t, 1, n, "%s has %s once", name, v)
+			}
+			id, _ := envValue(c, names.EnvAzureClientID)
+			assert.Equal(t, seedClientID, id)
+		}
+	})
+	t.Run("only the sidecar mounts the projected token", func(t *testing.T) {
+		for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+			for _, c := range list {
+				mounts := false
+				for _, m := range c.VolumeMounts {
+					mounts = mounts || m.Name == names.TokenVolumeName
+				}
+				assert.Equal(t, c.Name == names.SidecarContainerName, mounts, "container %s", c.Name)
+			}
+		}
+	})
+
+	// Run the pod for real, as far as this machine allows: the sidecar as a
+	// process, the apps as processes with the containers' env.
+	env.DeclareFederatedCredential(seedClientID, "default", "default")
+	sidecar, err := env.RunSidecar(ctx, &pod)
+	require.NoError(t, err)
+	t.Cleanup(sidecar.Stop)
+
+	t.Run("azidentity DefaultAzureCredential in the app container", func(t *testing.T) {
+		appEnv, err := localenv.ContainerEnv(&pod, "my-app")
+		require.NoError(t, err)
+		before := grants(fakeaad.GrantAssertion, seedClientID)
+		cmd := exec.Command(filepath.Join(binDir, "gettoken"), "--credential=default", "--resource=https://storage.azure.com")
+		cmd.Env = append(appEnv, "HOME="+t.TempDir())
+		out, err := cmd.Output()
+		require.NoError(t, err, "gettoken: %s\nsidecar log:\n%s", exitStderr(err), sidecar.Logs())
+		var got struct {
+			Claims map[string]any `json:"claims"`
+		}
+		require.NoError(t, json.Unmarshal(out, &got))
+		assert.Equal(t, "https://storage.azure.com", got.Claims["aud"])
+		assert.Equal(t, "https://sts.windows.net/"+localenv.TenantID+"/", got.Claims["iss"])
+		assert.Equal(t, seedClientID, got.Claims["appid"])
+		assert.Greater(t, grants(fakeaad.GrantAssertion, seedClientID), before,
+			"the fake Entra ID issued the token for a service account assertion it verified against the apiserver's JWKS")
+	})
+	t.Run("azcopy login --identity in the init container", func(t *testing.T) {
+		initEnv, err := localenv.ContainerEnv(&pod, "data-init")
+		require.NoError(t, err)
+		home := t.TempDir()
+		cmd := exec.Command(azcopyBin, "login", "--identity", "--identity-client-id", seedClientID, "--skip-version-check")
+		cmd.Env = append(initEnv, "HOME="+home, "AZCOPY_LOG_LOCATION="+home, "AZCOPY_JOB_PLAN_LOCATION="+home, "PATH=/usr/bin:/bin")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "azcopy login: %s\nsidecar log:\n%s", out, sidecar.Logs())
+		assert.Contains(t, string(out), "Login with identity succeeded")
+	})
+	t.Run("no token or header secret in the sidecar's logs", func(t *testing.T) {
+		header, _ := envValue(&pod.Spec.InitContainers[0], names.EnvIdentityHeader)
+		require.NotEmpty(t, header)
+		assert.NotContains(t, sidecar.Logs(), header)
+		assert.NotContains(t, sidecar.Logs(), "eyJ", "no JWT in the logs")
+	})
+}
+
+// grants counts the fake Entra ID's issued tokens of one grant for a client.
+func grants(grant, clientID string) int {
+	n := 0
+	for _, r := range env.AAD.Requests() {
+		if r.Grant == grant && strings.EqualFold(r.ClientID, clientID) && r.Status == 200 {
+			n++
+		}
+	}
+	return n
+}
+
+func exitStderr(err error) string {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(ee.Stderr)
+	}
+	return ""
+}
+
+// TestNoOptIn: a namespace without the annotation, and a pod without the
+// label, are left alone.
+func TestNoOptIn(t *testing.T) {
+	ctx := context.Background()
+	createNamespace(t, "no-opt-in", false)
+	createNamespace(t, "opted-in-unlabelled", true)
+
+	p := labelledPod("no-opt-in", "labelled", "whatever")
+	require.NoError(t, env.Client.Create(ctx, p))
+	assert.Empty(t, p.Spec.InitContainers)
+	assert.Empty(t, p.Spec.Containers[0].Env)
+
+	u := labelledPod("opted-in-unlabelled", "unlabelled", "")
+	u.Labels = nil
+	require.NoError(t, env.Client.Create(ctx, u))
+	assert.Empty(t, u.Spec.InitContainers)
+	assert.Empty(t, u.Spec.Containers[0].Env)
+}
+
+// TestDenials asserts each message exactly as kubectl shows it.
+func TestDenials(t *testing.T) {
+	createNamespace(t, "deny-a", true)
+	createNamespace(t, "deny-b", true)
+	setup := `
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: to-missing, namespace: deny-a}
+spec: {azureIdentity: ghost, selector: missing-identity}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentity
+metadata: {name: elsewhere, namespace: deny-b}
+spec: {type: 0, clientID: 22222222-0000-0000-0000-000000000000}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: to-elsewhere, namespace: deny-a}
+spec: {azureIdentity: elsewhere, selector: other-namespace}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentity
+metadata: {name: sp, namespace: deny-a}
+spec:
+  type: 1
+  clientID: 33333333-0000-0000-0000-000000000000
+  clientPassword: {name: sp-secret, namespace: deny-b}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: to-sp, namespace: deny-a}
+spec: {azureIdentity: sp, selector: secret-elsewhere}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentity
+metadata: {name: ok, namespace: deny-a}
+spec: {type: 0, clientID: 44444444-0000-0000-0000-000000000000}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: to-ok, namespace: deny-a}
+spec: {azureIdentity: ok, selector: ok}
+`
+	out, err := applyYAML(t, "apply", setup)
+	require.NoError(t, err, out)
+
+	pod := func(name, selector, extra string) string {
+		return fmt.Sprintf(`
+apiVersion: v1
+kind: Pod
+metadata: {name: %s, namespace: deny-a, labels: {aadpodidbinding: %s}}
+spec:
+%s  containers: [{name: app, image: nginx}]
+`, name, selector, extra)
+	}
+	tests := []struct {
+		name, manifest, want string
+	}{
+		{"no binding for the selector", pod("p1", "nobody", ""),
+			`pod deny-a/p1: no matching AzureIdentityBinding: no AzureIdentityBinding in namespace deny-a has selector "nobody"; create one or fix the pod label aadpodidbinding`},
+		{"binding names a missing identity", pod("p2", "missing-identity", ""),
+			`AzureIdentityBinding deny-a/to-missing (selector "missing-identity") names AzureIdentity "ghost", which does not exist in namespace deny-a`},
+		{"identity in another namespace", pod("p3", "other-namespace", ""),
+			`AzureIdentityBinding deny-a/to-elsewhere (selector "other-namespace") names AzureIdentity "elsewhere", which does not exist in namespace deny-a; create it there (identities are never looked up in other namespaces)`},
+		{"type 1 secret in another namespace", pod("p4", "secret-elsewhere", ""),
+			`AzureIdentity deny-a/sp: spec.clientPassword.namespace is "deny-b", but the Secret must live in the identity's namespace "deny-a"`},
+		{"hostNetwork", pod("p5", "ok", "  hostNetwork: true\n"), "hostNetwork"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := applyYAML(t, "create", tc.manifest)
+			require.Error(t, err, "the pod must be denied: %s", out)
+			msg := err.Error()
+			assert.Contains(t, msg, denyPrefix)
+			assert.Contains(t, msg, tc.want)
+			t.Logf("kubectl: %s", msg[strings.Index(msg, "Error from server"):])
+		})
+	}
+}
+
+// TestReinvocation: a second webhook adds a container after ours; under
+// reinvocationPolicy IfNeeded ours runs again, and the new container gets
+// the environment once while nothing is duplicated.
+func TestReinvocation(t *testing.T) {
+	ctx := context.Background()
+	createNamespace(t, "reinvoke", true)
+	out, err := applyYAML(t, "apply", `
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentity
+metadata: {name: id, namespace: reinvoke}
+spec: {type: 0, clientID: 55555555-0000-0000-0000-000000000000}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: b, namespace: reinvoke}
+spec: {azureIdentity: id, selector: app}
+`)
+	require.NoError(t, err, out)
+	adder := startContainerAdder(t)
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, adder) })
+
+	p := labelledPod("reinvoke", "with-late-container", "app")
+	require.NoError(t, env.Client.Create(ctx, p))
+	late, err := localenv.Container(p, "late")
+	require.NoError(t, err, "the second webhook added its container")
+	for _, v := range []string{names.EnvIdentityEndpoint, names.EnvIdentityHeader, names.EnvAzureClientID} {
+		_, n := envValue(late, v)
+		assert.Equal(t, 1, n, "late container has %s once", v)
+	}
+	sidecars := 0
+	for _, c := range p.Spec.InitContainers {
+		if c.Name == names.SidecarContainerName {
+			sidecars++
+		}
+	}
+	assert.Equal(t, 1, sidecars)
+	h1, _ := envValue(late, names.EnvIdentityHeader)
+	h2, _ := envValue(&p.Spec.Containers[0], names.EnvIdentityHeader)
+	assert.Equal(t, h1, h2, "one header secret per pod")
+}
+
+// TestCertificateRotation rewrites the serving certificate under the same
+// CA, as a cert-manager renewal does; the webhook picks it up without a
+// restart and admissions keep working.
+func TestCertificateRotation(t *testing.T) {
+	ctx := context.Background()
+	createNamespace(t, "rotation", true)
+	out, err := applyYAML(t, "apply", `
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentity
+metadata: {name: id, namespace: rotation}
+spec: {type: 0, clientID: 66666666-0000-0000-0000-000000000000}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: b, namespace: rotation}
+spec: {azureIdentity: id, selector: app}
+`)
+	require.NoError(t, err, out)
+	old, err := env.ServingCert()
+	require.NoError(t, err)
+	require.Equal(t, old.SerialNumber, servedSerial(t), "the webhook serves the first certificate")
+
+	renewed, err := env.RotateServingCert()
+	require.NoError(t, err)
+	require.NotEqual(t, old.SerialNumber, renewed.SerialNumber)
+	require.Eventually(t, func() bool { return servedSerial(t).Cmp(renewed.SerialNumber) == 0 },
+		30*time.Second, 100*time.Millisecond, "the webhook serves the renewed certificate without a restart")
+
+	p := labelledPod("rotation", "after-rotation", "app")
+	require.NoError(t, env.Client.Create(ctx, p))
+	require.NotEmpty(t, p.Spec.InitContainers)
+	assert.Equal(t, names.SidecarContainerName, p.Spec.InitContainers[0].Name)
+}
+
+// servedSerial dials the webhook and returns its certificate's serial.
+func servedSerial(t *testing.T) *big.Int {
+	t.Helper()
+	host := strings.TrimPrefix(strings.TrimSuffix(env.WebhookURL, "/mutate-v1-pod"), "https://")
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", host, &tls.Config{InsecureSkipVerify: true}) // #nosec: only reads the served certificate
+	require.NoError(t, err)
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber
+}
