@@ -134,6 +134,27 @@ func (s *sidecar) stop() error {
 	}
 }
 
+// cpuTime reads the CPU time (user + system, all threads) the process has
+// used, from /proc/<pid>/stat in USER_HZ ticks (100 per second on Linux).
+func (s *sidecar) cpuTime() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces; fields count from after its ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b)[i+1:])
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
 // rss reads the process's resident set size and its peak from /proc.
 func (s *sidecar) rss() (cur, peak int64, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
@@ -212,10 +233,19 @@ func bench(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	closed := lcfg
 	closed.Rate = 0
+	cpu0, err := s.cpuTime()
+	if err != nil {
+		return err
+	}
 	thr, err := load(ctx, closed)
 	if err != nil {
 		return err
 	}
+	cpu1, err := s.cpuTime()
+	if err != nil {
+		return err
+	}
+	perReq := (cpu1 - cpu0) / time.Duration(thr.Requests)
 	afterLoad, _, err := s.rss()
 	if err != nil {
 		return err
@@ -254,6 +284,7 @@ func bench(ctx context.Context, cfg Config, out io.Writer) error {
 	fmt.Fprintln(out, "| figure | measured |")
 	fmt.Fprintln(out, "|---|---|")
 	fmt.Fprintf(out, "| cached token requests/s, %d keep-alive workers, %d requests | %.0f (errors %d) |\n", closed.Workers, thr.Requests, thr.Rate(), thr.Errors)
+	fmt.Fprintf(out, "| sidecar CPU time per cached request (user+system) -> capacity of 2 dedicated cores | %s -> %.0f req/s |\n", perReq, 2*float64(time.Second)/float64(perReq))
 	fmt.Fprintf(out, "| latency at %d req/s for %s, from due time: p50 / p99 / max | %s / %s / %s (errors %d) |\n", fixed.Rate, cfg.RateDuration, lat.Quantile(0.5), lat.Quantile(0.99), lat.Quantile(1), lat.Errors)
 	fmt.Fprintf(out, "| latency at %d req/s, from send: p50 / p99 | %s / %s |\n", fixed.Rate, lat.ServiceQuantile(0.5), lat.ServiceQuantile(0.99))
 	fmt.Fprintf(out, "| idle RSS after start | %s |\n", mib(idle))

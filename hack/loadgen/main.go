@@ -190,6 +190,7 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[int(q*float64(len(sorted)-1))]
 }
 
+// String is the one-line summary loadgen load prints.
 func (r Result) String() string {
 	s := fmt.Sprintf("requests %d, errors %d, elapsed %s, %.0f req/s, p50 %s, p90 %s, p99 %s, max %s",
 		r.Requests, r.Errors, r.Elapsed.Round(time.Millisecond), r.Rate(),
