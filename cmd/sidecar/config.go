@@ -39,9 +39,11 @@ type Config struct {
 // DefaultConfig is the configuration with no flags given.
 func DefaultConfig() Config {
 	return Config{
-		LogLevel:                "info",
-		ShutdownTimeout:         5 * time.Second,
-		ProbeTimeout:            time.Second,
+		LogLevel:        "info",
+		ShutdownTimeout: 5 * time.Second,
+		// Under the kubelet's 1s exec timeout, so that a slow server fails
+		// the probe with our message rather than a killed process.
+		ProbeTimeout:            900 * time.Millisecond,
 		MaxResourcesPerIdentity: 64,
 	}
 }
