@@ -197,7 +197,7 @@ func (h *Handler) optedIn(ctx context.Context, namespace string) (bool, error) {
 	key := client.ObjectKey{Name: namespace}
 	r := h.opts.Resolver
 	err := r.Cache.Get(ctx, key, ns)
-	if apierrors.IsNotFound(err) && r.Live != nil {
+	if err != nil && apierrors.IsNotFound(err) && r.Live != nil {
 		liveCtx, cancel := context.WithTimeout(ctx, r.LiveTimeout)
 		err = r.Live.Get(liveCtx, key, ns)
 		cancel()

@@ -10,7 +10,7 @@ import (
 
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
+	"reflect"
 )
 
 // Why not a whole-pod diff: jsonpatch.CreatePatch compares arrays index by
@@ -111,7 +111,7 @@ func addNamed[T any](ops []jsonpatch.Operation, path string, orig, mutated []T, 
 func diffContainer(ops []jsonpatch.Operation, path string, orig, mutated *corev1.Container) ([]jsonpatch.Operation, error) {
 	o, m := *orig, *mutated
 	o.Env, m.Env = nil, nil
-	if !equality.Semantic.DeepEqual(o, m) {
+	if !reflect.DeepEqual(o, m) {
 		return nil, fmt.Errorf("%w: container %q changed outside env", errNotAdditive, orig.Name)
 	}
 	return addNamed(ops, path+"/env", orig.Env, mutated.Env, envName, requireEqual[corev1.EnvVar])
@@ -120,7 +120,7 @@ func diffContainer(ops []jsonpatch.Operation, path string, orig, mutated *corev1
 // requireEqual is the element comparison for lists whose existing elements
 // inject never changes.
 func requireEqual[T any](ops []jsonpatch.Operation, path string, orig, mutated *T) ([]jsonpatch.Operation, error) {
-	if !equality.Semantic.DeepEqual(*orig, *mutated) {
+	if !reflect.DeepEqual(*orig, *mutated) {
 		return nil, fmt.Errorf("%w: %s changed", errNotAdditive, path)
 	}
 	return ops, nil
@@ -135,7 +135,7 @@ func sameOutsideSubtrees(orig, mutated *corev1.Pod) error {
 	o.Spec.InitContainers, m.Spec.InitContainers = nil, nil
 	o.Spec.Containers, m.Spec.Containers = nil, nil
 	o.Spec.Volumes, m.Spec.Volumes = nil, nil
-	if !equality.Semantic.DeepEqual(o, m) {
+	if !reflect.DeepEqual(o, m) {
 		return fmt.Errorf("%w: a field outside annotations, containers, initContainers and volumes changed", errNotAdditive)
 	}
 	return nil

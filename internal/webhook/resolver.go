@@ -148,12 +148,13 @@ func (r *Resolver) identity(ctx context.Context, namespace, selector string, b *
 	var ai aadv1.AzureIdentity
 	key := client.ObjectKey{Namespace: namespace, Name: b.Spec.AzureIdentity}
 	err := r.Cache.Get(ctx, key, &ai)
-	if apierrors.IsNotFound(err) && r.Live != nil {
+	if err != nil && apierrors.IsNotFound(err) && r.Live != nil {
 		liveCtx, cancel := context.WithTimeout(ctx, r.LiveTimeout)
 		err = r.Live.Get(liveCtx, key, &ai)
 		cancel()
 	}
 	switch {
+	case err == nil:
 	case apierrors.IsNotFound(err):
 		return inject.Identity{}, nil, fmt.Errorf("%w: AzureIdentityBinding %s/%s (selector %q) names AzureIdentity %q, which does not exist in namespace %s; create it there (identities are never looked up in other namespaces) or fix spec.azureIdentity",
 			ErrIdentityNotFound, namespace, b.Name, selector, b.Spec.AzureIdentity, namespace)

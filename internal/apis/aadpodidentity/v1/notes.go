@@ -3,6 +3,7 @@ package v1
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -93,12 +94,19 @@ func (ns DecodeNotes) errorFor(field string) bool {
 }
 
 // warnings turns the notes that are not errors into admission warnings.
+// It runs on every admission of a pod whose objects use legacy keys, so
+// it names the object once and builds each message without fmt.
 func (ns DecodeNotes) warnings(kind string, meta *metav1.ObjectMeta) []string {
 	var out []string
+	var ref string
 	for _, n := range ns {
-		if !n.Kind.IsError() {
-			out = append(out, objectRef(kind, meta)+": "+n.message())
+		if n.Kind.IsError() {
+			continue
 		}
+		if out == nil {
+			out, ref = make([]string, 0, len(ns)), objectRef(kind, meta)+": "
+		}
+		out = append(out, ref+n.message())
 	}
 	return out
 }
@@ -121,11 +129,12 @@ func (ns DecodeNotes) fieldErrors(kind string, meta *metav1.ObjectMeta) []error 
 
 // message is the note as a sentence about "spec", without the object.
 func (n DecodeNote) message() string {
-	keys := distinct(n.Keys)
 	canonical := n.Field
+	if n.Kind == NoteLegacyKey {
+		return "spec key " + strconv.Quote(n.Keys[0]) + " is a legacy spelling; rename it to " + strconv.Quote(canonical)
+	}
+	keys := distinct(n.Keys)
 	switch n.Kind {
-	case NoteLegacyKey:
-		return fmt.Sprintf("spec key %q is a legacy spelling; rename it to %q", n.Keys[0], canonical)
 	case NoteDuplicateKey:
 		if others, ok := without(keys, canonical); ok {
 			return fmt.Sprintf("spec keys %s set the same value; delete %s", quoteList(keys), quoteList(others))
