@@ -324,7 +324,7 @@ spec:
 		name, manifest, want string
 	}{
 		{"no binding for the selector", pod("p1", "nobody", ""),
-			`pod deny-a/p1: no matching AzureIdentityBinding: no AzureIdentityBinding in namespace deny-a has selector "nobody"; create one or fix the pod label aadpodidbinding`},
+			`pod deny-a/p1: no AzureIdentityBinding in namespace deny-a has selector "nobody"; create one or fix the pod label aadpodidbinding`},
 		{"binding names a missing identity", pod("p2", "missing-identity", ""),
 			`AzureIdentityBinding deny-a/to-missing (selector "missing-identity") names AzureIdentity "ghost", which does not exist in namespace deny-a`},
 		{"identity in another namespace", pod("p3", "other-namespace", ""),

@@ -125,16 +125,19 @@ func (h *Handler) decide(ctx context.Context, req admission.Request) decision {
 	if req.Operation != admissionv1.Create {
 		return decision{outcome: OutcomeSkipped, message: fmt.Sprintf("operation %s; pods are injected on CREATE only", req.Operation)}
 	}
+	bad := func(format string, args ...any) decision {
+		return decision{outcome: OutcomeErrored, err: fmt.Errorf("%w %s for pod %s/%s: %w", errBadRequest, req.UID, req.Namespace, req.Name, fmt.Errorf(format, args...))}
+	}
 	if len(req.Object.Raw) == 0 {
-		return decision{outcome: OutcomeErrored, err: fmt.Errorf("%w: the request has no object", errBadRequest)}
+		return bad("the request has no object; the API server sent no pod")
 	}
 	pod := &corev1.Pod{}
 	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
-		return decision{outcome: OutcomeErrored, err: fmt.Errorf("%w: decode pod: %w", errBadRequest, err)}
+		return bad("decode pod: %w", err)
 	}
 	namespace := cmp.Or(req.Namespace, pod.Namespace)
 	if namespace == "" {
-		return decision{outcome: OutcomeErrored, err: fmt.Errorf("%w: the request names no namespace", errBadRequest)}
+		return bad("the request names no namespace")
 	}
 	pod.Namespace = namespace
 	ref := podRef(pod)

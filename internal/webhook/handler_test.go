@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -404,13 +403,18 @@ func TestHandlerDecisions(t *testing.T) {
 				assert.Contains(t, resp.Result.Message, m)
 			}
 			if tc.reason != nil {
-				assert.Equal(t, reason(tc.reason), reason(wrapLike(tc.reason)), "reason label")
+				d := h.decide(context.Background(), tc.req())
+				assert.ErrorIs(t, d.err, tc.reason)
+				assert.True(t, strings.HasSuffix(resp.Result.Message, d.err.Error()), "the message is the error: %q", resp.Result.Message)
+				prefix := "pod team-a/web: "
+				if tc.code == http.StatusBadRequest {
+					prefix = "bad admission request req-1 for pod team-a/: "
+				}
+				assert.True(t, strings.HasPrefix(resp.Result.Message, prefix), "the message names the pod: %q", resp.Result.Message)
 			}
 		})
 	}
 }
-
-func wrapLike(err error) error { return fmt.Errorf("x: %w", err) }
 
 // TestHandlerLegacyKeys: the seed's capitalised keys inject, with a warning
 // per key naming the object and the key to rename.

@@ -36,6 +36,24 @@ var (
 	ErrLookup = errors.New("lookup failed")
 )
 
+// reasonError is a message for the user that also matches a sentinel
+// under errors.Is, without the sentinel's text in the message: kubectl
+// shows the sentence, metrics and tests use the reason.
+type reasonError struct {
+	reason error
+	err    error
+}
+
+func (e *reasonError) Error() string { return e.err.Error() }
+
+// Unwrap gives both the reason and what the message wraps.
+func (e *reasonError) Unwrap() []error { return []error{e.reason, e.err} }
+
+// reasonf formats a message that errors.Is matches against reason.
+func reasonf(reason error, format string, args ...any) error {
+	return &reasonError{reason: reason, err: fmt.Errorf(format, args...)}
+}
+
 // Defaults fill in what an AzureIdentity leaves out.
 type Defaults struct {
 	// TenantID is used when spec.tenantID is empty.
@@ -81,15 +99,15 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, selector string) (Res
 		return res, err
 	}
 	if len(bindings) == 0 {
-		return res, fmt.Errorf("%w: no AzureIdentityBinding in namespace %s has selector %q; create one or fix the pod label %s",
-			ErrNoBinding, namespace, selector, names.BindingLabel)
+		return res, reasonf(ErrNoBinding, "no AzureIdentityBinding in namespace %s has selector %q; create one or fix the pod label %s",
+			namespace, selector, names.BindingLabel)
 	}
 	byName := map[string]int{} // identity name -> index in res.Identities
 	for i := range bindings {
 		b := &bindings[i]
 		res.Warnings = append(res.Warnings, b.Warnings()...)
 		if err := b.Validate(); err != nil {
-			return res, fmt.Errorf("%w: selector %q in namespace %s: %w", ErrInvalidBinding, selector, namespace, err)
+			return res, reasonf(ErrInvalidBinding, "selector %q: %w", selector, err)
 		}
 		weight := int(b.Spec.Weight)
 		if at, ok := byName[b.Spec.AzureIdentity]; ok {
@@ -156,15 +174,15 @@ func (r *Resolver) identity(ctx context.Context, namespace, selector string, b *
 	switch {
 	case err == nil:
 	case apierrors.IsNotFound(err):
-		return inject.Identity{}, nil, fmt.Errorf("%w: AzureIdentityBinding %s/%s (selector %q) names AzureIdentity %q, which does not exist in namespace %s; create it there (identities are never looked up in other namespaces) or fix spec.azureIdentity",
-			ErrIdentityNotFound, namespace, b.Name, selector, b.Spec.AzureIdentity, namespace)
+		return inject.Identity{}, nil, reasonf(ErrIdentityNotFound, "AzureIdentityBinding %s/%s (selector %q) names AzureIdentity %q, which does not exist in namespace %s; create it there (identities are never looked up in other namespaces) or fix spec.azureIdentity",
+			namespace, b.Name, selector, b.Spec.AzureIdentity, namespace)
 	case err != nil:
 		return inject.Identity{}, nil, fmt.Errorf("%w: get AzureIdentity %s/%s: %w", ErrLookup, namespace, b.Spec.AzureIdentity, err)
 	}
 	warnings := ai.Warnings()
 	id, err := r.convert(&ai)
 	if err != nil {
-		return inject.Identity{}, warnings, fmt.Errorf("%w: selector %q in namespace %s: %w", ErrInvalidIdentity, selector, namespace, err)
+		return inject.Identity{}, warnings, reasonf(ErrInvalidIdentity, "selector %q: %w", selector, err)
 	}
 	return id, warnings, nil
 }
