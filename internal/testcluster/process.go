@@ -27,10 +27,12 @@ type StartError struct {
 	Err       error
 }
 
+// Error names the component and its error, then shows the log tail.
 func (e *StartError) Error() string {
 	return fmt.Sprintf("start %s: %v\n--- last lines of %s ---\n%s", e.Component, e.Err, e.LogPath, e.LogTail)
 }
 
+// Unwrap returns the cause, such as ErrExited or context.DeadlineExceeded.
 func (e *StartError) Unwrap() error { return e.Err }
 
 // ErrExited is wrapped by a StartError when the component's process ended
