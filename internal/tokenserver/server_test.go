@@ -254,15 +254,17 @@ func TestServesCachedTokenWhileUpstreamDown(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.status, resp.body)
 	assert.Equal(t, first.str("access_token"), resp.str("access_token"))
 	assert.NotContains(t, resp.body, "refresh_in", "no refresh hint once past the refresh time")
-	eventually(t, "the background renewal to fail twice", func() bool { return p.AAD.Counts().Token == 3 })
+	eventually(t, "the background renewal to fail twice", func() bool {
+		return p.AAD.Counts().Token == 3 && r.srv.cache.idle(fakeaad.IdentitySecret, q.Get("resource"))
+	})
 
 	clock.Advance(10 * time.Minute)
 	resp = r.appService(t, p, q)
 	require.Equal(t, http.StatusOK, resp.status, resp.body)
 	assert.Equal(t, first.str("access_token"), resp.str("access_token"))
+	eventually(t, "the next renewal to fail", func() bool { return r.srv.cache.idle(fakeaad.IdentitySecret, q.Get("resource")) })
 
 	// Past expiry (minus the margin) nothing valid is left.
-	eventually(t, "renewals to settle", func() bool { return r.srv.cache.waiting.Load() == 0 })
 	clock.Advance(10 * time.Minute)
 	resp = r.appService(t, p, q)
 	assert.Equal(t, http.StatusServiceUnavailable, resp.status)
@@ -288,7 +290,9 @@ func TestRefreshAheadThroughServer(t *testing.T) {
 	clock.Advance(31 * time.Minute)
 	stale := r.appService(t, p, q)
 	assert.Equal(t, first.str("access_token"), stale.str("access_token"), "served while renewing")
-	eventually(t, "background renewal", func() bool { return p.AAD.Counts().Issued == 2 })
+	eventually(t, "background renewal", func() bool {
+		return p.AAD.Counts().Issued == 2 && r.srv.cache.idle(fakeaad.IdentityCertPEM, q.Get("resource"))
+	})
 
 	fresh := r.appService(t, p, q)
 	require.Equal(t, http.StatusOK, fresh.status)
