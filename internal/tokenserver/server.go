@@ -129,7 +129,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) Close() { s.cache.Close() }
 
 // Serve answers requests on ln until ctx is done, then shuts down
-// gracefully within the shutdown timeout and closes the server.
+// gracefully within the shutdown timeout and closes the server. It returns
+// an error only when the listener fails.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           http.MaxBytesHandler(s, 4<<10),
@@ -150,11 +151,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), s.shutdown)
 	defer cancel()
-	err := hs.Shutdown(sctx)
-	s.Close()
-	if err != nil {
-		return fmt.Errorf("shut down: %w", err)
+	if err := hs.Shutdown(sctx); err != nil {
+		// Requests still waiting on the upstream are cut off: the pod is
+		// going away, which is no error of the sidecar's.
+		s.log.Warn("shutdown deadline passed; closing open connections", "shutdownTimeout", s.shutdown, "error", err.Error())
+		_ = hs.Close()
 	}
+	s.Close()
 	return nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -379,4 +381,44 @@ func TestServeReturnsListenerErrors(t *testing.T) {
 	require.NoError(t, ln.Close())
 	err = srv.Serve(context.Background(), ln)
 	require.ErrorIs(t, err, net.ErrClosed)
+}
+
+// TestShutdownCutsOffWaitingRequests: a request still waiting on a hung
+// upstream when the shutdown deadline passes is cut off, and Serve returns
+// without error.
+func TestShutdownCutsOffWaitingRequests(t *testing.T) {
+	p := newPod(t, fakeaad.IdentitySecret)
+	p.AAD.SetMode(fakeaad.ModeHang)
+	up, err := NewHTTPClient(p.AAD.CAPEM())
+	require.NoError(t, err)
+	defer up.CloseIdleConnections()
+	sources := map[string]Source{}
+	for _, id := range p.Config.Identities {
+		sources[id.Name] = &fakeSource{}
+	}
+	sources[fakeaad.IdentitySecret], err = LoadSource(p.Identity(fakeaad.IdentitySecret), SourceOptions{Transport: up})
+	require.NoError(t, err)
+	srv, err := New(Options{Config: p.Config, Sources: sources, IdentityHeader: p.IdentityHeader, ShutdownTimeout: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+
+	reqDone := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/msi/token?api-version=2019-08-01&resource=r", nil)
+		req.Header.Set(names.HeaderIdentity, p.IdentityHeader)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		reqDone <- err
+	}()
+	eventually(t, "the request to wait on Entra ID", func() bool { return p.AAD.Pending() == 1 })
+	cancel()
+	require.NoError(t, <-done)
+	require.Error(t, <-reqDone, "the waiting request is cut off")
 }
