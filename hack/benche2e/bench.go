@@ -1,0 +1,509 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
+	"github.com/podidentity/injector/internal/localenv"
+	"github.com/podidentity/injector/internal/names"
+)
+
+// The objects the benchmark makes, and what it reads.
+const (
+	benchNamespace = "bench"
+	benchSelector  = "bench"
+	benchClientID  = "00000000-0000-0000-0000-00000000b3c4"
+	// webhookName is the webhook's name in the MutatingWebhookConfiguration,
+	// which is the "name" label of the apiserver's webhook metrics.
+	webhookName = "pod-identity-webhook.aadpodidentity.k8s.io"
+
+	apiserverWebhookLatency  = "apiserver_admission_webhook_admission_duration_seconds"
+	apiserverWebhookRequests = "apiserver_admission_webhook_request_total"
+	apiserverWebhookRejected = "apiserver_admission_webhook_rejection_count"
+	apiserverWebhookFailOpen = "apiserver_admission_webhook_fail_open_count"
+	apiserverRequestLatency  = "apiserver_request_duration_seconds"
+	handlerHTTPLatency       = "controller_runtime_webhook_latency_seconds"
+	handlerLatency           = "pod_identity_webhook_admission_duration_seconds"
+	handlerDecisions         = "pod_identity_webhook_decisions_total"
+)
+
+// Label filters of the series above.
+var (
+	ourWebhookCreates = map[string]string{"name": webhookName, "type": "admit", "operation": "CREATE"}
+	podPosts          = map[string]string{"verb": "POST", "dry_run": "", "group": "", "version": "v1", "resource": "pods", "subresource": ""}
+)
+
+// Phase is one timed batch of pod creations.
+type Phase struct {
+	Round       int
+	WithWebhook bool
+	// Created and Failed count the creates; Failed includes those not
+	// attempted before the phase's deadline.
+	Created, Failed int
+	FirstError      string
+	Elapsed         time.Duration
+	// Latencies are the successful creates' times as the client saw them.
+	Latencies []time.Duration
+	// Injected is how many of the pods in the namespace afterwards carry
+	// the sidecar.
+	Injected int
+	// Apiserver and Webhook are the metrics' deltas over the phase.
+	Apiserver, Webhook Delta
+	// CPU is the CPU time each process used during the creates.
+	CPU CPUTimes
+}
+
+// Rate is pods created per second.
+func (p Phase) Rate() float64 { return float64(p.Created) / p.Elapsed.Seconds() }
+
+// Delta is what one endpoint's metrics gained over a phase.
+type Delta struct {
+	Latency  Histogram
+	Requests map[string]float64
+	// Rejections and FailOpen are apiserver counters.
+	Rejections, FailOpen float64
+	// PodPosts is apiserver_request_duration_seconds of pod creates.
+	PodPosts Histogram
+	// HTTP is the webhook's controller-runtime handler latency.
+	HTTP Histogram
+}
+
+// Report is everything a run measured, before any arithmetic.
+type Report struct {
+	Config        Config
+	Date          time.Time
+	CPUs          int
+	LoadBefore    string
+	LoadAfter     string
+	ServerVersion string
+	Phases        []Phase
+}
+
+// bench holds the running environment and its clients.
+type bench struct {
+	cfg  Config
+	env  *localenv.Env
+	cs   kubernetes.Interface
+	http *http.Client
+	log  io.Writer
+}
+
+func runBench(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
+	// controller-runtime's client logs through this; keep its warnings.
+	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	rep := &Report{Config: cfg, Date: time.Now().UTC(), CPUs: runtime.NumCPU(), LoadBefore: loadAverage()}
+	var envLog io.Writer = io.Discard
+	if cfg.Verbose {
+		envLog = log
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	env, err := localenv.Start(startCtx, localenv.Options{
+		RepoRoot:      cfg.RepoRoot,
+		WebhookBinary: cfg.WebhookBinary,
+		SidecarBinary: cfg.SidecarBinary,
+		Log:           envLog,
+		WebhookArgs:   []string{"--log-level=" + cfg.WebhookLogLevel},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start the local environment: %w", err)
+	}
+	defer env.Stop()
+	fmt.Fprintf(log, ">> environment ready in %s\n", time.Since(start).Round(time.Millisecond))
+
+	rc := env.Cluster.RESTConfig()
+	rc.QPS, rc.Burst, rc.UserAgent = float32(cfg.QPS), cfg.Burst, "benche2e"
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{cfg: cfg, env: env, cs: cs, http: &http.Client{Timeout: 10 * time.Second}, log: log}
+	if v, err := cs.Discovery().ServerVersion(); err == nil {
+		rep.ServerVersion = v.GitVersion
+	}
+	if err := b.setup(ctx); err != nil {
+		return nil, err
+	}
+	if err := b.warmup(ctx); err != nil {
+		return nil, err
+	}
+	for round := 1; round <= cfg.Rounds; round++ {
+		for _, withWebhook := range []bool{false, true} {
+			p, err := b.phase(ctx, round, withWebhook)
+			if err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(log, ">> round %d, webhook %-5t: %d pods in %s, %.1f pods/s, %d failed, %d injected\n",
+				round, withWebhook, p.Created, p.Elapsed.Round(time.Millisecond), p.Rate(), p.Failed, p.Injected)
+			rep.Phases = append(rep.Phases, p)
+		}
+	}
+	rep.LoadAfter = loadAverage()
+	return rep, nil
+}
+
+// setup makes the opted-in namespace, its identity and binding.
+func (b *bench) setup(ctx context.Context) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:        benchNamespace,
+		Annotations: map[string]string{names.InjectAnnotation: names.InjectEnabled},
+	}}
+	if err := b.env.Client.Create(ctx, ns); err != nil {
+		return fmt.Errorf("create Namespace %s: %w", benchNamespace, err)
+	}
+	id := &aadv1.AzureIdentity{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-identity", Namespace: benchNamespace},
+		Spec:       aadv1.AzureIdentitySpec{Type: 0, ClientID: benchClientID},
+	}
+	if err := b.env.Client.Create(ctx, id); err != nil {
+		return fmt.Errorf("create AzureIdentity %s/%s: %w", id.Namespace, id.Name, err)
+	}
+	bind := &aadv1.AzureIdentityBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-binding", Namespace: benchNamespace},
+		Spec:       aadv1.AzureIdentityBindingSpec{AzureIdentity: id.Name, Selector: benchSelector},
+	}
+	if err := b.env.Client.Create(ctx, bind); err != nil {
+		return fmt.Errorf("create AzureIdentityBinding %s/%s: %w", bind.Namespace, bind.Name, err)
+	}
+	// The ServiceAccount admission plugin refuses pods until
+	// kube-controller-manager has made the default ServiceAccount.
+	return b.poll(ctx, "the default ServiceAccount of namespace "+benchNamespace, func() (bool, error) {
+		_, err := b.cs.CoreV1().ServiceAccounts(benchNamespace).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+}
+
+// warmup creates and deletes unmeasured pods with the webhook in place,
+// so that the first measured phase does not pay for cold caches.
+func (b *bench) warmup(ctx context.Context) error {
+	if b.cfg.Warmup == 0 {
+		return nil
+	}
+	if err := b.waitMutated(ctx, true); err != nil {
+		return err
+	}
+	p := b.create(ctx, "warmup", b.cfg.Warmup)
+	if p.Failed > 0 {
+		return fmt.Errorf("warm-up: %d of %d pods failed, first: %s", p.Failed, b.cfg.Warmup, p.FirstError)
+	}
+	return b.deletePods(ctx)
+}
+
+// phase switches the webhook on or off, creates the pods, counts the
+// injected ones and deletes them, with the metrics scraped around the
+// creates only.
+func (b *bench) phase(ctx context.Context, round int, withWebhook bool) (Phase, error) {
+	if withWebhook {
+		if err := b.registerWebhook(ctx); err != nil {
+			return Phase{}, err
+		}
+	} else if err := b.unregisterWebhook(ctx); err != nil {
+		return Phase{}, err
+	}
+	apiBefore, hookBefore, err := b.scrape(ctx)
+	if err != nil {
+		return Phase{}, err
+	}
+	prefix := fmt.Sprintf("r%d-without", round)
+	if withWebhook {
+		prefix = fmt.Sprintf("r%d-with", round)
+	}
+	cpuBefore, err := cpuTimes()
+	if err != nil {
+		return Phase{}, err
+	}
+	p := b.create(ctx, prefix, b.cfg.Pods)
+	cpuAfter, err := cpuTimes()
+	if err != nil {
+		return Phase{}, err
+	}
+	p.Round, p.WithWebhook, p.CPU = round, withWebhook, cpuAfter.Sub(cpuBefore)
+	apiAfter, hookAfter, err := b.scrape(ctx)
+	if err != nil {
+		return Phase{}, err
+	}
+	if p.Apiserver, err = apiserverDelta(apiBefore, apiAfter); err != nil {
+		return Phase{}, err
+	}
+	if p.Webhook, err = webhookDelta(hookBefore, hookAfter); err != nil {
+		return Phase{}, err
+	}
+	if p.Injected, err = b.countInjected(ctx); err != nil {
+		return Phase{}, err
+	}
+	return p, b.deletePods(ctx)
+}
+
+// create makes n labelled pods named prefix-NNNN with cfg.Workers
+// concurrent clients sharing one clientset, and times the whole batch.
+func (b *bench) create(ctx context.Context, prefix string, n int) Phase {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.PhaseTimeout)
+	defer cancel()
+	lat := make([]time.Duration, n)
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = errNotAttempted
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range b.cfg.Workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				pod := benchPod(fmt.Sprintf("%s-%05d", prefix, i))
+				t0 := time.Now()
+				_, errs[i] = b.cs.CoreV1().Pods(benchNamespace).Create(ctx, pod, metav1.CreateOptions{})
+				lat[i] = time.Since(t0)
+			}
+		})
+	}
+	wg.Wait()
+	p := Phase{Elapsed: time.Since(start)}
+	for i, err := range errs {
+		if err != nil {
+			p.Failed++
+			if p.FirstError == "" {
+				p.FirstError = err.Error()
+			}
+			continue
+		}
+		p.Created++
+		p.Latencies = append(p.Latencies, lat[i])
+	}
+	slices.Sort(p.Latencies)
+	return p
+}
+
+var errNotAttempted = errors.New("not attempted before -phase-timeout")
+
+// benchPod is a labelled pod with one small container. Nothing runs it:
+// the cluster has no nodes.
+func benchPod(name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNamespace, Labels: map[string]string{names.BindingLabel: benchSelector}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name:  "app",
+			Image: "registry.k8s.io/pause:3.10",
+		}}},
+	}
+}
+
+func hasSidecar(pod *corev1.Pod) bool {
+	_, err := localenv.Container(pod, names.SidecarContainerName)
+	return err == nil
+}
+
+// countInjected lists the namespace's labelled pods and counts those with
+// the sidecar.
+func (b *bench) countInjected(ctx context.Context) (int, error) {
+	list, err := b.cs.CoreV1().Pods(benchNamespace).List(ctx, metav1.ListOptions{LabelSelector: names.BindingLabel + "=" + benchSelector})
+	if err != nil {
+		return 0, fmt.Errorf("list pods in %s: %w", benchNamespace, err)
+	}
+	n := 0
+	for i := range list.Items {
+		if hasSidecar(&list.Items[i]) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// deletePods removes the labelled pods and waits until they are gone.
+// Pods on no node are deleted at once, without a grace period.
+func (b *bench) deletePods(ctx context.Context) error {
+	sel := metav1.ListOptions{LabelSelector: names.BindingLabel + "=" + benchSelector}
+	if err := b.cs.CoreV1().Pods(benchNamespace).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, sel); err != nil {
+		return fmt.Errorf("delete the pods of namespace %s: %w", benchNamespace, err)
+	}
+	return b.poll(ctx, "the deletion of the pods of namespace "+benchNamespace, func() (bool, error) {
+		list, err := b.cs.CoreV1().Pods(benchNamespace).List(ctx, sel)
+		if err != nil {
+			return false, err
+		}
+		return len(list.Items) == 0, nil
+	})
+}
+
+// unregisterWebhook deletes the MutatingWebhookConfiguration and waits
+// until the apiserver stops calling the webhook.
+func (b *bench) unregisterWebhook(ctx context.Context) error {
+	err := b.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, localenv.WebhookConfigName, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete MutatingWebhookConfiguration %s: %w", localenv.WebhookConfigName, err)
+	}
+	return b.waitMutated(ctx, false)
+}
+
+// registerWebhook creates the MutatingWebhookConfiguration as localenv
+// does and waits until the apiserver calls the webhook.
+func (b *bench) registerWebhook(ctx context.Context) error {
+	mwc, err := b.env.WebhookConfiguration(ctx, b.env.WebhookURL, b.env.CABundle())
+	if err != nil {
+		return err
+	}
+	_, err = b.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create MutatingWebhookConfiguration %s: %w", mwc.Name, err)
+	}
+	return b.waitMutated(ctx, true)
+}
+
+// waitMutated dry-runs a labelled pod until the apiserver's answer has the
+// sidecar (want true) or has not (want false): the webhook configuration
+// reaches the apiserver's admission chain through an informer.
+func (b *bench) waitMutated(ctx context.Context, want bool) error {
+	what := "a dry-run pod to be mutated"
+	if !want {
+		what = "a dry-run pod to pass unmutated"
+	}
+	return b.poll(ctx, what, func() (bool, error) {
+		got, err := b.cs.CoreV1().Pods(benchNamespace).Create(ctx, benchPod("dry-run"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return false, err
+		}
+		return hasSidecar(got) == want, nil
+	})
+}
+
+// poll calls cond every 100ms until it is true, for at most PhaseTimeout.
+// An error from cond is kept for the timeout message but does not stop
+// the wait, since the apiserver may refuse while a change propagates.
+func (b *bench) poll(ctx context.Context, what string, cond func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.PhaseTimeout)
+	defer cancel()
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waited %s for %s (last error: %v): %w", b.cfg.PhaseTimeout, what, last, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// scrape reads the apiserver's and the webhook's /metrics.
+func (b *bench) scrape(ctx context.Context) (api, hook Metrics, err error) {
+	raw, err := b.cs.CoreV1().RESTClient().Get().AbsPath("/metrics").SetHeader("Accept", "text/plain").DoRaw(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("GET the apiserver's /metrics: %w", err)
+	}
+	if api, err = ParseMetrics(bytes.NewReader(raw)); err != nil {
+		return nil, nil, fmt.Errorf("the apiserver's /metrics: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.env.MetricsURL, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := b.http.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("GET the webhook's metrics %s: %w", b.env.MetricsURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("GET the webhook's metrics %s: %s", b.env.MetricsURL, resp.Status)
+	}
+	if hook, err = ParseMetrics(resp.Body); err != nil {
+		return nil, nil, fmt.Errorf("the webhook's metrics %s: %w", b.env.MetricsURL, err)
+	}
+	return api, hook, nil
+}
+
+// apiserverDelta is what the apiserver counted between two scrapes.
+func apiserverDelta(before, after Metrics) (Delta, error) {
+	var d Delta
+	var err error
+	if d.Latency, err = histDelta(before, after, apiserverWebhookLatency, ourWebhookCreates); err != nil {
+		return Delta{}, err
+	}
+	if d.PodPosts, err = histDelta(before, after, apiserverRequestLatency, podPosts); err != nil {
+		return Delta{}, err
+	}
+	d.Requests = counterDelta(before, after, apiserverWebhookRequests, ourWebhookCreates, "code")
+	d.Rejections = counterDelta(before, after, apiserverWebhookRejected, ourWebhookCreates, "")[""]
+	d.FailOpen = counterDelta(before, after, apiserverWebhookFailOpen, map[string]string{"name": webhookName, "type": "admit"}, "")[""]
+	return d, nil
+}
+
+// webhookDelta is what the webhook counted between two scrapes.
+func webhookDelta(before, after Metrics) (Delta, error) {
+	var d Delta
+	var err error
+	if d.Latency, err = histDelta(before, after, handlerLatency, map[string]string{"outcome": "injected"}); err != nil {
+		return Delta{}, err
+	}
+	if d.HTTP, err = histDelta(before, after, handlerHTTPLatency, map[string]string{"webhook": "/mutate-v1-pod"}); err != nil {
+		return Delta{}, err
+	}
+	d.Requests = counterDelta(before, after, handlerDecisions, nil, "outcome")
+	return d, nil
+}
+
+func histDelta(before, after Metrics, name string, want map[string]string) (Histogram, error) {
+	b, err := before.Histogram(name, want)
+	if err != nil {
+		return Histogram{}, err
+	}
+	a, err := after.Histogram(name, want)
+	if err != nil {
+		return Histogram{}, err
+	}
+	return a.Sub(b)
+}
+
+func counterDelta(before, after Metrics, name string, want map[string]string, by string) map[string]float64 {
+	b := before.Counter(name, want, by)
+	out := map[string]float64{}
+	for k, v := range after.Counter(name, want, by) {
+		if d := v - b[k]; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+// loadAverage is the 1, 5 and 15 minute load of /proc/loadavg.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeRepo is a directory that passes Validate's file checks.
+func fakeRepo(t *testing.T) (root, webhook, sidecar string) {
+	t.Helper()
+	root = t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "manifests"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "manifests", "kustomization.yaml"), nil, 0o600))
+	webhook, sidecar = filepath.Join(root, "webhook"), filepath.Join(root, "sidecar")
+	for _, f := range []string{webhook, sidecar} {
+		require.NoError(t, os.WriteFile(f, nil, 0o700))
+	}
+	return root, webhook, sidecar
+}
+
+func TestParseConfig(t *testing.T) {
+	root, webhook, sidecar := fakeRepo(t)
+	files := []string{"-repo", root, "-webhook", webhook, "-sidecar", sidecar}
+
+	t.Run("defaults", func(t *testing.T) {
+		cfg, err := parseConfig(files, io.Discard)
+		require.NoError(t, err)
+		assert.Equal(t, 500, cfg.Pods)
+		assert.Equal(t, 8, cfg.Workers)
+		assert.Equal(t, 1000.0, cfg.QPS)
+		assert.Equal(t, "info", cfg.WebhookLogLevel)
+	})
+	t.Run("flags override", func(t *testing.T) {
+		cfg, err := parseConfig(append(files, "-pods", "20", "-workers", "2", "-rounds", "1", "-markdown", "-webhook-log-level", "warn"), io.Discard)
+		require.NoError(t, err)
+		assert.Equal(t, 20, cfg.Pods)
+		assert.Equal(t, 2, cfg.Workers)
+		assert.Equal(t, 1, cfg.Rounds)
+		assert.True(t, cfg.Markdown)
+		assert.Equal(t, "warn", cfg.WebhookLogLevel)
+	})
+
+	bad := map[string][]string{
+		"no pods":             {"-pods", "0"},
+		"too many pods":       {"-pods", "10001"},
+		"no workers":          {"-workers", "0"},
+		"too many rounds":     {"-rounds", "21"},
+		"negative warm-up":    {"-warmup", "-1"},
+		"zero qps":            {"-qps", "0"},
+		"endless phase":       {"-phase-timeout", "31m"},
+		"unknown log level":   {"-webhook-log-level", "verbose"},
+		"missing binary":      {"-webhook", filepath.Join(root, "absent")},
+		"not the repository":  {"-repo", t.TempDir()},
+		"positional argument": {"extra"},
+		"unknown flag":        {"-url", "http://example.com"},
+	}
+	for name, args := range bad {
+		t.Run(name, func(t *testing.T) {
+			_, err := parseConfig(append(append([]string{}, files...), args...), io.Discard)
+			assert.Error(t, err)
+		})
+	}
+}
