@@ -105,6 +105,17 @@ func run(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// Absolute paths, so that what the demo prints can be pasted anywhere.
+	for _, p := range []*string{&cfg.RepoRoot, &cfg.SeedDir, &cfg.BinDir} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return err
+		}
+		*p = abs
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
