@@ -102,8 +102,9 @@ func New(o Options) (*Server, error) {
 		if c.Name == o.Config.DefaultIdentity {
 			s.def = id
 		}
-		// The first identity listed wins a duplicate client ID, as the
-		// config lists the default first.
+		// Two AzureIdentities may name one client ID (say, with different
+		// sources); the first listed wins, unless the default is among
+		// them (below).
 		if k := strings.ToLower(c.ClientID); s.byClientID[k] == nil {
 			s.byClientID[k] = id
 		}
@@ -111,6 +112,7 @@ func New(o Options) (*Server, error) {
 			s.byResID[k] = id
 		}
 	}
+	s.byClientID[strings.ToLower(s.def.cfg.ClientID)] = s.def
 	s.cache = NewCache(o.Cache)
 	s.now = s.cache.o.Now
 	s.mux = http.NewServeMux()
