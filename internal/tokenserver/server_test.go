@@ -20,6 +20,7 @@ import (
 
 	"github.com/podidentity/injector/internal/fakeaad"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/internal/sidecarconfig"
 )
 
 // TestRefusals covers every request the server must turn away, with the
@@ -421,4 +422,31 @@ func TestShutdownCutsOffWaitingRequests(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 	require.Error(t, <-reqDone, "the waiting request is cut off")
+}
+
+// TestSelectIdentity covers selection rules that need no upstream.
+func TestSelectIdentity(t *testing.T) {
+	id := func(name, clientID, resID string) sidecarconfig.Identity {
+		return sidecarconfig.Identity{Name: name, Namespace: "ns", Source: names.TokenSourceIMDS, ClientID: clientID, ResourceID: resID}
+	}
+	cfg := &sidecarconfig.Config{APIVersion: sidecarconfig.APIVersion, Port: 1, DefaultIdentity: "b", Identities: []sidecarconfig.Identity{
+		id("a", "SHARED", ""), id("b", "shared", ""), id("c", "other", "/Subscriptions/S/rg/X"),
+	}}
+	srv, err := New(Options{Config: cfg, IdentityHeader: "x", Sources: map[string]Source{"a": &fakeSource{}, "b": &fakeSource{}, "c": &fakeSource{}}})
+	require.NoError(t, err)
+	defer srv.Close()
+	cases := []struct {
+		key, value, want string
+	}{
+		{"", "", "b"},
+		{paramClientID, "shared", "b"},
+		{paramClientID, "OTHER", "c"},
+		{paramMIResID, "/subscriptions/s/RG/x", "c"},
+		{paramMSIResID, "/subscriptions/s/rg/x", "c"},
+	}
+	for _, tc := range cases {
+		got, e := srv.selectIdentity(tokenRequest{selectorKey: tc.key, selectorValue: tc.value})
+		require.Nil(t, e, "%s=%s", tc.key, tc.value)
+		assert.Equal(t, tc.want, got.cfg.Name, "%s=%s", tc.key, tc.value)
+	}
 }
