@@ -197,7 +197,7 @@ func BenchmarkAdmission(b *testing.B) {
 			b.Fatal(err)
 		}
 		resp := h.Handle(ctx, admission.Request{AdmissionRequest: *ar.Request})
-		if !resp.Allowed || len(resp.Patches) == 0 {
+		if !resp.Allowed || len(resp.Patch) == 0 {
 			b.Fatalf("not injected: %+v", resp.Result)
 		}
 		if err := resp.Complete(admission.Request{AdmissionRequest: *ar.Request}); err != nil {

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -78,6 +79,7 @@ type decision struct {
 	resolve  bool  // err came from resolving the selector
 	warnings []string
 	resp     admission.Response // for OutcomeInjected
+	patchOps int
 }
 
 // Handle implements admission.Handler.
@@ -89,7 +91,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	switch d.outcome {
 	case OutcomeInjected:
 		resp = d.resp
-		log.Info("injected pod identity sidecar", "patchOps", len(resp.Patches))
+		log.Info("injected pod identity sidecar", "patchOps", d.patchOps)
 	case OutcomeDenied:
 		resp = admission.Denied(d.message)
 		log.Info("denied pod", "reason", d.message)
@@ -188,8 +190,13 @@ func (h *Handler) decide(ctx context.Context, req admission.Request) decision {
 	if err != nil {
 		return decision{outcome: OutcomeErrored, err: fmt.Errorf("pod %s: %w", ref, err)}
 	}
-	return decision{outcome: OutcomeInjected, warnings: warnings,
-		resp: admission.Patched(fmt.Sprintf("injected identities of selector %q, default %s", selector, result.DefaultIdentity), ops...)}
+	patch, err := json.Marshal(ops)
+	if err != nil {
+		return decision{outcome: OutcomeErrored, err: fmt.Errorf("pod %s: encode patch: %w", ref, err)}
+	}
+	resp := admission.Allowed(fmt.Sprintf("injected identities of selector %q, default %s", selector, result.DefaultIdentity))
+	resp.Patch, resp.PatchType = patch, ptr.To(admissionv1.PatchTypeJSONPatch)
+	return decision{outcome: OutcomeInjected, warnings: warnings, resp: resp, patchOps: len(ops)}
 }
 
 // optedIn reports whether the namespace carries the opt-in annotation or

@@ -87,15 +87,16 @@ func optedIn(name string) *corev1.Namespace {
 // the API server does.
 func applyPatch(t testing.TB, raw []byte, resp admission.Response) []byte {
 	t.Helper()
-	if len(resp.Patches) == 0 {
+	if len(resp.Patch) == 0 {
 		return raw
 	}
-	for _, op := range resp.Patches {
-		require.NotEqual(t, "remove", op.Operation, "patch must hold no remove op: %s", op.Path)
-		require.NotEqual(t, "replace", op.Operation, "patch must hold no replace op: %s", op.Path)
+	require.Equal(t, admissionv1.PatchTypeJSONPatch, *resp.PatchType)
+	var ops []struct{ Op, Path string }
+	require.NoError(t, json.Unmarshal(resp.Patch, &ops))
+	for _, op := range ops {
+		require.Equal(t, "add", op.Op, "the patch only adds: %s %s", op.Op, op.Path)
 	}
-	b, err := json.Marshal(resp.Patches)
-	require.NoError(t, err)
+	b := resp.Patch
 	p, err := jsonpatch.DecodePatch(b)
 	require.NoError(t, err)
 	out, err := p.Apply(raw)
@@ -169,7 +170,7 @@ func TestHandlerGolden(t *testing.T) {
 
 			again := h.Handle(context.Background(), podRequest(t, ns, patched))
 			require.True(t, again.Allowed)
-			assert.Empty(t, again.Patches, "a second pass must not patch")
+			assert.Empty(t, again.Patch, "a second pass must not patch")
 		})
 	}
 }
@@ -185,7 +186,7 @@ func TestHandlerKeepsUnknownFields(t *testing.T) {
 	cache := fakeReader(t, append(objectsFor(c, "reader"), optedIn("team-a"))...)
 	resp := newTestHandler(t, cache, nil, testInjectConfig(), testSecret).Handle(context.Background(), podRequest(t, "team-a", raw))
 	require.True(t, resp.Allowed, "%+v", resp.Result)
-	require.NotEmpty(t, resp.Patches)
+	require.NotEmpty(t, resp.Patch)
 
 	var out map[string]any
 	require.NoError(t, json.Unmarshal(applyPatch(t, raw, resp), &out))
@@ -395,7 +396,7 @@ func TestHandlerDecisions(t *testing.T) {
 			h := newTestHandler(t, fakeReader(t, tc.objs...), nil, testInjectConfig(), testSecret)
 			resp := h.Handle(context.Background(), tc.req())
 			assert.Equal(t, tc.allowed, resp.Allowed, "%+v", resp.Result)
-			assert.Equal(t, tc.patched, len(resp.Patches) > 0, "patched")
+			assert.Equal(t, tc.patched, len(resp.Patch) > 0, "patched")
 			if tc.code != 0 {
 				assert.Equal(t, tc.code, resp.Result.Code)
 			}
@@ -427,7 +428,7 @@ func TestHandlerLegacyKeys(t *testing.T) {
 	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"default","labels":{"aadpodidbinding":"my-app"}},"spec":{"containers":[{"name":"app","image":"nginx"}]}}`)
 	resp := newTestHandler(t, cache, nil, testInjectConfig(), testSecret).Handle(context.Background(), podRequest(t, "default", raw))
 	require.True(t, resp.Allowed, "%+v", resp.Result)
-	require.NotEmpty(t, resp.Patches)
+	require.NotEmpty(t, resp.Patch)
 	for _, key := range []string{`"ResourceID"`, `"ClientID"`, `"AzureIdentity"`, `"Selector"`} {
 		assert.True(t, containsAny(resp.Warnings, key), "a warning names %s: %q", key, resp.Warnings)
 	}
@@ -462,7 +463,7 @@ func TestHandlerLiveReadOnCacheMiss(t *testing.T) {
 
 	resp := newTestHandler(t, cache, live, testInjectConfig(), testSecret).Handle(context.Background(), podRequest(t, "team-a", raw))
 	assert.True(t, resp.Allowed, "%+v", resp.Result)
-	assert.NotEmpty(t, resp.Patches)
+	assert.NotEmpty(t, resp.Patch)
 }
 
 // TestHandlerLookupError: a cache that cannot be read is an internal error
