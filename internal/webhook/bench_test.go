@@ -25,10 +25,11 @@ import (
 )
 
 // indexerReader is a warm informer cache as controller-runtime's reader
-// serves it: a client-go Indexer with a namespace index, whose reads
-// deep-copy the stored object. The benchmark uses it so that "resolve
-// against a warm cache" costs what it costs in the webhook, without an API
-// server.
+// serves it to the webhook: a client-go Indexer with a namespace index,
+// whose reads hand out the stored objects without a deep copy, as
+// cmd/webhook configures its cache (DefaultUnsafeDisableDeepCopy). The
+// benchmark uses it so that "resolve against a warm cache" costs what it
+// costs in the webhook, without an API server.
 type indexerReader struct {
 	byKind map[string]cache.Indexer
 }
@@ -68,11 +69,13 @@ func (r *indexerReader) Get(_ context.Context, key client.ObjectKey, obj client.
 	if err != nil || !ok {
 		return apierrors.NewNotFound(aadv1.Resource(kind), key.Name)
 	}
+	// As controller-runtime's cache reader does without deep copies:
+	// a shallow copy of the stored struct into the caller's object.
 	switch dst := obj.(type) {
 	case *metav1.PartialObjectMetadata:
-		item.(*metav1.PartialObjectMetadata).DeepCopyInto(dst)
+		*dst = *item.(*metav1.PartialObjectMetadata)
 	case *aadv1.AzureIdentity:
-		item.(*aadv1.AzureIdentity).DeepCopyInto(dst)
+		*dst = *item.(*aadv1.AzureIdentity)
 	default:
 		return fmt.Errorf("indexerReader: unsupported %T", obj)
 	}
@@ -97,7 +100,7 @@ func (r *indexerReader) List(_ context.Context, list client.ObjectList, opts ...
 			return err
 		}
 		for _, o := range objs {
-			items = append(items, o.(runtime.Object).DeepCopyObject())
+			items = append(items, o.(runtime.Object))
 		}
 	}
 	return meta.SetList(list, items)
