@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -54,10 +54,37 @@ var (
 	podPosts          = map[string]string{"verb": "POST", "dry_run": "", "group": "", "version": "v1", "resource": "pods", "subresource": ""}
 )
 
+// Kind is what a phase creates, and whether the webhook is registered.
+type Kind int
+
+// The kinds of phase. Without and With are the comparison the targets are
+// about; Preinjected splits the difference between them into what the
+// bigger pod costs and what the admission call costs.
+const (
+	// Without creates plain labelled pods with the webhook unregistered.
+	Without Kind = iota
+	// With creates the same pods with the webhook registered.
+	With
+	// Preinjected creates, with the webhook unregistered, pods that
+	// already look as the webhook leaves them.
+	Preinjected
+	// Paced creates plain pods with the webhook at a fixed rate well under
+	// saturation, for latencies that are not queueing for the CPU.
+	Paced
+	numKinds
+)
+
+func (k Kind) String() string {
+	return [...]string{"without webhook", "with webhook", "pre-injected, no webhook", "with webhook, paced"}[k]
+}
+
+// webhook reports whether the webhook is registered in phases of kind k.
+func (k Kind) webhook() bool { return k == With || k == Paced }
+
 // Phase is one timed batch of pod creations.
 type Phase struct {
-	Round       int
-	WithWebhook bool
+	Round int
+	Kind  Kind
 	// Created and Failed count the creates; Failed includes those not
 	// attempted before the phase's deadline.
 	Created, Failed int
@@ -107,6 +134,9 @@ type bench struct {
 	cs   kubernetes.Interface
 	http *http.Client
 	log  io.Writer
+	// injected is the webhook's output for benchPod, the template of the
+	// Preinjected phases.
+	injected *corev1.Pod
 }
 
 func runBench(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
@@ -146,17 +176,34 @@ func runBench(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 	if err := b.setup(ctx); err != nil {
 		return nil, err
 	}
+	// localenv registered the webhook; take the template while it is.
+	if err := b.waitMutated(ctx, true); err != nil {
+		return nil, err
+	}
+	if err := b.takeTemplate(ctx); err != nil {
+		return nil, err
+	}
 	if err := b.warmup(ctx); err != nil {
 		return nil, err
 	}
+	// The phases without the webhook are adjacent, and so are those with
+	// it, so that it is toggled twice a round.
+	kinds := []Kind{Without}
+	if cfg.Preinjected {
+		kinds = append(kinds, Preinjected)
+	}
+	kinds = append(kinds, With)
+	if cfg.PacedPods > 0 {
+		kinds = append(kinds, Paced)
+	}
 	for round := 1; round <= cfg.Rounds; round++ {
-		for _, withWebhook := range []bool{false, true} {
-			p, err := b.phase(ctx, round, withWebhook)
+		for _, kind := range kinds {
+			p, err := b.phase(ctx, round, kind)
 			if err != nil {
 				return nil, err
 			}
-			fmt.Fprintf(log, ">> round %d, webhook %-5t: %d pods in %s, %.1f pods/s, %d failed, %d injected\n",
-				round, withWebhook, p.Created, p.Elapsed.Round(time.Millisecond), p.Rate(), p.Failed, p.Injected)
+			fmt.Fprintf(log, ">> round %d, %-24s: %d pods in %s, %.1f pods/s, %d failed, %d with the sidecar\n",
+				round, kind, p.Created, p.Elapsed.Round(time.Millisecond), p.Rate(), p.Failed, p.Injected)
 			rep.Phases = append(rep.Phases, p)
 		}
 	}
@@ -201,10 +248,7 @@ func (b *bench) warmup(ctx context.Context) error {
 	if b.cfg.Warmup == 0 {
 		return nil
 	}
-	if err := b.waitMutated(ctx, true); err != nil {
-		return err
-	}
-	p := b.create(ctx, "warmup", b.cfg.Warmup)
+	p := b.create(ctx, "warmup", b.cfg.Warmup, 0, benchPod)
 	if p.Failed > 0 {
 		return fmt.Errorf("warm-up: %d of %d pods failed, first: %s", p.Failed, b.cfg.Warmup, p.FirstError)
 	}
@@ -214,32 +258,39 @@ func (b *bench) warmup(ctx context.Context) error {
 // phase switches the webhook on or off, creates the pods, counts the
 // injected ones and deletes them, with the metrics scraped around the
 // creates only.
-func (b *bench) phase(ctx context.Context, round int, withWebhook bool) (Phase, error) {
-	if withWebhook {
+func (b *bench) phase(ctx context.Context, round int, kind Kind) (Phase, error) {
+	makePod, n, rate := benchPod, b.cfg.Pods, 0.0
+	if kind == Paced {
+		n, rate = b.cfg.PacedPods, b.cfg.PacedRate
+	}
+	if kind.webhook() {
 		if err := b.registerWebhook(ctx); err != nil {
 			return Phase{}, err
 		}
 	} else if err := b.unregisterWebhook(ctx); err != nil {
 		return Phase{}, err
 	}
+	if kind == Preinjected {
+		makePod = func(name string) *corev1.Pod {
+			p := b.injected.DeepCopy()
+			p.Name = name
+			return p
+		}
+	}
 	apiBefore, hookBefore, err := b.scrape(ctx)
 	if err != nil {
 		return Phase{}, err
-	}
-	prefix := fmt.Sprintf("r%d-without", round)
-	if withWebhook {
-		prefix = fmt.Sprintf("r%d-with", round)
 	}
 	cpuBefore, err := cpuTimes()
 	if err != nil {
 		return Phase{}, err
 	}
-	p := b.create(ctx, prefix, b.cfg.Pods)
+	p := b.create(ctx, fmt.Sprintf("r%d-k%d", round, kind), n, rate, makePod)
 	cpuAfter, err := cpuTimes()
 	if err != nil {
 		return Phase{}, err
 	}
-	p.Round, p.WithWebhook, p.CPU = round, withWebhook, cpuAfter.Sub(cpuBefore)
+	p.Round, p.Kind, p.CPU = round, kind, cpuAfter.Sub(cpuBefore)
 	apiAfter, hookAfter, err := b.scrape(ctx)
 	if err != nil {
 		return Phase{}, err
@@ -256,9 +307,11 @@ func (b *bench) phase(ctx context.Context, round int, withWebhook bool) (Phase, 
 	return p, b.deletePods(ctx)
 }
 
-// create makes n labelled pods named prefix-NNNN with cfg.Workers
-// concurrent clients sharing one clientset, and times the whole batch.
-func (b *bench) create(ctx context.Context, prefix string, n int) Phase {
+// create makes n pods named prefix-NNNNN with cfg.Workers concurrent
+// clients sharing one clientset, and times the whole batch. With rate 0
+// the clients go as fast as the server lets them; otherwise a pod is
+// released to them every 1/rate seconds.
+func (b *bench) create(ctx context.Context, prefix string, n int, rate float64, makePod func(name string) *corev1.Pod) Phase {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.PhaseTimeout)
 	defer cancel()
 	lat := make([]time.Duration, n)
@@ -266,23 +319,23 @@ func (b *bench) create(ctx context.Context, prefix string, n int) Phase {
 	for i := range errs {
 		errs[i] = errNotAttempted
 	}
-	var next atomic.Int64
+	jobs := make(chan int, n)
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range b.cfg.Workers {
 		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
+			for i := range jobs {
+				if ctx.Err() != nil {
 					return
 				}
-				pod := benchPod(fmt.Sprintf("%s-%05d", prefix, i))
+				pod := makePod(fmt.Sprintf("%s-%05d", prefix, i))
 				t0 := time.Now()
 				_, errs[i] = b.cs.CoreV1().Pods(benchNamespace).Create(ctx, pod, metav1.CreateOptions{})
 				lat[i] = time.Since(t0)
 			}
 		})
 	}
+	release(ctx, jobs, n, rate, start)
 	wg.Wait()
 	p := Phase{Elapsed: time.Since(start)}
 	for i, err := range errs {
@@ -302,6 +355,25 @@ func (b *bench) create(ctx context.Context, prefix string, n int) Phase {
 
 var errNotAttempted = errors.New("not attempted before -phase-timeout")
 
+// release sends 0..n-1 to jobs and closes it: all at once with rate 0,
+// else the i-th at start + i/rate, or not at all once ctx is done.
+func release(ctx context.Context, jobs chan<- int, n int, rate float64, start time.Time) {
+	defer close(jobs)
+	for i := range n {
+		if rate > 0 {
+			due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+			if wait := time.Until(due); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
+		}
+		jobs <- i
+	}
+}
+
 // benchPod is a labelled pod with one small container. Nothing runs it:
 // the cluster has no nodes.
 func benchPod(name string) *corev1.Pod {
@@ -312,6 +384,48 @@ func benchPod(name string) *corev1.Pod {
 			Image: "registry.k8s.io/pause:3.10",
 		}}},
 	}
+}
+
+// takeTemplate dry-runs benchPod through the webhook and keeps what it
+// returns, less what the apiserver added, as the Preinjected template.
+func (b *bench) takeTemplate(ctx context.Context) error {
+	got, err := b.cs.CoreV1().Pods(benchNamespace).Create(ctx, benchPod("template"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		return fmt.Errorf("dry-run pod %s/template: %w", benchNamespace, err)
+	}
+	if !hasSidecar(got) {
+		return fmt.Errorf("dry-run pod %s/template came back without the sidecar; see the webhook's log:\n%s", benchNamespace, b.env.WebhookLogTail(10))
+	}
+	b.injected = preinjected(got)
+	return nil
+}
+
+// serviceAccountVolumePrefix names the volume of the apiserver's
+// ServiceAccount admission plugin, which mounts it into every container.
+const serviceAccountVolumePrefix = "kube-api-access-"
+
+// preinjected turns a pod the apiserver returned into one to create: the
+// webhook's changes stay, the apiserver's identity fields go, and so does
+// the ServiceAccount plugin's token volume, which it adds again to every
+// container, the sidecar included, as on the webhook's path.
+func preinjected(got *corev1.Pod) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+		Namespace:   got.Namespace,
+		Labels:      maps.Clone(got.Labels),
+		Annotations: maps.Clone(got.Annotations),
+	}}
+	p.Spec = *got.Spec.DeepCopy()
+	p.Spec.Volumes = slices.DeleteFunc(p.Spec.Volumes, func(v corev1.Volume) bool {
+		return strings.HasPrefix(v.Name, serviceAccountVolumePrefix)
+	})
+	for _, list := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for i := range list {
+			list[i].VolumeMounts = slices.DeleteFunc(list[i].VolumeMounts, func(m corev1.VolumeMount) bool {
+				return strings.HasPrefix(m.Name, serviceAccountVolumePrefix)
+			})
+		}
+	}
+	return p
 }
 
 func hasSidecar(pod *corev1.Pod) bool {

@@ -52,16 +52,21 @@ func TestCPUTimesReadsThisProcess(t *testing.T) {
 func TestCPUPerPod(t *testing.T) {
 	ms := time.Millisecond
 	s := Summary{
-		Created: [2]int{100, 100},
-		CPU: [2]CPUTimes{
-			{"kube-apiserver": 300 * ms, "etcd": 100 * ms, clientComponent: 200 * ms},
-			{"kube-apiserver": 400 * ms, "etcd": 100 * ms, "webhook": 300 * ms, clientComponent: 200 * ms},
+		Kinds:   []Kind{Without, With, Preinjected},
+		Created: [numKinds]int{100, 100, 100},
+		CPU: [numKinds]CPUTimes{
+			Without:     {"kube-apiserver": 300 * ms, "etcd": 100 * ms, clientComponent: 200 * ms},
+			With:        {"kube-apiserver": 400 * ms, "etcd": 100 * ms, "webhook": 300 * ms, clientComponent: 200 * ms},
+			Preinjected: {"kube-apiserver": 400 * ms, "etcd": 100 * ms, clientComponent: 200 * ms},
 		},
 	}
-	assert.Equal(t, 3*ms, s.CPUPerPod(0, "kube-apiserver"))
-	assert.Equal(t, 4*ms, s.CPUPerPod(0, ""), "the server side leaves the client out")
-	assert.Equal(t, 8*ms, s.CPUPerPod(1, ""))
-	assert.Equal(t, time.Duration(0), s.CPUPerPod(0, "webhook"))
-	assert.InDelta(t, 50, s.CPUCostPercent(), 1e-9)
+	assert.Equal(t, 3*ms, s.CPUPerPod(Without, "kube-apiserver"))
+	assert.Equal(t, 4*ms, s.CPUPerPod(Without, ""), "the server side leaves the client out")
+	assert.Equal(t, 8*ms, s.CPUPerPod(With, ""))
+	assert.Equal(t, time.Duration(0), s.CPUPerPod(Without, "webhook"))
+	assert.InDelta(t, 50, s.CPUCostPercent(Without, With), 1e-9)
+	// 4 ms -> 5 ms -> 8 ms per pod: throughput 1 -> 0.8 -> 0.5 of the base.
+	assert.InDelta(t, 20, s.CPUCostPercent(Without, Preinjected), 1e-9)
+	assert.InDelta(t, 30, s.CPUCostPercent(Preinjected, With), 1e-9)
 	assert.Equal(t, []string{"kube-apiserver", "etcd", "webhook", clientComponent}, s.cpuComponents())
 }

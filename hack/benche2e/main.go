@@ -15,6 +15,17 @@
 // delta over the webhook phases), and every admission error the apiserver
 // counted. Everything listens on and talks to 127.0.0.1.
 //
+// Two further measures make the figures readable on a busy machine and
+// say where the cost goes. The CPU time of each process over each phase
+// (from /proc) gives the cost for a server side bound by its CPU, which
+// other programs on the machine distort far less than pods/s. A third
+// phase per round (-preinjected, on by default) creates, without the
+// webhook, pods already shaped as the webhook leaves them, which splits
+// the cost into that of the bigger pod and that of the admission call.
+// A last phase per round (-paced-pods) creates pods with the webhook at a
+// fixed rate well under saturation: a saturating phase keeps every core
+// busy, so the latencies measured in it are mostly queueing for the CPU.
+//
 // A run fails (exit 1) after printing its results if a pod could not be
 // created or a created pod lacks the sidecar, since the throughput of a
 // failing webhook means nothing.
@@ -68,6 +79,14 @@ type Config struct {
 	// WebhookLogLevel is the webhook's --log-level; at info it writes one
 	// line per injected pod.
 	WebhookLogLevel string
+	// Preinjected adds a phase per round that creates, without the
+	// webhook, pods already shaped as the webhook leaves them: it tells
+	// the cost of the bigger pod from that of the admission call.
+	Preinjected bool
+	// PacedPods pods are created with the webhook at PacedRate pods/s
+	// after each round's saturating phases; 0 skips this phase.
+	PacedPods int
+	PacedRate float64
 	// Markdown also prints a section for BENCHMARKS.md.
 	Markdown bool
 	// Verbose prints the environment's start-up steps.
@@ -88,6 +107,9 @@ func DefaultConfig() Config {
 		Burst:           1000,
 		PhaseTimeout:    5 * time.Minute,
 		WebhookLogLevel: "info",
+		Preinjected:     true,
+		PacedPods:       200,
+		PacedRate:       20,
 	}
 }
 
@@ -104,6 +126,9 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Burst, "burst", c.Burst, "client burst limit")
 	fs.DurationVar(&c.PhaseTimeout, "phase-timeout", c.PhaseTimeout, "bound on one phase and on each wait")
 	fs.StringVar(&c.WebhookLogLevel, "webhook-log-level", c.WebhookLogLevel, "the webhook's --log-level: debug, info, warn or error")
+	fs.BoolVar(&c.Preinjected, "preinjected", c.Preinjected, "add a phase of pre-injected pods without the webhook, to split the cost")
+	fs.IntVar(&c.PacedPods, "paced-pods", c.PacedPods, "pods created with the webhook at -paced-rate each round, for unsaturated latencies (0: none)")
+	fs.Float64Var(&c.PacedRate, "paced-rate", c.PacedRate, "pods/s of the paced phase")
 	fs.BoolVar(&c.Markdown, "markdown", c.Markdown, "also print a section for BENCHMARKS.md")
 	fs.BoolVar(&c.Verbose, "v", c.Verbose, "print the environment's start-up steps")
 }
@@ -122,6 +147,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Warmup < 0 || c.Warmup > 10_000 {
 		errs = append(errs, fmt.Errorf("-warmup %d is not in 0-10000", c.Warmup))
+	}
+	if c.PacedPods < 0 || c.PacedPods > 10_000 {
+		errs = append(errs, fmt.Errorf("-paced-pods %d is not in 0-10000", c.PacedPods))
+	}
+	if c.PacedRate <= 0 || c.PacedRate > 1000 {
+		errs = append(errs, fmt.Errorf("-paced-rate %v is not in (0, 1000]", c.PacedRate))
+	}
+	if c.PacedPods > 0 && c.PacedRate > 0 && float64(c.PacedPods)/c.PacedRate > c.PhaseTimeout.Seconds() {
+		errs = append(errs, fmt.Errorf("-paced-pods %d at -paced-rate %v take longer than -phase-timeout %s", c.PacedPods, c.PacedRate, c.PhaseTimeout))
 	}
 	if c.QPS <= 0 || c.Burst < 1 {
 		errs = append(errs, fmt.Errorf("-qps %v and -burst %d must be positive", c.QPS, c.Burst))

@@ -52,6 +52,8 @@ func TestParseConfig(t *testing.T) {
 		"too many rounds":     {"-rounds", "21"},
 		"negative warm-up":    {"-warmup", "-1"},
 		"zero qps":            {"-qps", "0"},
+		"zero paced rate":     {"-paced-rate", "0"},
+		"paced past timeout":  {"-paced-pods", "1000", "-paced-rate", "1", "-phase-timeout", "1m"},
 		"endless phase":       {"-phase-timeout", "31m"},
 		"unknown log level":   {"-webhook-log-level", "verbose"},
 		"missing binary":      {"-webhook", filepath.Join(root, "absent")},

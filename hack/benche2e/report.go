@@ -21,46 +21,52 @@ const (
 	MaxP99 = 0.010
 )
 
-// Summary is a Report's arithmetic: throughputs over all rounds, and the
-// webhook phases' histograms summed.
+// Summary is a Report's arithmetic: each kind of phase summed over the
+// rounds. Arrays are indexed by Kind.
 type Summary struct {
 	Report *Report
-	// Rates are pods/s per round, without [0] and with [1] the webhook.
-	Rates [2][]float64
+	// Kinds are the kinds the run had, in display order.
+	Kinds []Kind
+	// Rates are pods/s per round.
+	Rates [numKinds][]float64
 	// Rate is created pods over the phases' summed time.
-	Rate        [2]float64
-	Ratio       float64
-	CostPercent float64
-	Created     [2]int
-	Failed      [2]int
-	Injected    [2]int
-	FirstError  string
+	Rate     [numKinds]float64
+	Created  [numKinds]int
+	Failed   [numKinds]int
+	Injected [numKinds]int
 	// Client are the creates' client-side latencies, sorted.
-	Client [2][]time.Duration
+	Client [numKinds][]time.Duration
 	// PodPosts is the apiserver's own latency of pod creates.
-	PodPosts [2]Histogram
+	PodPosts [numKinds]Histogram
+	// CPU is the CPU time of each process over the creates.
+	CPU        [numKinds]CPUTimes
+	FirstError string
+
+	// Ratio is Rate[With]/Rate[Without]; CostPercent is 1 - Ratio in %.
+	Ratio, CostPercent float64
+
 	// WebhookLatency is the apiserver's histogram of calls to our webhook
-	// during the webhook phases; CallsWithout counts its observations in
-	// the phases without it, which must be none.
-	WebhookLatency Histogram
+	// during the phases with it; CallsWithout counts its observations in
+	// the others, which must be none.
+	WebhookLatency [numKinds]Histogram
 	CallsWithout   float64
-	// Requests is apiserver_admission_webhook_request_total by code.
-	Requests             map[string]float64
-	Rejections, FailOpen float64
 	// Handler and HandlerHTTP are the webhook's own histograms: its
 	// admission logic, and controller-runtime's whole HTTP handler.
-	Handler, HandlerHTTP Histogram
-	Decisions            map[string]float64
-	// CPU is the CPU time of each process over the creates.
-	CPU [2]CPUTimes
+	Handler, HandlerHTTP [numKinds]Histogram
+	// Requests is apiserver_admission_webhook_request_total by code,
+	// over all phases with the webhook.
+	Requests             map[string]float64
+	Rejections, FailOpen float64
+	// Decisions is the webhook's count of admissions by outcome.
+	Decisions map[string]float64
 	// Err collects histograms that could not be combined.
 	Err error
 }
 
 // Summarize adds up the phases.
 func (r *Report) Summarize() Summary {
-	s := Summary{Report: r, Requests: map[string]float64{}, Decisions: map[string]float64{}, CPU: [2]CPUTimes{{}, {}}}
-	var elapsed [2]time.Duration
+	s := Summary{Report: r, Requests: map[string]float64{}, Decisions: map[string]float64{}}
+	var elapsed [numKinds]time.Duration
 	var errs []error
 	add := func(dst *Histogram, h Histogram) {
 		sum, err := dst.Add(h)
@@ -71,46 +77,48 @@ func (r *Report) Summarize() Summary {
 		*dst = sum
 	}
 	for _, p := range r.Phases {
-		i := 0
-		if p.WithWebhook {
-			i = 1
+		k := p.Kind
+		if !slices.Contains(s.Kinds, k) {
+			s.Kinds = append(s.Kinds, k)
+			s.CPU[k] = CPUTimes{}
 		}
-		s.Rates[i] = append(s.Rates[i], p.Rate())
-		elapsed[i] += p.Elapsed
-		s.Created[i] += p.Created
-		s.Failed[i] += p.Failed
-		s.Injected[i] += p.Injected
+		s.Rates[k] = append(s.Rates[k], p.Rate())
+		elapsed[k] += p.Elapsed
+		s.Created[k] += p.Created
+		s.Failed[k] += p.Failed
+		s.Injected[k] += p.Injected
 		if s.FirstError == "" && p.FirstError != "" {
 			s.FirstError = p.FirstError
 		}
-		s.Client[i] = append(s.Client[i], p.Latencies...)
-		for k, v := range p.CPU {
-			s.CPU[i][k] += v
+		s.Client[k] = append(s.Client[k], p.Latencies...)
+		for name, v := range p.CPU {
+			s.CPU[k][name] += v
 		}
-		add(&s.PodPosts[i], p.Apiserver.PodPosts)
-		if !p.WithWebhook {
+		add(&s.PodPosts[k], p.Apiserver.PodPosts)
+		if !k.webhook() {
 			s.CallsWithout += p.Apiserver.Latency.Count()
 			continue
 		}
-		add(&s.WebhookLatency, p.Apiserver.Latency)
-		add(&s.Handler, p.Webhook.Latency)
-		add(&s.HandlerHTTP, p.Webhook.HTTP)
-		for k, v := range p.Apiserver.Requests {
-			s.Requests[k] += v
+		add(&s.WebhookLatency[k], p.Apiserver.Latency)
+		add(&s.Handler[k], p.Webhook.Latency)
+		add(&s.HandlerHTTP[k], p.Webhook.HTTP)
+		for code, v := range p.Apiserver.Requests {
+			s.Requests[code] += v
 		}
-		for k, v := range p.Webhook.Requests {
-			s.Decisions[k] += v
+		for outcome, v := range p.Webhook.Requests {
+			s.Decisions[outcome] += v
 		}
 		s.Rejections += p.Apiserver.Rejections
 		s.FailOpen += p.Apiserver.FailOpen
 	}
-	for i := range 2 {
-		slices.Sort(s.Client[i])
-		if elapsed[i] > 0 {
-			s.Rate[i] = float64(s.Created[i]) / elapsed[i].Seconds()
+	slices.Sort(s.Kinds)
+	for k := range numKinds {
+		slices.Sort(s.Client[k])
+		if elapsed[k] > 0 {
+			s.Rate[k] = float64(s.Created[k]) / elapsed[k].Seconds()
 		}
 	}
-	s.Ratio, s.CostPercent = costOf(s.Rate[0], s.Rate[1])
+	s.Ratio, s.CostPercent = costOf(s.Rate[Without], s.Rate[With])
 	s.Err = errors.Join(errs...)
 	return s
 }
@@ -125,42 +133,55 @@ func costOf(without, with float64) (ratio, costPercent float64) {
 	return ratio, (1 - ratio) * 100
 }
 
+// has reports whether the run had phases of kind k.
+func (s Summary) has(k Kind) bool { return slices.Contains(s.Kinds, k) }
+
 // clientComponent is benche2e itself, which a real cluster's clients
 // would not run beside the control plane.
 var clientComponent = componentName("benche2e")
 
 // CPUPerPod is the CPU time per created pod of one component, or of the
 // whole server side (every component but the client) when name is "".
-func (s Summary) CPUPerPod(i int, name string) time.Duration {
-	if s.Created[i] == 0 {
+func (s Summary) CPUPerPod(k Kind, name string) time.Duration {
+	if s.Created[k] == 0 {
 		return 0
 	}
 	var total time.Duration
-	for k, v := range s.CPU[i] {
-		if k == name || (name == "" && k != clientComponent) {
+	for n, v := range s.CPU[k] {
+		if n == name || (name == "" && n != clientComponent) {
 			total += v
 		}
 	}
-	return total / time.Duration(s.Created[i])
+	return total / time.Duration(s.Created[k])
 }
 
-// CPUCostPercent is the throughput the webhook would cost a server side
-// bound by its CPU: throughput is then inversely proportional to CPU time
-// per pod, so the cost is 1 - without/with.
-func (s Summary) CPUCostPercent() float64 {
-	with := s.CPUPerPod(1, "")
-	if with <= 0 {
+// CPUCostPercent is the share of throughput that going from kind from to
+// kind to costs a server side bound by its CPU, as a percentage of the
+// throughput without the webhook. Throughput is then inversely
+// proportional to CPU time per pod, so the shares of consecutive steps
+// add up: (1/cpu[from] - 1/cpu[to]) / (1/cpu[Without]).
+func (s Summary) CPUCostPercent(from, to Kind) float64 {
+	base, a, b := s.CPUPerPod(Without, ""), s.CPUPerPod(from, ""), s.CPUPerPod(to, "")
+	if base <= 0 || a <= 0 || b <= 0 {
 		return math.NaN()
 	}
-	return (1 - float64(s.CPUPerPod(0, ""))/float64(with)) * 100
+	return (float64(base)/float64(a) - float64(base)/float64(b)) * 100
+}
+
+// shareOf is the same split for measured throughput.
+func (s Summary) shareOf(from, to Kind) float64 {
+	if s.Rate[Without] <= 0 {
+		return math.NaN()
+	}
+	return (s.Rate[from] - s.Rate[to]) / s.Rate[Without] * 100
 }
 
 // cpuComponents lists the components seen, servers first, client last.
 func (s Summary) cpuComponents() []string {
 	seen := map[string]bool{}
-	for i := range 2 {
-		for k := range s.CPU[i] {
-			seen[k] = true
+	for _, k := range s.Kinds {
+		for n := range s.CPU[k] {
+			seen[n] = true
 		}
 	}
 	var out []string
@@ -172,12 +193,10 @@ func (s Summary) cpuComponents() []string {
 	return out
 }
 
-func perPod(d time.Duration) string { return seconds(d.Seconds()) }
-
 // AdmissionErrors is every failure the client or the apiserver saw in the
-// webhook phases.
+// phases with the webhook.
 func (s Summary) AdmissionErrors() int {
-	n := float64(s.Failed[1]) + s.Rejections + s.FailOpen
+	n := float64(s.Failed[With]+s.Failed[Paced]) + s.Rejections + s.FailOpen
 	for code, v := range s.Requests {
 		if code != "200" {
 			n += v
@@ -187,20 +206,26 @@ func (s Summary) AdmissionErrors() int {
 }
 
 // Failure is non-nil if the run does not measure what it claims: a pod
-// was not created, a webhook-phase pod lacks the sidecar, or a phase
-// without the webhook still reached it.
+// was not created, a pod that should carry the sidecar lacks it, one that
+// should not has it, or a phase without the webhook still reached it.
 func (s Summary) Failure() error {
 	var errs []error
-	if s.Failed[0]+s.Failed[1] > 0 {
-		errs = append(errs, fmt.Errorf("%d pod creates failed (first: %s)", s.Failed[0]+s.Failed[1], s.FirstError))
+	failed := 0
+	for _, k := range s.Kinds {
+		failed += s.Failed[k]
 	}
-	if s.Injected[1] != s.Created[1] {
-		errs = append(errs, fmt.Errorf("%d of %d pods created with the webhook carry the sidecar; see the webhook's log", s.Injected[1], s.Created[1]))
+	if failed > 0 {
+		errs = append(errs, fmt.Errorf("%d pod creates failed (first: %s)", failed, s.FirstError))
 	}
-	if s.Injected[0] > 0 || s.CallsWithout > 0 {
-		errs = append(errs, fmt.Errorf("with the webhook configuration deleted, %d pods were injected and the apiserver called the webhook %v times", s.Injected[0], s.CallsWithout))
+	for _, k := range []Kind{With, Preinjected, Paced} {
+		if s.has(k) && s.Injected[k] != s.Created[k] {
+			errs = append(errs, fmt.Errorf("%d of %d pods created %s carry the sidecar; see the webhook's log", s.Injected[k], s.Created[k], k))
+		}
 	}
-	if n := s.AdmissionErrors() - s.Failed[1]; n > 0 {
+	if s.Injected[Without] > 0 || s.CallsWithout > 0 {
+		errs = append(errs, fmt.Errorf("with the webhook configuration deleted, %d pods were injected and the apiserver called the webhook %v times", s.Injected[Without], s.CallsWithout))
+	}
+	if n := s.AdmissionErrors() - s.Failed[With] - s.Failed[Paced]; n > 0 {
 		errs = append(errs, fmt.Errorf("the apiserver counted %d webhook errors (requests by code %v, rejections %v, fail-open %v)", n, s.Requests, s.Rejections, s.FailOpen))
 	}
 	if s.Err != nil {
@@ -224,6 +249,8 @@ func seconds(v float64) string {
 	return strconv.FormatFloat(ms, 'f', 2, 64) + " ms"
 }
 
+func perPod(d time.Duration) string { return seconds(d.Seconds()) }
+
 // quantileText is "4.95 ms (in bucket (0, 5 ms])", or why there is none.
 func quantileText(q float64, h Histogram) string {
 	r, err := HistogramQuantile(q, h)
@@ -244,8 +271,8 @@ func exact(sorted []time.Duration, q float64) string {
 }
 
 // p99Verdict decides the latency target from the apiserver's buckets.
-func (s Summary) p99Verdict() Verdict {
-	r, err := HistogramQuantile(0.99, s.WebhookLatency)
+func (s Summary) p99Verdict(k Kind) Verdict {
+	r, err := HistogramQuantile(0.99, s.WebhookLatency[k])
 	if err != nil {
 		return Undecided
 	}
@@ -290,36 +317,82 @@ func counts(m map[string]float64) string {
 	return strings.Join(parts, " ")
 }
 
+// columns are the per-kind rows of both outputs, in display order
+// (Without, Preinjected, With).
+func (s Summary) columns() []Kind {
+	var out []Kind
+	for _, k := range []Kind{Without, Preinjected, With, Paced} {
+		if s.has(k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// rows are the per-kind table: a name and one cell per column.
+func (s Summary) rows() [][]string {
+	cols := s.columns()
+	row := func(name string, cell func(k Kind) string) []string {
+		r := []string{name}
+		for _, k := range cols {
+			r = append(r, cell(k))
+		}
+		return r
+	}
+	out := [][]string{
+		row("pods/s, all rounds", func(k Kind) string { return fmt.Sprintf("%.1f", s.Rate[k]) }),
+		row("pods/s per round", func(k Kind) string { return rates(s.Rates[k]) }),
+		row("pods created / failed", func(k Kind) string { return fmt.Sprintf("%d / %d", s.Created[k], s.Failed[k]) }),
+		row("pods with the sidecar", func(k Kind) string { return strconv.Itoa(s.Injected[k]) }),
+		row("client create latency p50 / p99 (exact)", func(k Kind) string {
+			return exact(s.Client[k], .5) + " / " + exact(s.Client[k], .99)
+		}),
+		row("apiserver POST pods p50 (bucket-interpolated)", func(k Kind) string { return quantileText(.5, s.PodPosts[k]) }),
+		row("apiserver POST pods p99 (bucket-interpolated)", func(k Kind) string { return quantileText(.99, s.PodPosts[k]) }),
+	}
+	for _, c := range s.cpuComponents() {
+		out = append(out, row("CPU per pod, "+c, func(k Kind) string { return perPod(s.CPUPerPod(k, c)) }))
+	}
+	return append(out, row("CPU per pod, server side (all but the client)", func(k Kind) string { return perPod(s.CPUPerPod(k, "")) }))
+}
+
 // WriteText prints the result table.
 func (s Summary) WriteText(w io.Writer) {
 	r, c := s.Report, s.Report.Config
 	fmt.Fprintf(w, "benche2e: %d pods per phase x %d rounds, %d concurrent clients, webhook --log-level=%s\n", c.Pods, c.Rounds, c.Workers, c.WebhookLogLevel)
 	fmt.Fprintf(w, "%s, kube-apiserver %s, %d CPUs, load average before %s, after %s\n\n", r.Date.Format(time.RFC3339), r.ServerVersion, r.CPUs, r.LoadBefore, r.LoadAfter)
-	fmt.Fprintf(w, "%-52s %-22s %s\n", "", "without webhook", "with webhook")
-	row := func(name, a, b string) { fmt.Fprintf(w, "%-52s %-22s %s\n", name, a, b) }
-	row("pods/s, all rounds", fmt.Sprintf("%.1f", s.Rate[0]), fmt.Sprintf("%.1f", s.Rate[1]))
-	row("pods/s per round", rates(s.Rates[0]), rates(s.Rates[1]))
-	row("pods created / failed", fmt.Sprintf("%d / %d", s.Created[0], s.Failed[0]), fmt.Sprintf("%d / %d", s.Created[1], s.Failed[1]))
-	row("pods with the sidecar", strconv.Itoa(s.Injected[0]), strconv.Itoa(s.Injected[1]))
-	row("client create latency p50 / p99 (exact)", exact(s.Client[0], .5)+" / "+exact(s.Client[0], .99), exact(s.Client[1], .5)+" / "+exact(s.Client[1], .99))
-	row("apiserver POST pods p50 (bucket-interpolated)", quantileText(.5, s.PodPosts[0]), quantileText(.5, s.PodPosts[1]))
-	row("apiserver POST pods p99 (bucket-interpolated)", quantileText(.99, s.PodPosts[0]), quantileText(.99, s.PodPosts[1]))
-	for _, c := range s.cpuComponents() {
-		row("CPU per pod, "+c, perPod(s.CPUPerPod(0, c)), perPod(s.CPUPerPod(1, c)))
+	head := []string{""}
+	for _, k := range s.columns() {
+		head = append(head, k.String())
 	}
-	row("CPU per pod, server side (all but the client)", perPod(s.CPUPerPod(0, "")), perPod(s.CPUPerPod(1, "")))
+	for _, row := range append([][]string{head}, s.rows()...) {
+		fmt.Fprintf(w, "%-48s", row[0])
+		for _, cell := range row[1:] {
+			fmt.Fprintf(w, " %-32s", cell)
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "throughput ratio with/without: %.3f; webhook cost: %.1f %% of pod-create throughput (target <= %.0f %%: %s)\n",
 		s.Ratio, s.CostPercent, MaxCostPercent, s.costVerdict())
-	fmt.Fprintf(w, "CPU-bound estimate: on a server side bound by its CPU the webhook would cost %.1f %% of throughput (1 - CPU per pod without / with; CPU time is in %s ticks)\n",
-		s.CPUCostPercent(), clockTick)
-	fmt.Fprintf(w, "webhook admission latency, apiserver's %s{name=%q,type=\"admit\",operation=\"CREATE\"}, delta over the webhook phases, %v calls, bucket-interpolated:\n",
-		apiserverWebhookLatency, webhookName, s.WebhookLatency.Count())
-	fmt.Fprintf(w, "  p50 %s\n  p99 %s (target < %s: %s)\n", quantileText(.5, s.WebhookLatency), quantileText(.99, s.WebhookLatency), seconds(MaxP99), s.p99Verdict())
-	fmt.Fprintf(w, "webhook-side, %s (controller-runtime, whole HTTP handler): p50 %s, p99 %s\n", handlerHTTPLatency, quantileText(.5, s.HandlerHTTP), quantileText(.99, s.HandlerHTTP))
-	fmt.Fprintf(w, "webhook-side, %s{outcome=\"injected\"} (admission logic): p50 %s, p99 %s\n", handlerLatency, quantileText(.5, s.Handler), quantileText(.99, s.Handler))
-	fmt.Fprintf(w, "admission errors: %d (create failures %d, %s by code: %s, %s %v, %s %v); webhook decisions: %s; apiserver calls with the webhook deleted: %v\n",
-		s.AdmissionErrors(), s.Failed[1], apiserverWebhookRequests, counts(s.Requests), apiserverWebhookRejected, s.Rejections,
+	fmt.Fprintf(w, "CPU-bound estimate (1 - server CPU per pod without / with; %s ticks): %.1f %%\n", clockTick, s.CPUCostPercent(Without, With))
+	if s.has(Preinjected) {
+		fmt.Fprintf(w, "split, in %% of the throughput without: bigger pod (without -> pre-injected) %.1f %%, admission call (pre-injected -> with) %.1f %%; CPU-bound: %.1f %% and %.1f %%\n",
+			s.shareOf(Without, Preinjected), s.shareOf(Preinjected, With), s.CPUCostPercent(Without, Preinjected), s.CPUCostPercent(Preinjected, With))
+	}
+	fmt.Fprintf(w, "webhook admission latency from the apiserver's %s{name=%q,type=\"admit\",operation=\"CREATE\"}, delta over the phases, bucket-interpolated:\n",
+		apiserverWebhookLatency, webhookName)
+	for _, k := range []Kind{With, Paced} {
+		if !s.has(k) {
+			continue
+		}
+		fmt.Fprintf(w, "  %s: %v calls for %d pods; p50 %s; p99 %s (target < %s: %s)\n", k, s.WebhookLatency[k].Count(), s.Created[k],
+			quantileText(.5, s.WebhookLatency[k]), quantileText(.99, s.WebhookLatency[k]), seconds(MaxP99), s.p99Verdict(k))
+		fmt.Fprintf(w, "    webhook-side %s (controller-runtime, whole HTTP handler): p50 %s, p99 %s\n", handlerHTTPLatency, quantileText(.5, s.HandlerHTTP[k]), quantileText(.99, s.HandlerHTTP[k]))
+		fmt.Fprintf(w, "    webhook-side %s{outcome=\"injected\"} (admission logic): p50 %s, p99 %s\n", handlerLatency, quantileText(.5, s.Handler[k]), quantileText(.99, s.Handler[k]))
+	}
+	fmt.Fprintf(w, "admission errors: %d (create failures %d, %s by code: %s, %s %v, %s %v); webhook decisions: %s; webhook calls in the phases without it: %v\n",
+		s.AdmissionErrors(), s.Failed[With], apiserverWebhookRequests, counts(s.Requests), apiserverWebhookRejected, s.Rejections,
 		apiserverWebhookFailOpen, s.FailOpen, counts(s.Decisions), s.CallsWithout)
 }
 
@@ -328,27 +401,37 @@ func (s Summary) WriteMarkdown(w io.Writer) {
 	r, c := s.Report, s.Report.Config
 	fmt.Fprintf(w, "Run %s on kube-apiserver %s, %d CPUs, load average %s before and %s after; %d pods per phase, %d rounds, %d concurrent clients, webhook `--log-level=%s`.\n\n",
 		r.Date.Format("2006-01-02 15:04 MST"), r.ServerVersion, r.CPUs, r.LoadBefore, r.LoadAfter, c.Pods, c.Rounds, c.Workers, c.WebhookLogLevel)
-	fmt.Fprintln(w, "| | without webhook | with webhook |")
-	fmt.Fprintln(w, "|---|---|---|")
-	fmt.Fprintf(w, "| pods/s, all rounds | %.1f | %.1f |\n", s.Rate[0], s.Rate[1])
-	fmt.Fprintf(w, "| pods/s per round | %s | %s |\n", rates(s.Rates[0]), rates(s.Rates[1]))
-	fmt.Fprintf(w, "| pods created / failed | %d / %d | %d / %d |\n", s.Created[0], s.Failed[0], s.Created[1], s.Failed[1])
-	fmt.Fprintf(w, "| pods with the sidecar | %d | %d |\n", s.Injected[0], s.Injected[1])
-	fmt.Fprintf(w, "| client create latency p50 / p99 (exact) | %s / %s | %s / %s |\n", exact(s.Client[0], .5), exact(s.Client[0], .99), exact(s.Client[1], .5), exact(s.Client[1], .99))
-	fmt.Fprintf(w, "| apiserver POST pods p99 (bucket-interpolated) | %s | %s |\n", quantileText(.99, s.PodPosts[0]), quantileText(.99, s.PodPosts[1]))
-	for _, c := range s.cpuComponents() {
-		fmt.Fprintf(w, "| CPU per pod, %s | %s | %s |\n", c, perPod(s.CPUPerPod(0, c)), perPod(s.CPUPerPod(1, c)))
+	cols := s.columns()
+	head, rule := "| |", "|---|"
+	for _, k := range cols {
+		head += " " + k.String() + " |"
+		rule += "---|"
 	}
-	fmt.Fprintf(w, "| CPU per pod, server side (all but the client) | %s | %s |\n\n", perPod(s.CPUPerPod(0, "")), perPod(s.CPUPerPod(1, "")))
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, rule)
+	for _, row := range s.rows() {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| Measure | Result | Target | |")
 	fmt.Fprintln(w, "|---|---|---|---|")
 	fmt.Fprintf(w, "| webhook cost in pod-create throughput | %.1f %% (ratio %.3f) | at most %.0f %% | %s |\n", s.CostPercent, s.Ratio, MaxCostPercent, s.costVerdict())
-	fmt.Fprintf(w, "| webhook cost if the server side is CPU-bound (1 - CPU per pod without / with) | %.1f %% | at most %.0f %% | %s |\n",
-		s.CPUCostPercent(), MaxCostPercent, percentVerdict(s.CPUCostPercent()))
-	fmt.Fprintf(w, "| webhook admission p50, apiserver's metric, bucket-interpolated | %s | | |\n", quantileText(.5, s.WebhookLatency))
-	fmt.Fprintf(w, "| webhook admission p99, apiserver's metric, bucket-interpolated | %s | under %s | %s |\n", quantileText(.99, s.WebhookLatency), seconds(MaxP99), s.p99Verdict())
-	fmt.Fprintf(w, "| webhook-side HTTP handler p50 / p99 (controller-runtime) | %s / %s | | |\n", quantileText(.5, s.HandlerHTTP), quantileText(.99, s.HandlerHTTP))
-	fmt.Fprintf(w, "| webhook-side admission logic p50 / p99 | %s / %s | | |\n", quantileText(.5, s.Handler), quantileText(.99, s.Handler))
+	fmt.Fprintf(w, "| the same if the server side is CPU-bound (1 - CPU per pod without / with) | %.1f %% | at most %.0f %% | %s |\n",
+		s.CPUCostPercent(Without, With), MaxCostPercent, percentVerdict(s.CPUCostPercent(Without, With)))
+	if s.has(Preinjected) {
+		fmt.Fprintf(w, "| of which the bigger pod (without -> pre-injected), measured / CPU-bound | %.1f %% / %.1f %% | | |\n", s.shareOf(Without, Preinjected), s.CPUCostPercent(Without, Preinjected))
+		fmt.Fprintf(w, "| of which the admission call (pre-injected -> with), measured / CPU-bound | %.1f %% / %.1f %% | | |\n", s.shareOf(Preinjected, With), s.CPUCostPercent(Preinjected, With))
+	}
+	fmt.Fprintf(w, "| webhook calls per pod (apiserver's count) | %.2f | | |\n", s.WebhookLatency[With].Count()/float64(max(1, s.Created[With])))
+	for _, k := range []Kind{With, Paced} {
+		if !s.has(k) {
+			continue
+		}
+		fmt.Fprintf(w, "| %s: webhook admission p50, apiserver's metric, bucket-interpolated | %s | | |\n", k, quantileText(.5, s.WebhookLatency[k]))
+		fmt.Fprintf(w, "| %s: webhook admission p99, apiserver's metric, bucket-interpolated | %s | under %s | %s |\n", k, quantileText(.99, s.WebhookLatency[k]), seconds(MaxP99), s.p99Verdict(k))
+		fmt.Fprintf(w, "| %s: webhook-side HTTP handler p50 / p99 (controller-runtime) | %s / %s | | |\n", k, quantileText(.5, s.HandlerHTTP[k]), quantileText(.99, s.HandlerHTTP[k]))
+		fmt.Fprintf(w, "| %s: webhook-side admission logic p50 / p99 | %s / %s | | |\n", k, quantileText(.5, s.Handler[k]), quantileText(.99, s.Handler[k]))
+	}
 	fmt.Fprintf(w, "| admission errors | %d (webhook calls by code: %s; rejections %v; fail-open %v) | 0 | %s |\n",
 		s.AdmissionErrors(), counts(s.Requests), s.Rejections, s.FailOpen, boolVerdict(s.AdmissionErrors() == 0))
 }

@@ -73,7 +73,7 @@ func phases(t *testing.T, injected int, failed int, codes map[string]float64) *R
 	return &Report{Config: DefaultConfig(), Phases: []Phase{
 		{Round: 1, Created: 10, Elapsed: 100 * time.Millisecond},
 		{
-			Round: 1, WithWebhook: true, Created: 10 - failed, Failed: failed, Elapsed: 125 * time.Millisecond,
+			Round: 1, Kind: With, Created: 10 - failed, Failed: failed, Elapsed: 125 * time.Millisecond,
 			Injected:  injected,
 			Apiserver: Delta{Latency: lat, Requests: codes},
 		},
@@ -88,9 +88,22 @@ func TestSummarize(t *testing.T) {
 	assert.InDelta(t, 0.8, s.Ratio, 1e-12)
 	assert.InDelta(t, 20, s.CostPercent, 1e-9)
 	assert.Equal(t, NotMet, s.costVerdict())
-	assert.Equal(t, 10.0, s.WebhookLatency.Count())
-	assert.Equal(t, Undecided, s.p99Verdict(), "p99 is in (5 ms, 25 ms]")
+	assert.Equal(t, 10.0, s.WebhookLatency[With].Count())
+	assert.Equal(t, Undecided, s.p99Verdict(With), "p99 is in (5 ms, 25 ms]")
 	assert.Equal(t, 0, s.AdmissionErrors())
+	assert.NoError(t, s.Failure())
+}
+
+func TestSummarizeSplitsTheCost(t *testing.T) {
+	r := phases(t, 10, 0, map[string]float64{"200": 10})
+	// 100 pods/s without, 90 pre-injected, 80 with the webhook.
+	r.Phases = append(r.Phases, Phase{Round: 1, Kind: Preinjected, Created: 9, Injected: 9, Elapsed: 100 * time.Millisecond})
+	s := r.Summarize()
+	assert.Equal(t, []Kind{Without, With, Preinjected}, s.Kinds)
+	assert.Equal(t, []Kind{Without, Preinjected, With}, s.columns())
+	assert.InDelta(t, 10, s.shareOf(Without, Preinjected), 1e-9)
+	assert.InDelta(t, 10, s.shareOf(Preinjected, With), 1e-9)
+	assert.InDelta(t, s.CostPercent, s.shareOf(Without, Preinjected)+s.shareOf(Preinjected, With), 1e-9)
 	assert.NoError(t, s.Failure())
 }
 
@@ -105,6 +118,16 @@ func TestFailure(t *testing.T) {
 		"the webhook reached with its configuration deleted": {report: func() *Report {
 			r := phases(t, 10, 0, map[string]float64{"200": 10})
 			r.Phases[0].Apiserver.Latency = r.Phases[1].Apiserver.Latency
+			return r
+		}()},
+		"a paced pod without the sidecar": {report: func() *Report {
+			r := phases(t, 10, 0, map[string]float64{"200": 10})
+			r.Phases = append(r.Phases, Phase{Kind: Paced, Created: 10, Injected: 9, Elapsed: time.Second})
+			return r
+		}()},
+		"a pre-injected pod without the sidecar": {report: func() *Report {
+			r := phases(t, 10, 0, map[string]float64{"200": 10})
+			r.Phases = append(r.Phases, Phase{Kind: Preinjected, Created: 10, Injected: 0, Elapsed: time.Second})
 			return r
 		}()},
 	}
