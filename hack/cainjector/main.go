@@ -67,6 +67,9 @@ type Config struct {
 	// turns them off.
 	MetricsAddr string
 	ProbeAddr   string
+	// Verbosity is the logr V-level logged; cert-manager logs each
+	// injection at 2 ("Updated object").
+	Verbosity int
 }
 
 // AddFlags binds c to fs.
@@ -76,6 +79,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.CRDWait, "crd-wait", time.Minute, "how long to wait for the certificates.cert-manager.io CRD")
 	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", "0", "metrics address; 0 disables")
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", "0", "health probe address; 0 disables")
+	fs.IntVar(&c.Verbosity, "v", 0, "log verbosity: 2 logs every injection, 5 the reconciler's debugging")
 }
 
 // Validate reports what is missing.
@@ -96,7 +100,8 @@ func run(ctx context.Context, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	log := logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil))
+	// logr's V(n) is slog's level -n.
+	log := logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.Level(-cfg.Verbosity)}))
 	ctrl.SetLogger(log)
 
 	restConfig, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
