@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,7 +44,6 @@ const (
 	apiserverWebhookRequests = "apiserver_admission_webhook_request_total"
 	apiserverWebhookRejected = "apiserver_admission_webhook_rejection_count"
 	apiserverWebhookFailOpen = "apiserver_admission_webhook_fail_open_count"
-	apiserverRequestLatency  = "apiserver_request_duration_seconds"
 	handlerHTTPLatency       = "controller_runtime_webhook_latency_seconds"
 	handlerLatency           = "pod_identity_webhook_admission_duration_seconds"
 	handlerDecisions         = "pod_identity_webhook_decisions_total"
@@ -51,7 +52,6 @@ const (
 // Label filters of the series above.
 var (
 	ourWebhookCreates = map[string]string{"name": webhookName, "type": "admit", "operation": "CREATE"}
-	podPosts          = map[string]string{"verb": "POST", "dry_run": "", "group": "", "version": "v1", "resource": "pods", "subresource": ""}
 )
 
 // Kind is what a phase creates, and whether the webhook is registered.
@@ -99,6 +99,28 @@ type Phase struct {
 	Apiserver, Webhook Delta
 	// CPU is the CPU time each process used during the creates.
 	CPU CPUTimes
+	// Size is that of one stored pod of the phase.
+	Size PodSize
+}
+
+// PodSize is the size of a stored pod as JSON, and of its managedFields,
+// which the apiserver writes for every field the client sent and not for
+// those a webhook added.
+type PodSize struct {
+	JSON, ManagedFields int
+}
+
+// sizeOf measures a pod as the apiserver returned it.
+func sizeOf(pod *corev1.Pod) (PodSize, error) {
+	all, err := json.Marshal(pod)
+	if err != nil {
+		return PodSize{}, err
+	}
+	mf, err := json.Marshal(pod.ManagedFields)
+	if err != nil {
+		return PodSize{}, err
+	}
+	return PodSize{JSON: len(all), ManagedFields: len(mf)}, nil
 }
 
 // Rate is pods created per second.
@@ -110,8 +132,6 @@ type Delta struct {
 	Requests map[string]float64
 	// Rejections and FailOpen are apiserver counters.
 	Rejections, FailOpen float64
-	// PodPosts is apiserver_request_duration_seconds of pod creates.
-	PodPosts Histogram
 	// HTTP is the webhook's controller-runtime handler latency.
 	HTTP Histogram
 }
@@ -301,7 +321,7 @@ func (b *bench) phase(ctx context.Context, round int, kind Kind) (Phase, error) 
 	if p.Webhook, err = webhookDelta(hookBefore, hookAfter); err != nil {
 		return Phase{}, err
 	}
-	if p.Injected, err = b.countInjected(ctx); err != nil {
+	if p.Injected, p.Size, err = b.inspect(ctx); err != nil {
 		return Phase{}, err
 	}
 	return p, b.deletePods(ctx)
@@ -433,12 +453,12 @@ func hasSidecar(pod *corev1.Pod) bool {
 	return err == nil
 }
 
-// countInjected lists the namespace's labelled pods and counts those with
-// the sidecar.
-func (b *bench) countInjected(ctx context.Context) (int, error) {
+// inspect lists the namespace's labelled pods, counts those with the
+// sidecar and measures the first.
+func (b *bench) inspect(ctx context.Context) (int, PodSize, error) {
 	list, err := b.cs.CoreV1().Pods(benchNamespace).List(ctx, metav1.ListOptions{LabelSelector: names.BindingLabel + "=" + benchSelector})
 	if err != nil {
-		return 0, fmt.Errorf("list pods in %s: %w", benchNamespace, err)
+		return 0, PodSize{}, fmt.Errorf("list pods in %s: %w", benchNamespace, err)
 	}
 	n := 0
 	for i := range list.Items {
@@ -446,7 +466,13 @@ func (b *bench) countInjected(ctx context.Context) (int, error) {
 			n++
 		}
 	}
-	return n, nil
+	var size PodSize
+	if len(list.Items) > 0 {
+		if size, err = sizeOf(&list.Items[0]); err != nil {
+			return 0, PodSize{}, err
+		}
+	}
+	return n, size, nil
 }
 
 // deletePods removes the labelled pods and waits until they are gone.
@@ -481,6 +507,11 @@ func (b *bench) registerWebhook(ctx context.Context) error {
 	mwc, err := b.env.WebhookConfiguration(ctx, b.env.WebhookURL, b.env.CABundle())
 	if err != nil {
 		return err
+	}
+	if b.cfg.Reinvocation != "" {
+		for i := range mwc.Webhooks {
+			mwc.Webhooks[i].ReinvocationPolicy = ptr.To(admissionregistrationv1.ReinvocationPolicyType(b.cfg.Reinvocation))
+		}
 	}
 	_, err = b.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -561,9 +592,6 @@ func apiserverDelta(before, after Metrics) (Delta, error) {
 	var d Delta
 	var err error
 	if d.Latency, err = histDelta(before, after, apiserverWebhookLatency, ourWebhookCreates); err != nil {
-		return Delta{}, err
-	}
-	if d.PodPosts, err = histDelta(before, after, apiserverRequestLatency, podPosts); err != nil {
 		return Delta{}, err
 	}
 	d.Requests = counterDelta(before, after, apiserverWebhookRequests, ourWebhookCreates, "code")

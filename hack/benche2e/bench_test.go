@@ -73,3 +73,11 @@ func TestRelease(t *testing.T) {
 		assert.Equal(t, []int{0}, drain(jobs), "the first is due at once")
 	})
 }
+
+func TestSizeOf(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "benche2e"}}}}
+	got, err := sizeOf(pod)
+	assert.NoError(t, err)
+	assert.Equal(t, len(`[{"manager":"benche2e"}]`), got.ManagedFields)
+	assert.Greater(t, got.JSON, got.ManagedFields)
+}

@@ -79,6 +79,10 @@ type Config struct {
 	// WebhookLogLevel is the webhook's --log-level; at info it writes one
 	// line per injected pod.
 	WebhookLogLevel string
+	// Reinvocation, when set, overrides the webhook configuration's
+	// reinvocationPolicy (IfNeeded in manifests/), to price the second call
+	// the apiserver makes after its own plugins change the injected pod.
+	Reinvocation string
 	// Preinjected adds a phase per round that creates, without the
 	// webhook, pods already shaped as the webhook leaves them: it tells
 	// the cost of the bigger pod from that of the admission call.
@@ -126,6 +130,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Burst, "burst", c.Burst, "client burst limit")
 	fs.DurationVar(&c.PhaseTimeout, "phase-timeout", c.PhaseTimeout, "bound on one phase and on each wait")
 	fs.StringVar(&c.WebhookLogLevel, "webhook-log-level", c.WebhookLogLevel, "the webhook's --log-level: debug, info, warn or error")
+	fs.StringVar(&c.Reinvocation, "reinvocation", c.Reinvocation, "override the webhook's reinvocationPolicy: IfNeeded or Never (empty: as manifests/)")
 	fs.BoolVar(&c.Preinjected, "preinjected", c.Preinjected, "add a phase of pre-injected pods without the webhook, to split the cost")
 	fs.IntVar(&c.PacedPods, "paced-pods", c.PacedPods, "pods created with the webhook at -paced-rate each round, for unsaturated latencies (0: none)")
 	fs.Float64Var(&c.PacedRate, "paced-rate", c.PacedRate, "pods/s of the paced phase")
@@ -162,6 +167,11 @@ func (c *Config) Validate() error {
 	}
 	if c.PhaseTimeout <= 0 || c.PhaseTimeout > 30*time.Minute {
 		errs = append(errs, fmt.Errorf("-phase-timeout %s is not in (0, 30m]", c.PhaseTimeout))
+	}
+	switch c.Reinvocation {
+	case "", "IfNeeded", "Never":
+	default:
+		errs = append(errs, fmt.Errorf("-reinvocation %q is not IfNeeded or Never", c.Reinvocation))
 	}
 	switch c.WebhookLogLevel {
 	case "debug", "info", "warn", "error":

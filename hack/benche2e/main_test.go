@@ -46,20 +46,21 @@ func TestParseConfig(t *testing.T) {
 	})
 
 	bad := map[string][]string{
-		"no pods":             {"-pods", "0"},
-		"too many pods":       {"-pods", "10001"},
-		"no workers":          {"-workers", "0"},
-		"too many rounds":     {"-rounds", "21"},
-		"negative warm-up":    {"-warmup", "-1"},
-		"zero qps":            {"-qps", "0"},
-		"zero paced rate":     {"-paced-rate", "0"},
-		"paced past timeout":  {"-paced-pods", "1000", "-paced-rate", "1", "-phase-timeout", "1m"},
-		"endless phase":       {"-phase-timeout", "31m"},
-		"unknown log level":   {"-webhook-log-level", "verbose"},
-		"missing binary":      {"-webhook", filepath.Join(root, "absent")},
-		"not the repository":  {"-repo", t.TempDir()},
-		"positional argument": {"extra"},
-		"unknown flag":        {"-url", "http://example.com"},
+		"no pods":              {"-pods", "0"},
+		"too many pods":        {"-pods", "10001"},
+		"no workers":           {"-workers", "0"},
+		"too many rounds":      {"-rounds", "21"},
+		"negative warm-up":     {"-warmup", "-1"},
+		"zero qps":             {"-qps", "0"},
+		"zero paced rate":      {"-paced-rate", "0"},
+		"paced past timeout":   {"-paced-pods", "1000", "-paced-rate", "1", "-phase-timeout", "1m"},
+		"endless phase":        {"-phase-timeout", "31m"},
+		"unknown log level":    {"-webhook-log-level", "verbose"},
+		"unknown reinvocation": {"-reinvocation", "Always"},
+		"missing binary":       {"-webhook", filepath.Join(root, "absent")},
+		"not the repository":   {"-repo", t.TempDir()},
+		"positional argument":  {"extra"},
+		"unknown flag":         {"-url", "http://example.com"},
 	}
 	for name, args := range bad {
 		t.Run(name, func(t *testing.T) {

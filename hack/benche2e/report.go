@@ -36,8 +36,8 @@ type Summary struct {
 	Injected [numKinds]int
 	// Client are the creates' client-side latencies, sorted.
 	Client [numKinds][]time.Duration
-	// PodPosts is the apiserver's own latency of pod creates.
-	PodPosts [numKinds]Histogram
+	// Size is that of a stored pod, from the last phase of the kind.
+	Size [numKinds]PodSize
 	// CPU is the CPU time of each process over the creates.
 	CPU        [numKinds]CPUTimes
 	FirstError string
@@ -94,7 +94,9 @@ func (r *Report) Summarize() Summary {
 		for name, v := range p.CPU {
 			s.CPU[k][name] += v
 		}
-		add(&s.PodPosts[k], p.Apiserver.PodPosts)
+		if p.Size != (PodSize{}) {
+			s.Size[k] = p.Size
+		}
 		if !k.webhook() {
 			s.CallsWithout += p.Apiserver.Latency.Count()
 			continue
@@ -347,19 +349,38 @@ func (s Summary) rows() [][]string {
 		row("client create latency p50 / p99 (exact)", func(k Kind) string {
 			return exact(s.Client[k], .5) + " / " + exact(s.Client[k], .99)
 		}),
-		row("apiserver POST pods p50 (bucket-interpolated)", func(k Kind) string { return quantileText(.5, s.PodPosts[k]) }),
-		row("apiserver POST pods p99 (bucket-interpolated)", func(k Kind) string { return quantileText(.99, s.PodPosts[k]) }),
+		row("stored pod, JSON bytes (of which managedFields)", func(k Kind) string {
+			return fmt.Sprintf("%d (%d)", s.Size[k].JSON, s.Size[k].ManagedFields)
+		}),
+	}
+	// Over a paced phase the processes' idle work is most of their CPU
+	// time, so per pod it means nothing.
+	cpu := func(name string) func(k Kind) string {
+		return func(k Kind) string {
+			if k == Paced {
+				return "-"
+			}
+			return perPod(s.CPUPerPod(k, name))
+		}
 	}
 	for _, c := range s.cpuComponents() {
-		out = append(out, row("CPU per pod, "+c, func(k Kind) string { return perPod(s.CPUPerPod(k, c)) }))
+		out = append(out, row("CPU per pod, "+c, cpu(c)))
 	}
-	return append(out, row("CPU per pod, server side (all but the client)", func(k Kind) string { return perPod(s.CPUPerPod(k, "")) }))
+	return append(out, row("CPU per pod, server side (all but the client)", cpu("")))
+}
+
+func reinvocation(c Config) string {
+	if c.Reinvocation == "" {
+		return "as manifests/"
+	}
+	return c.Reinvocation
 }
 
 // WriteText prints the result table.
 func (s Summary) WriteText(w io.Writer) {
 	r, c := s.Report, s.Report.Config
-	fmt.Fprintf(w, "benche2e: %d pods per phase x %d rounds, %d concurrent clients, webhook --log-level=%s\n", c.Pods, c.Rounds, c.Workers, c.WebhookLogLevel)
+	fmt.Fprintf(w, "benche2e: %d pods per phase x %d rounds, %d concurrent clients, webhook --log-level=%s, reinvocationPolicy %s\n",
+		c.Pods, c.Rounds, c.Workers, c.WebhookLogLevel, reinvocation(c))
 	fmt.Fprintf(w, "%s, kube-apiserver %s, %d CPUs, load average before %s, after %s\n\n", r.Date.Format(time.RFC3339), r.ServerVersion, r.CPUs, r.LoadBefore, r.LoadAfter)
 	head := []string{""}
 	for _, k := range s.columns() {
@@ -399,8 +420,8 @@ func (s Summary) WriteText(w io.Writer) {
 // WriteMarkdown prints the tables of the BENCHMARKS.md section.
 func (s Summary) WriteMarkdown(w io.Writer) {
 	r, c := s.Report, s.Report.Config
-	fmt.Fprintf(w, "Run %s on kube-apiserver %s, %d CPUs, load average %s before and %s after; %d pods per phase, %d rounds, %d concurrent clients, webhook `--log-level=%s`.\n\n",
-		r.Date.Format("2006-01-02 15:04 MST"), r.ServerVersion, r.CPUs, r.LoadBefore, r.LoadAfter, c.Pods, c.Rounds, c.Workers, c.WebhookLogLevel)
+	fmt.Fprintf(w, "Run %s on kube-apiserver %s, %d CPUs, load average %s before and %s after; %d pods per phase, %d rounds, %d concurrent clients, webhook `--log-level=%s`, reinvocationPolicy %s.\n\n",
+		r.Date.Format("2006-01-02 15:04 MST"), r.ServerVersion, r.CPUs, r.LoadBefore, r.LoadAfter, c.Pods, c.Rounds, c.Workers, c.WebhookLogLevel, reinvocation(c))
 	cols := s.columns()
 	head, rule := "| |", "|---|"
 	for _, k := range cols {
