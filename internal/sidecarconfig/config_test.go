@@ -1,0 +1,75 @@
+package sidecarconfig
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/podidentity/injector/internal/names"
+)
+
+func valid() Config {
+	return Config{
+		APIVersion:      APIVersion,
+		Port:            names.DefaultTokenPort,
+		DefaultIdentity: "reader",
+		Identities: []Identity{
+			{Name: "reader", Namespace: "team-a", Source: names.TokenSourceFederated, ClientID: "c1", TenantID: "t", TokenFile: "/token"},
+			{Name: "node", Namespace: "team-a", Source: names.TokenSourceIMDS, ClientID: "c2"},
+			{Name: "sp", Namespace: "team-a", Source: names.TokenSourceClientSecret, ClientID: "c3", TenantID: "t", SecretDir: "/s", SecretName: "sp"},
+		},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	c := valid()
+	s, err := c.Marshal()
+	require.NoError(t, err)
+	got, err := Parse([]byte(s))
+	require.NoError(t, err)
+	assert.Equal(t, c, *got)
+	assert.Equal(t, "reader", got.Default().Name)
+	again, err := got.Marshal()
+	require.NoError(t, err)
+	assert.Equal(t, s, again, "marshalling is deterministic")
+}
+
+func TestValidate(t *testing.T) {
+	tests := map[string]struct {
+		mutate func(*Config)
+		want   string
+	}{
+		"other apiVersion":    {func(c *Config) { c.APIVersion = "v0" }, `apiVersion "v0"`},
+		"port zero":           {func(c *Config) { c.Port = 0 }, "port 0"},
+		"port too large":      {func(c *Config) { c.Port = 70000 }, "port 70000"},
+		"no identities":       {func(c *Config) { c.Identities = nil }, "no identities"},
+		"unnamed identity":    {func(c *Config) { c.Identities[1].Name = "" }, "identities[1].name is empty"},
+		"duplicate identity":  {func(c *Config) { c.Identities[1].Name = "reader" }, `identity "reader" is listed twice`},
+		"no client ID":        {func(c *Config) { c.Identities[0].ClientID = "" }, `identity "reader" has no clientID`},
+		"federated no tenant": {func(c *Config) { c.Identities[0].TenantID = "" }, "needs tenantID and tokenFile"},
+		"federated no file":   {func(c *Config) { c.Identities[0].TokenFile = "" }, "needs tenantID and tokenFile"},
+		"secret no dir":       {func(c *Config) { c.Identities[2].SecretDir = "" }, "needs tenantID and secretDir"},
+		"unknown source":      {func(c *Config) { c.Identities[1].Source = "magic" }, `unknown source "magic"`},
+		"missing default":     {func(c *Config) { c.DefaultIdentity = "ghost" }, `defaultIdentity "ghost"`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := valid()
+			tc.mutate(&c)
+			err := c.Validate()
+			require.Error(t, err)
+			assert.True(t, errors.Is(err, ErrInvalid))
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestParseRejectsUnknownFields(t *testing.T) {
+	_, err := Parse([]byte(`{"apiVersion":"` + APIVersion + `","port":8181,"defaultIdentity":"a","identities":[],"typo":1}`))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "typo")
+	_, err = Parse([]byte(`not json`))
+	require.Error(t, err)
+}
