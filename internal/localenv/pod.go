@@ -13,7 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
+	"regexp"
 	"sync"
 	"syscall"
 	"time"
@@ -109,6 +109,9 @@ func (c *jwksCache) fetch() error {
 	return nil
 }
 
+// envRef is a $(VAR) reference in an env value.
+var envRef = regexp.MustCompile(`\$\([A-Za-z_][A-Za-z0-9_.-]*\)`)
+
 // Container returns the named container or init container of pod.
 func Container(pod *corev1.Pod, name string) (*corev1.Container, error) {
 	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
@@ -135,7 +138,12 @@ func ContainerEnv(pod *corev1.Pod, name string) ([]string, error) {
 		if ev.ValueFrom != nil {
 			return nil, fmt.Errorf("container %q env %s uses valueFrom, which localenv cannot resolve", name, ev.Name)
 		}
-		v := os.Expand(strings.NewReplacer("$(", "${", ")", "}").Replace(ev.Value), func(k string) string { return vals[k] })
+		v := envRef.ReplaceAllStringFunc(ev.Value, func(ref string) string {
+			if val, ok := vals[ref[2:len(ref)-1]]; ok {
+				return val
+			}
+			return ref // the kubelet leaves a reference to an unknown variable as it is
+		})
 		vals[ev.Name] = v
 		out = append(out, ev.Name+"="+v)
 	}
