@@ -408,7 +408,7 @@ spec: {azureIdentity: id, selector: app}
 	require.NoError(t, err)
 	require.Equal(t, old.SerialNumber, servedSerial(t), "the webhook serves the first certificate")
 
-	renewed, err := env.RotateServingCert()
+	renewed, err := env.RotateServingCert(ctx)
 	require.NoError(t, err)
 	require.NotEqual(t, old.SerialNumber, renewed.SerialNumber)
 	require.Eventually(t, func() bool { return servedSerial(t).Cmp(renewed.SerialNumber) == 0 },

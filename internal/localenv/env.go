@@ -148,6 +148,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err := e.issueCerts(nil); err != nil {
 		return nil, err
 	}
+	if err := e.writeServingSecret(ctx); err != nil {
+		return nil, err
+	}
 	if err := e.startWebhook(ctx); err != nil {
 		return nil, err
 	}
@@ -307,12 +310,33 @@ func (e *Env) issueCerts(ca *certgen.Material) error {
 	return nil
 }
 
+// writeServingSecret creates or updates the serving Certificate's Secret,
+// as cert-manager would write it, so that the Deployment's volume and
+// cainjector's inject-ca-from find what they find in a cluster.
+func (e *Env) writeServingSecret(ctx context.Context) error {
+	secret, err := certgen.Secret(e.serving.Certificate, e.serving.Serving)
+	if err != nil {
+		return err
+	}
+	err = e.Client.Create(ctx, secret)
+	if apierrors.IsAlreadyExists(err) {
+		err = e.Client.Update(ctx, secret)
+	}
+	if err != nil {
+		return fmt.Errorf("write Secret %s/%s: %w", secret.Namespace, secret.Name, err)
+	}
+	return nil
+}
+
 // RotateServingCert issues a new serving certificate under the same CA and
-// writes it over the files the webhook serves, as a cert-manager renewal
-// does through the mounted Secret. It returns the new leaf certificate.
-func (e *Env) RotateServingCert() (*x509.Certificate, error) {
+// writes it over the files the webhook serves and into its Secret, as a
+// cert-manager renewal does. It returns the new leaf certificate.
+func (e *Env) RotateServingCert(ctx context.Context) (*x509.Certificate, error) {
 	ca := e.ca
 	if err := e.issueCerts(&ca); err != nil {
+		return nil, err
+	}
+	if err := e.writeServingSecret(ctx); err != nil {
 		return nil, err
 	}
 	return leaf(e.serving.Serving.Cert)
