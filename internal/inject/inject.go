@@ -25,7 +25,7 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 		return nil, Result{}, fmt.Errorf("%w: the pod is nil", ErrInvalidConfig)
 	}
 	out := pod.DeepCopy()
-	ref := podRef(out)
+	ref := PodRef(out)
 	if len(ids) == 0 {
 		return nil, Result{}, fmt.Errorf("pod %s: %w; bind at least one AzureIdentity to the pod's %s label", ref, ErrNoIdentities, names.BindingLabel)
 	}
@@ -329,9 +329,10 @@ func hasContainer(pod *corev1.Pod, name string) bool {
 	return false
 }
 
-// podRef names the pod in messages. Pods made by a controller have only a
-// generateName at admission.
-func podRef(p *corev1.Pod) string {
+// PodRef names the pod in messages, as namespace/name. Pods made by a
+// controller have only a generateName at admission, which stands in for the
+// name.
+func PodRef(p *corev1.Pod) string {
 	name := p.Name
 	if name == "" {
 		name = p.GenerateName

@@ -142,7 +142,7 @@ func (h *Handler) decide(ctx context.Context, req admission.Request) decision {
 		return bad("the request names no namespace")
 	}
 	pod.Namespace = namespace
-	ref := podRef(pod)
+	ref := inject.PodRef(pod)
 
 	selector, ok := pod.Labels[names.BindingLabel]
 	if !ok {
@@ -154,19 +154,22 @@ func (h *Handler) decide(ctx context.Context, req admission.Request) decision {
 	if h.opts.RequireOptIn {
 		in, err := h.optedIn(ctx, namespace)
 		if err != nil {
-			return decision{outcome: OutcomeErrored, err: err}
+			return decision{outcome: OutcomeErrored, err: err, resolve: true}
 		}
 		if !in {
 			return decision{outcome: OutcomeSkipped, message: fmt.Sprintf("namespace %s has not opted in; annotate it %s=%s", namespace, names.InjectAnnotation, names.InjectEnabled)}
 		}
 	}
-	if exc, err := h.exception(ctx, pod); err != nil {
-		return decision{outcome: OutcomeErrored, err: err}
-	} else if exc != "" {
-		return decision{outcome: OutcomeSkipped, message: fmt.Sprintf("pod %s matches AzurePodIdentityException %s/%s", ref, namespace, exc)}
+	exc, excWarnings, err := h.exception(ctx, pod)
+	if err != nil {
+		return decision{outcome: OutcomeErrored, err: err, resolve: true}
+	}
+	if exc != "" {
+		return decision{outcome: OutcomeSkipped, warnings: excWarnings, message: fmt.Sprintf("pod %s matches AzurePodIdentityException %s/%s", ref, namespace, exc)}
 	}
 
 	res, err := h.opts.Resolver.Resolve(ctx, namespace, selector)
+	res.Warnings = append(excWarnings, res.Warnings...)
 	if err != nil {
 		if errors.Is(err, ErrLookup) {
 			return decision{outcome: OutcomeErrored, err: err, resolve: true, warnings: res.Warnings}
@@ -220,18 +223,27 @@ func (h *Handler) optedIn(ctx context.Context, namespace string) (bool, error) {
 }
 
 // exception returns the name of the first AzurePodIdentityException in the
-// pod's namespace whose podLabels the pod carries, or "".
-func (h *Handler) exception(ctx context.Context, pod *corev1.Pod) (string, error) {
+// pod's namespace whose podLabels the pod carries, or "", and warnings for
+// exceptions that use legacy keys or cannot be read: a broken exception
+// matches nothing, and the warning says which one and why.
+func (h *Handler) exception(ctx context.Context, pod *corev1.Pod) (string, []string, error) {
 	var list aadv1.AzurePodIdentityExceptionList
 	if err := h.opts.Resolver.Cache.List(ctx, &list, client.InNamespace(pod.Namespace)); err != nil {
-		return "", fmt.Errorf("%w: list AzurePodIdentityExceptions in namespace %s: %w", ErrLookup, pod.Namespace, err)
+		return "", nil, fmt.Errorf("%w: list AzurePodIdentityExceptions in namespace %s: %w", ErrLookup, pod.Namespace, err)
 	}
-	for _, e := range list.Items {
-		if len(e.Spec.PodLabels) > 0 && hasLabels(pod.Labels, e.Spec.PodLabels) {
-			return e.Name, nil
+	var warnings []string
+	for i := range list.Items {
+		e := &list.Items[i]
+		warnings = append(warnings, e.Warnings()...)
+		if err := e.Validate(); err != nil {
+			warnings = append(warnings, fmt.Sprintf("%v; it exempts no pod until fixed", err))
+			continue
+		}
+		if hasLabels(pod.Labels, e.Spec.PodLabels) {
+			return e.Name, warnings, nil
 		}
 	}
-	return "", nil
+	return "", warnings, nil
 }
 
 // hasLabels reports whether have contains every key and value of want.
@@ -253,17 +265,9 @@ func RandomSecret() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// podRef names a pod in messages; pods of a Deployment have only a
-// generateName at admission.
-func podRef(pod *corev1.Pod) string {
-	name := pod.Name
-	if name == "" && pod.GenerateName != "" {
-		name = pod.GenerateName + "*"
-	}
-	return pod.Namespace + "/" + name
-}
-
-// reason is the metric label of a failed admission.
+// reason is the label of pod_identity_webhook_resolve_errors_total: why
+// a selector could not be resolved. Denials by inject and malformed
+// requests are counted by pod_identity_webhook_decisions_total alone.
 func reason(err error) string {
 	for _, r := range []struct {
 		err  error
@@ -274,10 +278,6 @@ func reason(err error) string {
 		{ErrIdentityNotFound, "identity_not_found"},
 		{ErrInvalidIdentity, "invalid_identity"},
 		{ErrLookup, "lookup"},
-		{inject.ErrHostNetwork, "host_network"},
-		{inject.ErrPortCollision, "port_collision"},
-		{inject.ErrBadPortAnnotation, "bad_port_annotation"},
-		{errBadRequest, "bad_request"},
 	} {
 		if errors.Is(err, r.err) {
 			return r.name

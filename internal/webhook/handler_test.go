@@ -436,6 +436,38 @@ func TestHandlerLegacyKeys(t *testing.T) {
 	assert.True(t, containsAny(resp.Warnings, "AzureIdentityBinding default/blob-reader-to-my-app"))
 }
 
+// TestHandlerExceptions: an exception with a legacy key still exempts, with
+// a warning; a broken one exempts nothing and says so.
+func TestHandlerExceptions(t *testing.T) {
+	const identity = `{"apiVersion":"aadpodidentity.k8s.io/v1","kind":"AzureIdentity","metadata":{"name":"id","namespace":"team-a"},"spec":{"clientID":"c","tenantID":"t"}}`
+	const binding = `{"apiVersion":"aadpodidentity.k8s.io/v1","kind":"AzureIdentityBinding","metadata":{"name":"b","namespace":"team-a"},"spec":{"azureIdentity":"id","selector":"reader"}}`
+	raw := []byte(`{"metadata":{"name":"p","namespace":"team-a","labels":{"aadpodidbinding":"reader","app":"web"}},"spec":{"containers":[{"name":"app","image":"nginx"}]}}`)
+	tests := map[string]struct {
+		exception string
+		exempt    bool
+		warning   string
+	}{
+		"legacy key exempts with a warning": {
+			exception: `{"apiVersion":"aadpodidentity.k8s.io/v1","kind":"AzurePodIdentityException","metadata":{"name":"skip-web","namespace":"team-a"},"spec":{"PodLabels":{"app":"web"}}}`,
+			exempt:    true,
+			warning:   `AzurePodIdentityException team-a/skip-web: spec key "PodLabels" is a legacy spelling`,
+		},
+		"empty podLabels exempts nothing": {
+			exception: `{"apiVersion":"aadpodidentity.k8s.io/v1","kind":"AzurePodIdentityException","metadata":{"name":"everything","namespace":"team-a"},"spec":{}}`,
+			warning:   "AzurePodIdentityException team-a/everything",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			cache := newWireReader(t, fakeReader(t, optedIn("team-a")), identity, binding, tc.exception)
+			resp := newTestHandler(t, cache, nil, testInjectConfig(), testSecret).Handle(context.Background(), podRequest(t, "team-a", raw))
+			require.True(t, resp.Allowed, "%+v", resp.Result)
+			assert.Equal(t, !tc.exempt, len(resp.Patch) > 0, "injected")
+			assert.True(t, containsAny(resp.Warnings, tc.warning), "warnings %q", resp.Warnings)
+		})
+	}
+}
+
 // TestHandlerLegacyConflict: two spellings with different values deny.
 func TestHandlerLegacyConflict(t *testing.T) {
 	cache := newWireReader(t, fakeReader(t, optedIn("team-a")),
@@ -535,19 +567,26 @@ func (w *wireReader) Get(ctx context.Context, key client.ObjectKey, obj client.O
 }
 
 func (w *wireReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
-	want, ok := list.(*aadv1.AzureIdentityBindingList)
-	if !ok {
-		return w.Reader.List(ctx, list, opts...)
-	}
 	lo := (&client.ListOptions{}).ApplyOptions(opts)
 	all, err := w.decodeAll()
 	if err != nil {
 		return err
 	}
-	for _, o := range all {
-		if b, ok := o.(*aadv1.AzureIdentityBinding); ok && b.Namespace == lo.Namespace {
-			want.Items = append(want.Items, *b.DeepCopy())
+	switch want := list.(type) {
+	case *aadv1.AzureIdentityBindingList:
+		for _, o := range all {
+			if b, ok := o.(*aadv1.AzureIdentityBinding); ok && b.Namespace == lo.Namespace {
+				want.Items = append(want.Items, *b.DeepCopy())
+			}
 		}
+	case *aadv1.AzurePodIdentityExceptionList:
+		for _, o := range all {
+			if e, ok := o.(*aadv1.AzurePodIdentityException); ok && e.Namespace == lo.Namespace {
+				want.Items = append(want.Items, *e.DeepCopy())
+			}
+		}
+	default:
+		return w.Reader.List(ctx, list, opts...)
 	}
 	return nil
 }
