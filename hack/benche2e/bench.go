@@ -153,7 +153,6 @@ type bench struct {
 	env  *localenv.Env
 	cs   kubernetes.Interface
 	http *http.Client
-	log  io.Writer
 	// injected is the webhook's output for benchPod, the template of the
 	// Preinjected phases.
 	injected *corev1.Pod
@@ -189,7 +188,7 @@ func runBench(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{cfg: cfg, env: env, cs: cs, http: &http.Client{Timeout: 10 * time.Second}, log: log}
+	b := &bench{cfg: cfg, env: env, cs: cs, http: &http.Client{Timeout: 10 * time.Second}}
 	if v, err := cs.Discovery().ServerVersion(); err == nil {
 		rep.ServerVersion = v.GitVersion
 	}
