@@ -173,6 +173,19 @@ func TestSeedVerbatim(t *testing.T) {
 			assert.Equal(t, seedClientID, id)
 		}
 	})
+	t.Run("the sidecar gets no Kubernetes API token", func(t *testing.T) {
+		// The ServiceAccount admission plugin mounts kube-api-access-* into
+		// every container without a mount at its path; the sidecar has one.
+		for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+			for _, c := range list {
+				apiToken := false
+				for _, m := range c.VolumeMounts {
+					apiToken = apiToken || strings.HasPrefix(m.Name, "kube-api-access-")
+				}
+				assert.Equal(t, c.Name != names.SidecarContainerName, apiToken, "container %s has the API token", c.Name)
+			}
+		}
+	})
 	t.Run("only the sidecar mounts the projected token", func(t *testing.T) {
 		for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 			for _, c := range list {

@@ -93,10 +93,19 @@ func TestCaseProperties(t *testing.T) {
 					credVolumes[v.Name] = true
 				}
 			}
+			// Besides credentials, the sidecar mounts only the empty volume
+			// that keeps the Kubernetes API token out of it.
+			noAPIToken := 0
 			for _, m := range sc.VolumeMounts {
-				assert.True(t, credVolumes[m.Name], "sidecar mounts %q, which is not a credential volume", m.Name)
+				if m.Name == names.NoAPITokenVolumeName {
+					assert.Equal(t, names.APITokenMountPath, m.MountPath)
+					noAPIToken++
+				} else {
+					assert.True(t, credVolumes[m.Name], "sidecar mounts %q, which is not a credential volume", m.Name)
+				}
 				assert.True(t, m.ReadOnly, "sidecar mount %q must be read-only", m.Name)
 			}
+			assert.Equal(t, 1, noAPIToken, "the sidecar shadows the API token mount path once")
 			in := map[string]*corev1.Container{}
 			for _, cs := range [][]corev1.Container{c.Pod.Spec.InitContainers, c.Pod.Spec.Containers} {
 				for i := range cs {

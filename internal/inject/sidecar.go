@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 
@@ -149,10 +150,13 @@ func sidecarContainer(cfg Config, st *state, mounts []corev1.VolumeMount) corev1
 // service account token when an identity is federated, and the Secret of
 // every type 1 or 2 identity.
 func credentialVolumes(c *sidecarconfig.Config) ([]corev1.Volume, []corev1.VolumeMount) {
-	var (
-		vols   []corev1.Volume
-		mounts []corev1.VolumeMount
-	)
+	// Not a credential: the empty mount that keeps the Kubernetes API token
+	// out of the sidecar (see names.NoAPITokenVolumeName).
+	vols := []corev1.Volume{{
+		Name:         names.NoAPITokenVolumeName,
+		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: ptr.To(resource.MustParse("1Ki"))}},
+	}}
+	mounts := []corev1.VolumeMount{{Name: names.NoAPITokenVolumeName, MountPath: names.APITokenMountPath, ReadOnly: true}}
 	for _, id := range c.Identities {
 		if id.Source == names.TokenSourceFederated {
 			vols = append(vols, corev1.Volume{

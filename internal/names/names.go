@@ -107,6 +107,17 @@ const (
 	// token; the kubelet rotates it at 80 % of that.
 	TokenExpirationSeconds = 3600
 
+	// NoAPITokenVolumeName is an empty volume that the sidecar mounts at
+	// APITokenMountPath. The ServiceAccount admission plugin skips a
+	// container that already has a mount there, so the sidecar, which never
+	// talks to the API server, gets no API token; and since the plugin then
+	// leaves the injected pod unchanged, the API server does not call the
+	// webhook a second time (reinvocationPolicy IfNeeded).
+	NoAPITokenVolumeName = "pod-identity-no-api-token"
+	// APITokenMountPath is where the ServiceAccount admission plugin mounts
+	// the Kubernetes API token.
+	APITokenMountPath = "/var/run/secrets/kubernetes.io/serviceaccount"
+
 	// SecretVolumePrefix + identity name is the volume of a type 1 or 2
 	// identity's Secret, mounted only into the sidecar at
 	// SecretMountRoot/<identity name>.
