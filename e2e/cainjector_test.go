@@ -5,10 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,18 +24,7 @@ import (
 func TestCAInjection(t *testing.T) {
 	ctx := context.Background()
 	createNamespace(t, "cainjected", true)
-	out, err := applyYAML(t, "apply", `
-apiVersion: aadpodidentity.k8s.io/v1
-kind: AzureIdentity
-metadata: {name: id, namespace: cainjected}
-spec: {type: 0, clientID: 77777777-0000-0000-0000-000000000000}
----
-apiVersion: aadpodidentity.k8s.io/v1
-kind: AzureIdentityBinding
-metadata: {name: b, namespace: cainjected}
-spec: {azureIdentity: id, selector: app}
-`)
-	require.NoError(t, err, out)
+	bindIdentity(t, "cainjected", "77777777-0000-0000-0000-000000000000")
 
 	var mwc admissionregistrationv1.MutatingWebhookConfiguration
 	require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Name: localenv.WebhookConfigName}, &mwc))
@@ -75,36 +60,18 @@ spec: {azureIdentity: id, selector: app}
 	assert.Equal(t, names.SidecarContainerName, p.Spec.InitContainers[0].Name)
 }
 
-// startCAInjector builds hack/cainjector and runs it with the admin
-// kubeconfig until the test ends.
+// startCAInjector runs cert-manager's cainjector until the test ends.
 func startCAInjector(t *testing.T) {
 	t.Helper()
-	bin := filepath.Join(binDir, "cainjector")
-	build := exec.Command("go", "build", "-o", bin, "./hack/cainjector")
-	build.Dir = repoRoot
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build ./hack/cainjector: %s", out)
-	logPath := filepath.Join(t.TempDir(), "cainjector.log")
-	logFile, err := os.Create(logPath)
+	var log bytes.Buffer
+	// One writer for stdout and stderr: exec then calls it from one
+	// goroutine at a time, and stop waits for the process before it is read.
+	stop, err := localenv.RunCAInjector(repoRoot, env.Cluster.KubeconfigPath(), &log)
 	require.NoError(t, err)
-	cmd := exec.Command(bin, "--kubeconfig="+env.Cluster.KubeconfigPath(), "--crd-wait=30s")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		_ = logFile.Close()
+		stop()
 		if t.Failed() {
-			data, _ := os.ReadFile(logPath)
-			t.Logf("cainjector log:\n%s", data)
+			t.Logf("cainjector log:\n%s", log.String())
 		}
 	})
 }

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +21,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/podidentity/injector/internal/fakeaad"
 	"github.com/podidentity/injector/internal/localenv"
@@ -72,6 +70,24 @@ func createNamespace(t *testing.T, name string, optIn bool) {
 	}, 30*time.Second, 100*time.Millisecond, "default ServiceAccount in %s", name)
 }
 
+// bindIdentity creates AzureIdentity "id" (type 0, clientID) and a binding
+// of it to selector "app" in namespace.
+func bindIdentity(t *testing.T, namespace, clientID string) {
+	t.Helper()
+	out, err := applyYAML(t, "apply", fmt.Sprintf(`
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentity
+metadata: {name: id, namespace: %[1]s}
+spec: {type: 0, clientID: %[2]s}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: b, namespace: %[1]s}
+spec: {azureIdentity: id, selector: app}
+`, namespace, clientID))
+	require.NoError(t, err, out)
+}
+
 func labelledPod(ns, name, selector string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{names.BindingLabel: selector}},
@@ -87,18 +103,6 @@ func envValue(c *corev1.Container, name string) (string, int) {
 		}
 	}
 	return val, n
-}
-
-// warningCollector records the warnings the API server returns.
-type warningCollector struct {
-	mu       sync.Mutex
-	warnings []string
-}
-
-func (w *warningCollector) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.warnings = append(w.warnings, text)
 }
 
 // TestSeedVerbatim applies the blog-era manifests unchanged and follows
@@ -117,23 +121,12 @@ func TestSeedVerbatim(t *testing.T) {
 	// The same pod template, created directly, shows the warnings that the
 	// webhook returns for the legacy keys. (kube-controller-manager gets
 	// them for the Deployment's pods, where nobody reads them.)
-	var dep struct {
-		Spec struct {
-			Template corev1.PodTemplateSpec `json:"template"`
-		} `json:"spec"`
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "deployment.yaml"))
+	dry, err := localenv.SeedPodTemplate(filepath.Join(dir, "deployment.yaml"), "default")
 	require.NoError(t, err)
-	require.NoError(t, yaml.Unmarshal(data, &dep))
-	warnings := &warningCollector{}
-	cfg := env.Cluster.RESTConfig()
-	cfg.WarningHandler = warnings
-	wc, err := client.New(cfg, client.Options{Scheme: localenv.Scheme()})
+	dry.Name = "seed-dry-run"
+	warnings, err := env.DryRunWarnings(ctx, dry)
 	require.NoError(t, err)
-	dry := &corev1.Pod{ObjectMeta: dep.Spec.Template.ObjectMeta, Spec: dep.Spec.Template.Spec}
-	dry.Name, dry.Namespace = "seed-dry-run", "default"
-	require.NoError(t, wc.Create(ctx, dry, client.DryRunAll))
-	joined := strings.Join(warnings.warnings, "\n")
+	joined := strings.Join(warnings, "\n")
 	for _, key := range []string{`"ResourceID"`, `"ClientID"`, `"AzureIdentity"`, `"Selector"`} {
 		assert.Contains(t, joined, key, "a warning names the legacy key")
 	}
@@ -208,7 +201,7 @@ func TestSeedVerbatim(t *testing.T) {
 	t.Run("azidentity DefaultAzureCredential in the app container", func(t *testing.T) {
 		appEnv, err := localenv.ContainerEnv(&pod, "my-app")
 		require.NoError(t, err)
-		before := grants(fakeaad.GrantAssertion, seedClientID)
+		before := env.Issued(fakeaad.GrantAssertion, seedClientID)
 		cmd := exec.Command(filepath.Join(binDir, "gettoken"), "--credential=default", "--resource=https://storage.azure.com")
 		cmd.Env = append(appEnv, "HOME="+t.TempDir())
 		out, err := cmd.Output()
@@ -220,7 +213,7 @@ func TestSeedVerbatim(t *testing.T) {
 		assert.Equal(t, "https://storage.azure.com", got.Claims["aud"])
 		assert.Equal(t, "https://sts.windows.net/"+localenv.TenantID+"/", got.Claims["iss"])
 		assert.Equal(t, seedClientID, got.Claims["appid"])
-		assert.Greater(t, grants(fakeaad.GrantAssertion, seedClientID), before,
+		assert.Greater(t, env.Issued(fakeaad.GrantAssertion, seedClientID), before,
 			"the fake Entra ID issued the token for a service account assertion it verified against the apiserver's JWKS")
 	})
 	t.Run("azcopy login --identity in the init container", func(t *testing.T) {
@@ -239,17 +232,6 @@ func TestSeedVerbatim(t *testing.T) {
 		assert.NotContains(t, sidecar.Logs(), header)
 		assert.NotContains(t, sidecar.Logs(), "eyJ", "no JWT in the logs")
 	})
-}
-
-// grants counts the fake Entra ID's issued tokens of one grant for a client.
-func grants(grant, clientID string) int {
-	n := 0
-	for _, r := range env.AAD.Requests() {
-		if r.Grant == grant && strings.EqualFold(r.ClientID, clientID) && r.Status == 200 {
-			n++
-		}
-	}
-	return n
 }
 
 func exitStderr(err error) string {
@@ -364,18 +346,7 @@ spec:
 func TestReinvocation(t *testing.T) {
 	ctx := context.Background()
 	createNamespace(t, "reinvoke", true)
-	out, err := applyYAML(t, "apply", `
-apiVersion: aadpodidentity.k8s.io/v1
-kind: AzureIdentity
-metadata: {name: id, namespace: reinvoke}
-spec: {type: 0, clientID: 55555555-0000-0000-0000-000000000000}
----
-apiVersion: aadpodidentity.k8s.io/v1
-kind: AzureIdentityBinding
-metadata: {name: b, namespace: reinvoke}
-spec: {azureIdentity: id, selector: app}
-`)
-	require.NoError(t, err, out)
+	bindIdentity(t, "reinvoke", "55555555-0000-0000-0000-000000000000")
 	adder := startContainerAdder(t)
 	t.Cleanup(func() { _ = env.Client.Delete(ctx, adder) })
 
@@ -405,18 +376,7 @@ spec: {azureIdentity: id, selector: app}
 func TestCertificateRotation(t *testing.T) {
 	ctx := context.Background()
 	createNamespace(t, "rotation", true)
-	out, err := applyYAML(t, "apply", `
-apiVersion: aadpodidentity.k8s.io/v1
-kind: AzureIdentity
-metadata: {name: id, namespace: rotation}
-spec: {type: 0, clientID: 66666666-0000-0000-0000-000000000000}
----
-apiVersion: aadpodidentity.k8s.io/v1
-kind: AzureIdentityBinding
-metadata: {name: b, namespace: rotation}
-spec: {azureIdentity: id, selector: app}
-`)
-	require.NoError(t, err, out)
+	bindIdentity(t, "rotation", "66666666-0000-0000-0000-000000000000")
 	old, err := env.ServingCert()
 	require.NoError(t, err)
 	require.Equal(t, old.SerialNumber, servedSerial(t), "the webhook serves the first certificate")

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/podidentity/injector/certs/certgen"
+	"github.com/podidentity/injector/internal/localenv"
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/testcluster"
 )
@@ -200,32 +200,17 @@ func pemSubjects(t *testing.T, data []byte) []string {
 	}
 }
 
-// startCAInjector builds hack/cainjector and runs it against the cluster
-// until the test ends.
-func startCAInjector(ctx context.Context, t *testing.T, c *testcluster.Cluster) {
+// startCAInjector runs cert-manager's cainjector (hack/cainjector) against
+// the cluster until the test ends.
+func startCAInjector(_ context.Context, t *testing.T, c *testcluster.Cluster) {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "cainjector")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/podidentity/injector/hack/cainjector")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build ./hack/cainjector: %s", out)
-
-	logPath := filepath.Join(dir, "cainjector.log")
+	logPath := filepath.Join(t.TempDir(), "cainjector.log")
 	logFile, err := os.Create(logPath)
 	require.NoError(t, err)
-	cmd := exec.Command(bin, "--kubeconfig="+c.KubeconfigPath(), "--crd-wait=30s", "-v=2")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	require.NoError(t, cmd.Start())
+	stop, err := localenv.RunCAInjector("..", c.KubeconfigPath(), logFile)
+	require.NoError(t, err)
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		stop()
 		logFile.Close()
 		if t.Failed() {
 			data, _ := os.ReadFile(logPath)

@@ -12,13 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/podidentity/injector/internal/fakeaad"
 	"github.com/podidentity/injector/internal/localenv"
@@ -124,7 +122,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 	if err := d.azcopyLogin(ctx, pod); err != nil {
 		return err
 	}
-	n := grants(d.env.AAD.Requests(), seedClientID)
+	n := d.env.Issued(fakeaad.GrantAssertion, seedClientID)
 	d.say("the fake Entra ID issued %d token(s) to client %s, each for the pod's service account token, verified against the apiserver's JWKS", n, seedClientID)
 	if n == 1 {
 		d.say("(one token served both callers: the sidecar caches tokens per identity and resource)")
@@ -179,32 +177,17 @@ func (d *demo) applySeed(ctx context.Context) (*corev1.Pod, error) {
 // Deployment's own pods they go to kube-controller-manager, which nobody
 // reads.
 func (d *demo) showWarnings(ctx context.Context, deployment string) error {
-	data, err := os.ReadFile(deployment)
+	pod, err := localenv.SeedPodTemplate(deployment, seedNamespace)
 	if err != nil {
 		return err
 	}
-	var dep struct {
-		Spec struct {
-			Template corev1.PodTemplateSpec `json:"template"`
-		} `json:"spec"`
-	}
-	if err := yaml.Unmarshal(data, &dep); err != nil {
-		return fmt.Errorf("read the pod template of %s: %w", deployment, err)
-	}
-	warnings := &warningCollector{}
-	cfg := d.env.Cluster.RESTConfig()
-	cfg.WarningHandler = warnings
-	c, err := client.New(cfg, client.Options{Scheme: localenv.Scheme()})
+	pod.Name = "seed-dry-run"
+	warnings, err := d.env.DryRunWarnings(ctx, pod)
 	if err != nil {
 		return err
-	}
-	pod := &corev1.Pod{ObjectMeta: dep.Spec.Template.ObjectMeta, Spec: dep.Spec.Template.Spec}
-	pod.Name, pod.Namespace = "seed-dry-run", seedNamespace
-	if err := c.Create(ctx, pod, client.DryRunAll); err != nil {
-		return fmt.Errorf("dry-run the pod template of %s: %w", deployment, err)
 	}
 	d.say("the webhook's warnings for the Deployment's pod template (a dry-run create; kube-controller-manager gets them for the real pods):")
-	for _, w := range warnings.list() {
+	for _, w := range warnings {
 		d.say("  Warning: %s", w)
 	}
 	return nil
@@ -329,35 +312,4 @@ func sidecarArgs(pod *corev1.Pod) []string {
 		return nil
 	}
 	return c.Args
-}
-
-// grants counts the tokens the fake Entra ID issued to clientID for a
-// federated assertion.
-func grants(reqs []fakeaad.Request, clientID string) int {
-	n := 0
-	for _, r := range reqs {
-		if r.Grant == fakeaad.GrantAssertion && strings.EqualFold(r.ClientID, clientID) && r.Status == 200 {
-			n++
-		}
-	}
-	return n
-}
-
-// warningCollector records the warnings the API server returns.
-type warningCollector struct {
-	mu       sync.Mutex
-	warnings []string
-}
-
-// HandleWarningHeader implements rest.WarningHandler.
-func (w *warningCollector) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.warnings = append(w.warnings, text)
-}
-
-func (w *warningCollector) list() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.warnings...)
 }

@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/podidentity/injector/internal/fakeaad"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -156,14 +155,4 @@ func TestAzcopyResult(t *testing.T) {
 			assert.Equal(t, tc.want, azcopyResult(tc.out))
 		})
 	}
-}
-
-func TestGrants(t *testing.T) {
-	reqs := []fakeaad.Request{
-		{ClientID: "C-1", Grant: fakeaad.GrantAssertion, Status: 200},
-		{ClientID: "c-1", Grant: fakeaad.GrantAssertion, Status: 400},
-		{ClientID: "c-2", Grant: fakeaad.GrantAssertion, Status: 200},
-		{ClientID: "c-1", Grant: fakeaad.GrantClientSecret, Status: 200},
-	}
-	assert.Equal(t, 1, grants(reqs, "c-1"), "only issued federated tokens of that client, case-insensitively")
 }

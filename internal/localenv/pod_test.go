@@ -6,6 +6,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podidentity/injector/internal/fakeaad"
 )
 
 func TestContainerEnv(t *testing.T) {
@@ -31,4 +33,14 @@ func TestContainerEnv(t *testing.T) {
 	pod.Spec.Containers[0].Env = append(pod.Spec.Containers[0].Env, corev1.EnvVar{Name: "S", ValueFrom: &corev1.EnvVarSource{}})
 	_, err = ContainerEnv(pod, "app")
 	assert.ErrorContains(t, err, "valueFrom")
+}
+
+func TestCountIssued(t *testing.T) {
+	reqs := []fakeaad.Request{
+		{ClientID: "C-1", Grant: fakeaad.GrantAssertion, Status: 200},
+		{ClientID: "c-1", Grant: fakeaad.GrantAssertion, Status: 400},
+		{ClientID: "c-2", Grant: fakeaad.GrantAssertion, Status: 200},
+		{ClientID: "c-1", Grant: fakeaad.GrantClientSecret, Status: 200},
+	}
+	assert.Equal(t, 1, CountIssued(reqs, fakeaad.GrantAssertion, "c-1"), "only issued tokens of that grant and client, case-insensitively")
 }
