@@ -58,8 +58,7 @@ type Handler struct {
 
 // NewHandler checks opts; it does no I/O.
 func NewHandler(opts Options) (*Handler, error) {
-	switch {
-	case opts.Resolver == nil || opts.Resolver.Cache == nil:
+	if opts.Resolver == nil || opts.Resolver.Cache == nil {
 		return nil, errors.New("webhook: a Resolver with a Cache is required")
 	}
 	if err := opts.Inject.Validate(); err != nil {

@@ -599,3 +599,30 @@ func containsAny(list []string, sub string) bool {
 	}
 	return false
 }
+
+func TestNewHandlerChecksOptions(t *testing.T) {
+	cache := fakeReader(t)
+	tests := map[string]struct {
+		opts Options
+		want string
+	}{
+		"no resolver":      {Options{Inject: testInjectConfig()}, "a Resolver with a Cache is required"},
+		"no cache":         {Options{Resolver: &Resolver{}, Inject: testInjectConfig()}, "a Resolver with a Cache is required"},
+		"no sidecar image": {Options{Resolver: &Resolver{Cache: cache}, Inject: inject.Config{Port: 8181}}, "sidecar image"},
+		"bad port":         {Options{Resolver: &Resolver{Cache: cache}, Inject: inject.Config{SidecarImage: "x", Port: 0}}, "token port 0"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := NewHandler(tc.opts)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	h, err := NewHandler(Options{Resolver: &Resolver{Cache: cache}, Inject: testInjectConfig()})
+	require.NoError(t, err)
+	s1, err := h.opts.NewSecret()
+	require.NoError(t, err)
+	s2, _ := h.opts.NewSecret()
+	assert.Len(t, s1, 43, "32 random bytes, base64url")
+	assert.NotEqual(t, s1, s2, "a fresh secret per pod")
+}
