@@ -8,7 +8,7 @@ REGISTRY  ?= ghcr.io/podidentity
 TAG       ?= v0.1.0
 CERTS_DIR ?= $(CURDIR)/.cache/certs
 
-.PHONY: all build test unit vet fmt-check e2e demo tools bench bench-e2e bench-sidecar images certs generate fuzz clean
+.PHONY: all build test unit vet fmt-check e2e demo tools bench bench-e2e bench-sidecar images certs generate verify-generated fuzz clean
 
 all: build
 
@@ -19,7 +19,7 @@ build:
 
 ## test: formatting, vet, the unit tests and the e2e suite on a real
 ## control plane (built once into a cache outside the repository)
-test: fmt-check vet tools
+test: fmt-check vet verify-generated tools
 	$(GO) test -tags e2e -count=1 -timeout 30m ./...
 
 ## unit: the unit tests alone, no control plane
@@ -29,6 +29,10 @@ unit:
 ## e2e: the e2e-tagged suites alone (real control plane)
 e2e: tools
 	$(GO) test -tags e2e -count=1 -timeout 30m ./e2e/... ./manifests/... ./internal/testcluster/...
+
+## verify-generated: the committed DeepCopy and CRDs match the API types
+verify-generated:
+	hack/verify-generated.sh
 
 vet:
 	$(GO) vet ./...
