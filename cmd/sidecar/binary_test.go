@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/podidentity/injector/internal/fakeaad"
+	"github.com/podidentity/injector/internal/logbuf"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -42,24 +41,6 @@ func buildSidecar(t *testing.T) string {
 	return bin
 }
 
-// lockedBuffer collects the child's stderr.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestBinaryEndToEnd runs the real sidecar binary the way the webhook
 // starts it (config and secret in the environment), waits for its exec
 // probe, and gets tokens with the real azidentity clients for every source
@@ -76,7 +57,7 @@ func TestBinaryEndToEnd(t *testing.T) {
 	// Only what the webhook gives the sidecar container, and PATH.
 	env := []string{names.EnvSidecarConfig + "=" + doc, names.EnvIdentityHeader + "=" + p.IdentityHeader, "PATH=" + os.Getenv("PATH")}
 
-	var logs lockedBuffer
+	var logs logbuf.Buffer
 	srv := exec.Command(bin, names.SidecarServeCommand, "--ca-file", caFile, "--imds-endpoint", p.IMDS.URL)
 	srv.Env, srv.Stderr = env, &logs
 	require.NoError(t, srv.Start())

@@ -1,7 +1,6 @@
 package localenv
 
 import (
-	"bytes"
 	"context"
 	"crypto/rsa"
 	"encoding/base64"
@@ -25,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/podidentity/injector/internal/fakeaad"
+	"github.com/podidentity/injector/internal/logbuf"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -155,7 +155,7 @@ type Sidecar struct {
 	cmd   *exec.Cmd
 	done  chan error
 	files []string
-	log   *lockedBuffer
+	log   *logbuf.Buffer
 	// Env is the environment the process got.
 	Env []string
 }
@@ -173,7 +173,7 @@ func (e *Env) RunSidecar(ctx context.Context, pod *corev1.Pod) (*Sidecar, error)
 	if err != nil {
 		return nil, err
 	}
-	s := &Sidecar{done: make(chan error, 1), log: &lockedBuffer{}}
+	s := &Sidecar{done: make(chan error, 1), log: &logbuf.Buffer{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -322,22 +322,4 @@ func (s *Sidecar) Stop() {
 		_ = os.Remove(f)
 	}
 	s.files = nil
-}
-
-// lockedBuffer is a log buffer the process writes while tests read it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,7 +1,6 @@
 package tokenserver
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/podidentity/injector/internal/fakeaad"
+	"github.com/podidentity/injector/internal/logbuf"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -42,24 +42,6 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// syncBuffer is a log sink that tests can read while the server writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // newPod starts the fakes of one pod with the given default identity.
 func newPod(t *testing.T, def string) *fakeaad.Pod {
 	t.Helper()
@@ -73,7 +55,7 @@ func newPod(t *testing.T, def string) *fakeaad.Pod {
 type running struct {
 	srv    *Server
 	url    string // http://127.0.0.1:port
-	logs   *syncBuffer
+	logs   *logbuf.Buffer
 	client *http.Client
 	up     *http.Client // the sidecar's upstream client
 }
@@ -107,7 +89,7 @@ func startServer(t *testing.T, p *fakeaad.Pod, opts ...serverOption) *running {
 		require.NoError(t, err, "load source of %s", id.Name)
 		sources[id.Name] = src
 	}
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	o := Options{
 		Config:         p.Config,
 		Sources:        sources,
