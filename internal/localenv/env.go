@@ -85,6 +85,7 @@ type Env struct {
 	MetricsURL string
 
 	opts     Options
+	rendered []*unstructured.Unstructured // manifests/, rendered once
 	dir      string
 	certDir  string
 	ca       certgen.Material
@@ -94,7 +95,7 @@ type Env struct {
 	whDone   chan error
 	stopOnce sync.Once
 
-	mu    sync.Mutex
+	mu    sync.Mutex // guards creds and rendered
 	creds []fakeaad.FederatedCredential
 	jwks  *jwksCache
 }
@@ -169,13 +170,7 @@ func (e *Env) logf(format string, args ...any) {
 func (e *Env) Stop() {
 	e.stopOnce.Do(func() {
 		if e.webhook != nil && e.webhook.Process != nil {
-			_ = e.webhook.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-e.whDone:
-			case <-time.After(5 * time.Second):
-				_ = e.webhook.Process.Kill()
-				<-e.whDone
-			}
+			terminate(e.webhook.Process, e.whDone, 5*time.Second)
 		}
 		if e.whLog != nil {
 			_ = e.whLog.Close()
@@ -203,12 +198,24 @@ func (e *Env) WebhookLogTail(n int) string {
 }
 
 // Render returns the objects of `kubectl kustomize manifests/`.
+// It runs kustomize once per environment; callers get their own copies.
 func (e *Env) Render(ctx context.Context) ([]*unstructured.Unstructured, error) {
-	out, err := e.Cluster.Kubectl(ctx, "kustomize", filepath.Join(e.opts.RepoRoot, "manifests"))
-	if err != nil {
-		return nil, err
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.rendered == nil {
+		out, err := e.Cluster.Kubectl(ctx, "kustomize", filepath.Join(e.opts.RepoRoot, "manifests"))
+		if err != nil {
+			return nil, err
+		}
+		if e.rendered, err = DecodeObjects(out); err != nil {
+			return nil, err
+		}
 	}
-	return DecodeObjects(out)
+	objs := make([]*unstructured.Unstructured, len(e.rendered))
+	for i, o := range e.rendered {
+		objs[i] = o.DeepCopy()
+	}
+	return objs, nil
 }
 
 // DecodeObjects splits a multi-document YAML stream into objects.

@@ -120,14 +120,21 @@ func RunCAInjector(repoRoot, kubeconfig string, log io.Writer) (stop func(), err
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
+			terminate(cmd.Process, done, 10*time.Second)
 			_ = os.RemoveAll(dir)
 		})
 	}, nil
+}
+
+// terminate stops a process the way the kubelet stops a container: SIGTERM,
+// then SIGKILL after grace. done receives the process's Wait result; it
+// returns once the process has exited.
+func terminate(p *os.Process, done <-chan error, grace time.Duration) {
+	_ = p.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = p.Kill()
+		<-done
+	}
 }

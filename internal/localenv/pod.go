@@ -309,13 +309,7 @@ func (s *Sidecar) Logs() string { return s.log.String() }
 // Stop sends SIGTERM, waits, and removes the files written for it.
 func (s *Sidecar) Stop() {
 	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.done:
-		case <-time.After(5 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
+		terminate(s.cmd.Process, s.done, 5*time.Second)
 		s.cmd = nil
 	}
 	for _, f := range s.files {
