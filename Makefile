@@ -28,7 +28,7 @@ unit:
 
 ## e2e: the e2e-tagged suites alone (real control plane)
 e2e: tools
-	$(GO) test -tags e2e -count=1 -timeout 30m ./e2e/... ./manifests/... ./internal/testcluster/...
+	$(GO) test -tags e2e -count=1 -timeout 30m ./e2e/... ./manifests/...
 
 ## verify-generated: the committed DeepCopy and CRDs match the API types
 verify-generated:
@@ -74,7 +74,7 @@ images:
 
 ## certs: dev TLS without cert-manager; rerun to rotate under the kept CA
 certs:
-	$(GO) run ./certs/gen --out $(CERTS_DIR)/tls --ca-dir $(CERTS_DIR)/ca --ip-addresses 127.0.0.1 --secret-yaml $(CERTS_DIR)/secret.yaml
+	$(GO) run ./hack/certgen --out $(CERTS_DIR)/tls --ca-dir $(CERTS_DIR)/ca --ip-addresses 127.0.0.1 --secret-yaml $(CERTS_DIR)/secret.yaml
 
 clean:
 	rm -rf $(BIN)

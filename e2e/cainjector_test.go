@@ -13,7 +13,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podidentity/injector/internal/localenv"
+	"github.com/podidentity/injector/e2e/framework/localenv"
 	"github.com/podidentity/injector/internal/names"
 )
 

@@ -22,8 +22,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podidentity/injector/internal/fakeaad"
-	"github.com/podidentity/injector/internal/localenv"
+	"github.com/podidentity/injector/e2e/framework/fakeaad"
+	"github.com/podidentity/injector/e2e/framework/localenv"
+	"github.com/podidentity/injector/examples"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -33,7 +34,7 @@ const (
 )
 
 func seedDir(t *testing.T) string {
-	dir := filepath.Join(repoRoot, "..", "shared", "fixtures", "seed")
+	dir := examples.BlogPath(repoRoot)
 	if _, err := os.Stat(dir); err != nil {
 		t.Fatalf("the seed fixtures are not at %s: %v", dir, err)
 	}

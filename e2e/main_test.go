@@ -21,8 +21,8 @@ import (
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/podidentity/injector/internal/localenv"
-	"github.com/podidentity/injector/internal/testcluster"
+	"github.com/podidentity/injector/e2e/framework/localenv"
+	"github.com/podidentity/injector/e2e/framework/testcluster"
 )
 
 var (

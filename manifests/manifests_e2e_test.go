@@ -23,10 +23,10 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/podidentity/injector/certs/certgen"
-	"github.com/podidentity/injector/internal/localenv"
+	"github.com/podidentity/injector/e2e/framework/certgen"
+	"github.com/podidentity/injector/e2e/framework/localenv"
+	"github.com/podidentity/injector/e2e/framework/testcluster"
 	"github.com/podidentity/injector/internal/names"
-	"github.com/podidentity/injector/internal/testcluster"
 )
 
 // TestE2EManifests applies manifests/ to a real kube-apiserver with

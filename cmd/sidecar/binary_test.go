@@ -21,8 +21,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podidentity/injector/internal/fakeaad"
-	"github.com/podidentity/injector/internal/logbuf"
+	"github.com/podidentity/injector/e2e/framework/fakeaad"
+	"github.com/podidentity/injector/e2e/framework/logbuf"
 	"github.com/podidentity/injector/internal/names"
 )
 

@@ -26,8 +26,8 @@ import (
 	"k8s.io/utils/ptr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/podidentity/injector/e2e/framework/localenv"
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
-	"github.com/podidentity/injector/internal/localenv"
 	"github.com/podidentity/injector/internal/names"
 )
 

@@ -3,7 +3,7 @@
 //
 //	go run ./hack/benche2e [-pods 500] [-workers 8] [-rounds 3] [-markdown]
 //
-// It starts internal/localenv (etcd, kube-apiserver and
+// It starts e2e/framework/localenv (etcd, kube-apiserver and
 // kube-controller-manager from `make tools`, the webhook binary from `make
 // build` as a real HTTPS process), makes an opted-in namespace with an
 // AzureIdentity and an AzureIdentityBinding, and then, in each round,

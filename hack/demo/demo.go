@@ -18,10 +18,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podidentity/injector/internal/fakeaad"
-	"github.com/podidentity/injector/internal/localenv"
+	"github.com/podidentity/injector/e2e/framework/fakeaad"
+	"github.com/podidentity/injector/e2e/framework/localenv"
+	"github.com/podidentity/injector/e2e/framework/testcluster"
 	"github.com/podidentity/injector/internal/names"
-	"github.com/podidentity/injector/internal/testcluster"
 )
 
 // The seed's values, as the fixtures' README fills in its placeholders.

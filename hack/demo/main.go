@@ -20,6 +20,8 @@ import (
 
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/podidentity/injector/examples"
 )
 
 func main() {
@@ -40,15 +42,15 @@ func main() {
 	}
 }
 
-// seedFiles are the blog-era manifests, in the order they are applied: the
-// Deployment last, so that its pod finds the identity and the binding.
-var seedFiles = []string{"namespace.yaml", "azureidentity.yaml", "azureidentitybinding.yaml", "deployment.yaml"}
+// seedFiles are the blog-era manifests, in the order they are applied.
+var seedFiles = examples.BlogFiles
 
 // Config is the demo's command line.
 type Config struct {
 	// RepoRoot is the repository, for manifests/, certs/ and hack/.
 	RepoRoot string
-	// SeedDir holds the seed manifests; empty means RepoRoot/../shared/fixtures/seed.
+	// SeedDir holds the seed manifests; empty means the repository's own
+	// copy, examples/aad-pod-identity-blog.
 	SeedDir string
 	// BinDir holds pod-identity-webhook, pod-identity-sidecar and gettoken;
 	// empty means RepoRoot/bin.
@@ -60,7 +62,7 @@ type Config struct {
 // AddFlags registers the Config's flags.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RepoRoot, "repo", ".", "the repository root")
-	fs.StringVar(&c.SeedDir, "seed", "", "directory of the seed manifests (default <repo>/../shared/fixtures/seed)")
+	fs.StringVar(&c.SeedDir, "seed", "", "directory of the seed manifests (default <repo>/examples/aad-pod-identity-blog)")
 	fs.StringVar(&c.BinDir, "bin", "", "directory of pod-identity-webhook, pod-identity-sidecar and gettoken (default <repo>/bin)")
 	fs.BoolVar(&c.KeepRunning, "keep-running", false, "leave the environment up until Ctrl-C, to poke at it with kubectl")
 }
@@ -70,7 +72,7 @@ func (c *Config) Seed() string {
 	if c.SeedDir != "" {
 		return c.SeedDir
 	}
-	return filepath.Join(c.RepoRoot, "..", "shared", "fixtures", "seed")
+	return examples.BlogPath(c.RepoRoot)
 }
 
 // Bin is the directory of the built binaries.
@@ -90,7 +92,7 @@ func (c *Config) Validate() error {
 	}
 	for _, f := range seedFiles {
 		if _, err := os.Stat(filepath.Join(c.Seed(), f)); err != nil {
-			return fmt.Errorf("seed manifest %s is missing: the demo applies the blog-era manifests from %s (the shared fixtures beside the repository); check them out there or pass --seed: %w", f, c.Seed(), err)
+			return fmt.Errorf("seed manifest %s is missing: the demo applies the blog-era manifests from %s ; restore it with git checkout or pass --seed: %w", f, c.Seed(), err)
 		}
 	}
 	return nil

@@ -12,12 +12,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// layout makes a repository with manifests/ and, beside it, a shared seed
-// directory holding the given files.
+// layout makes a repository with manifests/ and its own seed directory,
+// examples/aad-pod-identity-blog, holding the given files.
 func layout(t *testing.T, seed ...string) (repo, seedDir string) {
 	t.Helper()
 	root := t.TempDir()
-	repo, seedDir = filepath.Join(root, "main"), filepath.Join(root, "shared", "fixtures", "seed")
+	repo, seedDir = filepath.Join(root, "main"), filepath.Join(root, "main", "examples", "aad-pod-identity-blog")
 	require.NoError(t, os.MkdirAll(filepath.Join(repo, "manifests"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(repo, "manifests", "kustomization.yaml"), nil, 0o600))
 	require.NoError(t, os.MkdirAll(seedDir, 0o755))
@@ -38,7 +38,7 @@ func parse(t *testing.T, args ...string) Config {
 
 func TestConfigDefaults(t *testing.T) {
 	c := parse(t, "--repo=/r")
-	assert.Equal(t, filepath.Join("/", "shared", "fixtures", "seed"), c.Seed(), "the shared fixtures beside the repository")
+	assert.Equal(t, filepath.Join("/r", "examples", "aad-pod-identity-blog"), c.Seed(), "the repository's own copy of the seed")
 	assert.Equal(t, filepath.Join("/r", "bin"), c.Bin())
 	assert.False(t, c.KeepRunning)
 

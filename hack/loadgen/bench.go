@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podidentity/injector/internal/fakeaad"
+	"github.com/podidentity/injector/e2e/framework/fakeaad"
 	"github.com/podidentity/injector/internal/names"
 )
 

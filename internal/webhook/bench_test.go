@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -20,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
+	"github.com/podidentity/injector/examples"
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
 	"github.com/podidentity/injector/internal/names"
 )
@@ -110,16 +109,12 @@ func (r *indexerReader) List(_ context.Context, list client.ObjectList, opts ...
 // Deployment's pod, and a warm cache holding the seed's objects.
 func seedRequest(b *testing.B) ([]byte, client.Reader) {
 	b.Helper()
-	seed := filepath.Join("..", "..", "..", "shared", "fixtures", "seed")
-	if _, err := os.Stat(seed); err != nil {
-		b.Skipf("seed fixtures not found at %s", seed)
-	}
 	var dep struct {
 		Spec struct {
 			Template corev1.PodTemplateSpec `json:"template"`
 		} `json:"spec"`
 	}
-	data, err := os.ReadFile(filepath.Join(seed, "deployment.yaml"))
+	data, err := examples.Blog("deployment.yaml")
 	require.NoError(b, err)
 	require.NoError(b, yaml.Unmarshal(data, &dep))
 	pod := corev1.Pod{
@@ -139,7 +134,7 @@ func seedRequest(b *testing.B) ([]byte, client.Reader) {
 
 	var objs []client.Object
 	for _, f := range []string{"azureidentity.yaml", "azureidentitybinding.yaml"} {
-		data, err := os.ReadFile(filepath.Join(seed, f))
+		data, err := examples.Blog(f)
 		require.NoError(b, err)
 		js, err := yaml.YAMLToJSON(data)
 		require.NoError(b, err)

@@ -2,9 +2,6 @@ package v1_test
 
 import (
 	"encoding/json"
-	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -13,13 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"sigs.k8s.io/yaml"
 
+	"github.com/podidentity/injector/examples"
 	v1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
 )
-
-// sharedSeedDir is /work/shared/fixtures/seed as seen from this package. The
-// seed files are copied into testdata/seed so that the tests run where
-// shared/ is absent; TestSeedCopiesAreVerbatim keeps the copies honest.
-const sharedSeedDir = "../../../../../shared/fixtures/seed"
 
 // decode runs data through the decoder that client-go and controller-runtime
 // use for typed objects: a CodecFactory over a scheme with AddToScheme.
@@ -36,26 +29,11 @@ func decode(t *testing.T, data []byte) runtime.Object {
 // API server stores it and a client reads it back.
 func decodeYAML(t *testing.T, file string) runtime.Object {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", "seed", file))
+	raw, err := examples.Blog(file)
 	require.NoError(t, err)
 	js, err := yaml.YAMLToJSON(raw)
 	require.NoError(t, err)
 	return decode(t, js)
-}
-
-func TestSeedCopiesAreVerbatim(t *testing.T) {
-	for _, file := range []string{"azureidentity.yaml", "azureidentitybinding.yaml"} {
-		t.Run(file, func(t *testing.T) {
-			shared, err := os.ReadFile(filepath.Join(sharedSeedDir, file))
-			if errors.Is(err, os.ErrNotExist) {
-				t.Skipf("%s is not here to compare with", sharedSeedDir)
-			}
-			require.NoError(t, err)
-			copied, err := os.ReadFile(filepath.Join("testdata", "seed", file))
-			require.NoError(t, err)
-			assert.Equal(t, string(shared), string(copied), "testdata/seed/%s must be a byte-identical copy of the shared seed", file)
-		})
-	}
 }
 
 func TestSeedIdentityDecodes(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 
+	"github.com/podidentity/injector/examples"
 	v1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
 )
 
@@ -150,7 +151,7 @@ func TestCRDsKeepLegacyKeys(t *testing.T) {
 			continue
 		}
 		t.Run(tc.kind, func(t *testing.T) {
-			raw, err := os.ReadFile(filepath.Join("testdata", "seed", tc.seedFile))
+			raw, err := examples.Blog(tc.seedFile)
 			require.NoError(t, err)
 			var obj, pruned map[string]any
 			require.NoError(t, yaml.Unmarshal(raw, &obj))

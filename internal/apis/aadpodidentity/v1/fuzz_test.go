@@ -2,14 +2,13 @@ package v1_test
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"sigs.k8s.io/yaml"
 
+	"github.com/podidentity/injector/examples"
 	v1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
 )
 
@@ -32,7 +31,7 @@ func FuzzDecodeIdentitySpec(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	if raw, err := os.ReadFile(filepath.Join("testdata", "seed", "azureidentity.yaml")); err == nil {
+	if raw, err := examples.Blog("azureidentity.yaml"); err == nil {
 		var obj struct {
 			Spec json.RawMessage `json:"spec"`
 		}

@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// CommandConfig is the configuration of the certs/gen command.
+// CommandConfig is the configuration of the hack/certgen command.
 type CommandConfig struct {
 	// Certificate is the serving Certificate manifest.
 	Certificate string

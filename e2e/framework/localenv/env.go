@@ -41,11 +41,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/podidentity/injector/certs/certgen"
+	"github.com/podidentity/injector/e2e/framework/certgen"
+	"github.com/podidentity/injector/e2e/framework/fakeaad"
+	"github.com/podidentity/injector/e2e/framework/testcluster"
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
-	"github.com/podidentity/injector/internal/fakeaad"
 	"github.com/podidentity/injector/internal/names"
-	"github.com/podidentity/injector/internal/testcluster"
 )
 
 // Names of the objects the environment installs, as manifests/ names them.

@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/podidentity/injector/internal/fakeaad"
+	"github.com/podidentity/injector/e2e/framework/fakeaad"
 )
 
 func TestContainerEnv(t *testing.T) {

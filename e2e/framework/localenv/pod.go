@@ -23,8 +23,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/podidentity/injector/internal/fakeaad"
-	"github.com/podidentity/injector/internal/logbuf"
+	"github.com/podidentity/injector/e2e/framework/fakeaad"
+	"github.com/podidentity/injector/e2e/framework/logbuf"
 	"github.com/podidentity/injector/internal/names"
 )
 

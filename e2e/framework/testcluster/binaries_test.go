@@ -13,7 +13,7 @@ import (
 // The cache is keyed by version, so the Go constants and the script must
 // agree or FindBinaries looks in the wrong place.
 func TestVersionsMatchBuildScript(t *testing.T) {
-	script, err := os.ReadFile(filepath.Join("..", "..", "hack", "build-tools.sh"))
+	script, err := os.ReadFile(filepath.Join("..", "..", "..", "hack", "build-tools.sh"))
 	require.NoError(t, err)
 	for variable, want := range map[string]string{
 		"KUBE_VERSION":   KubeVersion,

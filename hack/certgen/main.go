@@ -1,7 +1,7 @@
 // Command gen issues the webhook's TLS material without cert-manager, from
 // the same Certificate manifests that cert-manager reads in a cluster:
 //
-//	go run ./certs/gen --out /tmp/webhook-certs --ip-addresses 127.0.0.1
+//	go run ./hack/certgen --out /tmp/webhook-certs --ip-addresses 127.0.0.1
 //
 // It writes tls.crt, tls.key and ca.crt into --out, the layout of the
 // serving Certificate's Secret that the webhook's --cert-dir expects. With
@@ -17,12 +17,12 @@ import (
 	"io"
 	"os"
 
-	"github.com/podidentity/injector/certs/certgen"
+	"github.com/podidentity/injector/e2e/framework/certgen"
 )
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "certs/gen:", err)
+		fmt.Fprintln(os.Stderr, "hack/certgen:", err)
 		os.Exit(1)
 	}
 }

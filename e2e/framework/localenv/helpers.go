@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/podidentity/injector/internal/fakeaad"
+	"github.com/podidentity/injector/e2e/framework/fakeaad"
 )
 
 // SeedPodTemplate reads the pod template of a Deployment manifest, such as
