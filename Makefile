@@ -8,7 +8,7 @@ REGISTRY  ?= ghcr.io/podidentity
 TAG       ?= v0.1.0
 CERTS_DIR ?= $(CURDIR)/.cache/certs
 
-.PHONY: all build test unit vet fmt-check e2e demo tools bench bench-e2e bench-sidecar images certs generate verify-generated fuzz clean
+.PHONY: all build deps test unit vet fmt-check e2e demo tools bench bench-e2e bench-sidecar images certs generate verify-generated fuzz clean
 
 all: build
 
@@ -19,7 +19,7 @@ build:
 
 ## test: formatting, vet, the unit tests and the e2e suite on a real
 ## control plane (built once into a cache outside the repository)
-test: fmt-check vet verify-generated tools
+test: fmt-check vet verify-generated deps tools
 	$(GO) test -tags e2e -count=1 -timeout 30m ./...
 
 ## unit: the unit tests alone, no control plane
@@ -42,7 +42,12 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-## tools: etcd, kube-apiserver, kube-controller-manager, kubectl, azcopy into the cache
+## deps: the Debian packages the node and tests need (only those missing)
+deps:
+	hack/install-deps.sh
+
+## tools: the control plane, the node (kubelet, containerd, runc), Helm and
+## azcopy, built from Go modules into the cache
 tools:
 	hack/build-tools.sh
 

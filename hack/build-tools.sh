@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real control plane (etcd, kube-apiserver, kube-controller-manager,
-# kubectl) and azcopy from Go modules into a cache OUTSIDE the repository,
-# keyed by version, and prints nothing but progress. A binary already in the
+# kube-scheduler, kubectl), the node (kubelet, containerd, its runc shim, ctr
+# and runc), Helm and azcopy from Go modules into a cache OUTSIDE the
+# repository, keyed by version, and prints nothing but progress. A binary already in the
 # cache is not rebuilt. A cold build took 20 minutes on 2 busy cores
 # (kube-apiserver 12, kube-controller-manager 6); with a warm GOCACHE each
 # binary takes seconds (kube-apiserver 9s).
@@ -13,13 +14,19 @@ set -euo pipefail
 KUBE_VERSION=v1.37.2
 ETCD_VERSION=v3.7.3
 AZCOPY_VERSION=v10.32.7
+CONTAINERD_VERSION=v2.4.2
+RUNC_VERSION=v1.5.3
+HELM_VERSION=v3.22.0
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${POD_IDENTITY_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-identity-injector}
 kube_dir=$cache/k8s-${KUBE_VERSION}
 etcd_dir=$cache/etcd-${ETCD_VERSION}
 azcopy_dir=$cache/azcopy-${AZCOPY_VERSION}
-mkdir -p "$kube_dir" "$etcd_dir" "$azcopy_dir"
+containerd_dir=$cache/containerd-${CONTAINERD_VERSION}
+runc_dir=$cache/runc-${RUNC_VERSION}
+helm_dir=$cache/helm-${HELM_VERSION}
+mkdir -p "$kube_dir" "$etcd_dir" "$azcopy_dir" "$containerd_dir" "$runc_dir" "$helm_dir"
 
 # One build at a time per cache: a second `make tools` (say e2e and demo
 # started together) waits here and then finds the binaries built, instead of
@@ -37,16 +44,16 @@ export CGO_ENABLED=0
 # them into a workspace with the project's own dependency versions.
 export GOWORK=off
 
-# build MODULE_DIR OUT PKG [LDFLAGS]: one link at a time, since each link of a
-# Kubernetes binary needs about 2.7 GB and the machine has 2 cores.
+# build MODULE_DIR OUT PKG [LDFLAGS [TAGS]]: one link at a time, since each
+# link of a Kubernetes binary needs about 2.7 GB and the machine has 2 cores.
 build() {
-	local dir=$1 out=$2 pkg=$3 ldflags=${4:-}
+	local dir=$1 out=$2 pkg=$3 ldflags=${4:-} tags=${5:-}
 	if [ -x "$out" ]; then
 		return
 	fi
 	local start=$SECONDS
 	echo ">> building $(basename "$out") (cold: several minutes; warm: seconds)" >&2
-	(cd "$root/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg")
+	(cd "$root/$dir" && go build -trimpath -tags "$tags" -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg")
 	mv "$out.tmp" "$out"
 	echo ">> built $(basename "$out") in $((SECONDS - start))s" >&2
 }
@@ -56,12 +63,23 @@ minor=${KUBE_VERSION#v*.}; minor=${minor%%.*}
 kube_ldflags="-X k8s.io/component-base/version.gitVersion=${KUBE_VERSION} -X k8s.io/component-base/version.gitMajor=${major} -X k8s.io/component-base/version.gitMinor=${minor} -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=${KUBE_VERSION} -X k8s.io/client-go/pkg/version.gitMajor=${major} -X k8s.io/client-go/pkg/version.gitMinor=${minor}"
 
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(etcd kube-apiserver kube-controller-manager kubectl azcopy)
+[ ${#tools[@]} -gt 0 ] || tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet containerd runc helm azcopy)
 for t in "${tools[@]}"; do
 	case $t in
 	etcd) build hack/tools/etcd "$etcd_dir/etcd" go.etcd.io/etcd/server/v3 ;;
-	kube-apiserver | kube-controller-manager | kubectl)
+	kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | kubelet)
 		build hack/tools/kube "$kube_dir/$t" "k8s.io/kubernetes/cmd/$t" "$kube_ldflags" ;;
+	containerd)
+		ctrd_ldflags="-X github.com/containerd/containerd/v2/version.Version=${CONTAINERD_VERSION}"
+		for c in containerd containerd-shim-runc-v2 ctr; do
+			build hack/tools/containerd "$containerd_dir/$c" "github.com/containerd/containerd/v2/cmd/$c" "$ctrd_ldflags" "no_btrfs no_devmapper no_zfs"
+		done ;;
+	runc)
+		# runc needs cgo for libseccomp (Debian's libseccomp-dev), so it is
+		# not static like the rest.
+		CGO_ENABLED=1 build hack/tools/runc "$runc_dir/runc" github.com/opencontainers/runc "-X main.version=${RUNC_VERSION#v}" seccomp ;;
+	helm)
+		build hack/tools/helm "$helm_dir/helm" helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" ;;
 	azcopy) build hack/tools/azcopy "$azcopy_dir/azcopy" github.com/Azure/azure-storage-azcopy/v10 ;;
 	*) echo "unknown tool $t" >&2; exit 2 ;;
 	esac

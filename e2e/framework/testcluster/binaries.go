@@ -14,6 +14,11 @@ const (
 	KubeVersion   = "v1.37.2"
 	EtcdVersion   = "v3.7.3"
 	AzcopyVersion = "v10.32.7"
+	// ContainerdVersion, RuncVersion and HelmVersion key the node's runtime
+	// and the Helm CLI in the same cache.
+	ContainerdVersion = "v2.4.2"
+	RuncVersion       = "v1.5.3"
+	HelmVersion       = "v3.22.0"
 )
 
 // CacheEnv names the variable that overrides the tools cache directory, as it

@@ -16,9 +16,12 @@ func TestVersionsMatchBuildScript(t *testing.T) {
 	script, err := os.ReadFile(filepath.Join("..", "..", "..", "hack", "build-tools.sh"))
 	require.NoError(t, err)
 	for variable, want := range map[string]string{
-		"KUBE_VERSION":   KubeVersion,
-		"ETCD_VERSION":   EtcdVersion,
-		"AZCOPY_VERSION": AzcopyVersion,
+		"KUBE_VERSION":       KubeVersion,
+		"ETCD_VERSION":       EtcdVersion,
+		"AZCOPY_VERSION":     AzcopyVersion,
+		"CONTAINERD_VERSION": ContainerdVersion,
+		"RUNC_VERSION":       RuncVersion,
+		"HELM_VERSION":       HelmVersion,
 	} {
 		t.Run(variable, func(t *testing.T) {
 			m := regexp.MustCompile(`(?m)^` + variable + `=(\S+)$`).FindSubmatch(script)
