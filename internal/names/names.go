@@ -5,6 +5,27 @@
 // into a pod starts here.
 package names
 
+// Prefix is the annotation and label prefix the project owns: the GitHub
+// Pages domain of the project's organisation. New pod and namespace
+// annotations live under it, never under the reserved k8s.io domain. The
+// aadpodidentity.k8s.io keys below stay accepted, with a deprecation
+// warning, because users have them.
+const Prefix = "podidentity.github.io"
+
+// The sidecar's dedicated user and group. It is not 65532 (distroless's
+// nonroot), which many app images also run as: a container of the same uid
+// could otherwise read the sidecar's files through /proc/<pid>/root when
+// the pod shares its process namespace. The sidecar image's /etc/passwd
+// names this user.
+const (
+	SidecarUID  = 65190
+	SidecarGID  = 65190
+	SidecarUser = "pod-identity-sidecar"
+)
+
+// WebhookUID is the webhook image's non-root user (distroless's nonroot).
+const WebhookUID = 65532
+
 // Labels and annotations read by the webhook.
 const (
 	// BindingLabel is the pod label carried over from aad-pod-identity. Its
