@@ -281,7 +281,9 @@ func TestHandlerDecisions(t *testing.T) {
 		{
 			name: "pod opted out by the legacy annotation", objs: good, allowed: true,
 			req: func() admission.Request {
-				return podRequest(t, ns, pod(func(p *corev1.Pod) { p.Annotations = map[string]string{"aadpodidentity.k8s.io/inject": names.InjectDisabled} }))
+				return podRequest(t, ns, pod(func(p *corev1.Pod) {
+					p.Annotations = map[string]string{"aadpodidentity.k8s.io/inject": names.InjectDisabled}
+				}))
 			},
 			message:  []string{"pod team-a/web opted out"},
 			warnings: []string{`Pod team-a/web: annotation "aadpodidentity.k8s.io/inject" is deprecated; rename it to "podidentity.github.io/inject"`},
