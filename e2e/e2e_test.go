@@ -30,7 +30,7 @@ import (
 
 const (
 	seedClientID = "11111111-2222-3333-4444-555555555555"
-	denyPrefix   = `admission webhook "pod-identity-webhook.aadpodidentity.k8s.io" denied the request: `
+	denyPrefix   = `admission webhook "pod-identity-injector.podidentity.github.io" denied the request: `
 )
 
 func seedDir(t *testing.T) string {
