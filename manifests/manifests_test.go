@@ -1,7 +1,7 @@
 // Package manifests_test renders the kustomize base in this directory with
 // kustomize's own library, as `kubectl apply -k manifests/` does, and checks
 // what an operator relies on: the inventory, least-privilege RBAC, the
-// webhook configuration of DESIGN.md section 5, the Deployment's hardening,
+// webhook configuration of docs/design/contract.md section 5, the Deployment's hardening,
 // and that both images follow `kustomize edit set image`.
 package manifests_test
 
