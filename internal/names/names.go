@@ -13,8 +13,8 @@ import (
 // Prefix is the annotation and label prefix the project owns: the GitHub
 // Pages domain of the project's organisation. New pod and namespace
 // annotations live under it, never under the reserved k8s.io domain. The
-// aadpodidentity.k8s.io keys below stay accepted, with a deprecation
-// warning, because users have them.
+// aadpodidentity.k8s.io spellings of the keys below (LegacyKey) stay
+// accepted, with a deprecation warning, because users have them.
 const Prefix = "podidentity.github.io"
 
 // The sidecar's dedicated user and group. It is not 65532 (distroless's
