@@ -172,7 +172,7 @@ func stateOf(ref string, sc sidecarRef) (*state, error) {
 
 // tokenPort is the operator's port unless the pod's annotation overrides it.
 func tokenPort(ref string, pod *corev1.Pod, def int) (int, error) {
-	v, ok, _ := names.Lookup(pod.Annotations, names.TokenPortAnnotation)
+	v, ok := names.Lookup(pod.Annotations, names.TokenPortAnnotation)
 	if !ok {
 		return def, nil
 	}

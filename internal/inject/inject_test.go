@@ -578,7 +578,7 @@ func countEnv(env []corev1.EnvVar, name string) int {
 
 func skipped(pod *corev1.Pod) map[string]bool {
 	set := map[string]bool{}
-	v, _, _ := names.Lookup(pod.Annotations, names.SkipContainersAnnotation)
+	v, _ := names.Lookup(pod.Annotations, names.SkipContainersAnnotation)
 	for n := range strings.SplitSeq(v, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			set[n] = true

@@ -79,22 +79,17 @@ func LegacyKey(key string) string {
 }
 
 // Lookup reads key from m (the annotations or labels of an object) and
-// falls back to LegacyKey(key). The key wins when both are set. deprecated
-// is the legacy key when m carries it, whether it was used or ignored, so
-// that the caller can warn; it is "" otherwise.
-func Lookup(m map[string]string, key string) (value string, ok bool, deprecated string) {
-	legacy := LegacyKey(key)
-	legacyValue, hasLegacy := m[legacy]
-	if hasLegacy && legacy != key {
-		deprecated = legacy
-	}
+// falls back to LegacyKey(key). The key wins when both are set;
+// DeprecationWarning says what to tell the user about the legacy one.
+func Lookup(m map[string]string, key string) (value string, ok bool) {
 	if v, found := m[key]; found {
-		return v, true, deprecated
+		return v, true
 	}
-	if deprecated != "" {
-		return legacyValue, true, deprecated
+	if legacy := LegacyKey(key); legacy != key {
+		v, found := m[legacy]
+		return v, found
 	}
-	return "", false, ""
+	return "", false
 }
 
 // DeprecationWarning is the admission warning for an object that carries

@@ -162,7 +162,7 @@ func (h *Handler) decide(ctx context.Context, req admission.Request) (d decision
 			deprecated = append(deprecated, w)
 		}
 	}
-	if v, _, _ := names.Lookup(pod.Annotations, names.InjectAnnotation); v == names.InjectDisabled {
+	if v, _ := names.Lookup(pod.Annotations, names.InjectAnnotation); v == names.InjectDisabled {
 		return decision{outcome: OutcomeSkipped, message: fmt.Sprintf("pod %s opted out with %s=%s", ref, names.InjectAnnotation, names.InjectDisabled)}
 	}
 	if h.opts.RequireOptIn {
@@ -241,8 +241,8 @@ func (h *Handler) optedIn(ctx context.Context, namespace string) (bool, []string
 		}
 	}
 	slices.Sort(warnings)
-	annotation, _, _ := names.Lookup(ns.Annotations, names.InjectAnnotation)
-	label, _, _ := names.Lookup(ns.Labels, names.InjectAnnotation)
+	annotation, _ := names.Lookup(ns.Annotations, names.InjectAnnotation)
+	label, _ := names.Lookup(ns.Labels, names.InjectAnnotation)
 	return annotation == names.InjectEnabled || label == names.InjectEnabled, warnings, nil
 }
 

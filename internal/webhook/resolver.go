@@ -209,7 +209,7 @@ func (r *Resolver) convert(ai *aadv1.AzureIdentity) (inject.Identity, error) {
 	id.DisableInstanceDiscovery = !isPublicAuthority(id.AuthorityHost)
 	switch ai.Spec.Type {
 	case aadv1.IdentityTypeUserAssignedMSI:
-		source, _, _ := names.Lookup(ai.Annotations, names.TokenSourceAnnotation)
+		source, _ := names.Lookup(ai.Annotations, names.TokenSourceAnnotation)
 		id.Source = cmp.Or(source, r.Defaults.TokenSource, names.TokenSourceFederated)
 		if id.Source != names.TokenSourceFederated && id.Source != names.TokenSourceIMDS {
 			return inject.Identity{}, fmt.Errorf("%s: annotation %s is %q; set it to %q or %q",
