@@ -1,41 +1,81 @@
 package inject
 
 import (
+	"fmt"
+	"slices"
 	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/internal/sidecarconfig"
 )
 
 // addEnvToAll gives every init and app container except the sidecar, and
-// except those the pod asks to skip, the identity environment. Ephemeral
-// containers are left alone: they are added through another subresource and
-// are not ours to change. It says whether anything changed.
-func addEnvToAll(pod *corev1.Pod, st *state) bool {
-	skip := skipSet(pod)
+// except those the pod's annotations leave out, the identity environment.
+// Ephemeral containers are left alone: they are added through another
+// subresource and are not ours to change. It says whether anything changed,
+// and warns about containers that per-container identities cannot serve.
+func addEnvToAll(ref string, pod *corev1.Pod, st *state) (bool, []string) {
+	selected := injectedSet(pod)
 	changed := false
+	var ws []string
 	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for i := range cs {
 			c := &cs[i]
-			if c.Name == names.SidecarContainerName || skip[c.Name] {
+			if c.Name == names.SidecarContainerName || !selected(c.Name) {
 				continue
 			}
-			if addEnv(c, st) {
+			g, ok := st.grantFor(c)
+			if !ok {
+				ws = append(ws, fmt.Sprintf("pod %s: container %q gets no identity environment: the sidecar was injected with per-container identities (%s) before the container was added, "+
+					"so it has no %s of its own; recreate the pod with the container in it", ref, c.Name, names.ContainerIdentitiesAnnotation, names.EnvIdentityHeader))
+				continue
+			}
+			if addEnv(c, st, g) {
 				changed = true
 			}
 		}
 	}
-	return changed
+	return changed, ws
+}
+
+// grant is what one container's environment names: its header and the
+// client ID of the identity it uses by default.
+type grant struct {
+	header   corev1.EnvVar
+	clientID string
+}
+
+// grantFor is c's grant: the pod-wide header and the default identity, or,
+// with per-container identities, c's own header and identity. ok is false
+// when the sidecar has no entry for c, or when c's own header was not made
+// by this admission and c does not have it already.
+func (s *state) grantFor(c *corev1.Container) (grant, bool) {
+	if len(s.config.Containers) == 0 {
+		return grant{header: s.header, clientID: s.defaultClientID()}, true
+	}
+	i := slices.IndexFunc(s.config.Containers, func(a sidecarconfig.Container) bool { return a.Name == c.Name })
+	if i < 0 {
+		return grant{}, false
+	}
+	g := grant{clientID: s.clientIDOf(s.config.Containers[i].Identities[0])}
+	if secret, ok := s.headers[c.Name]; ok {
+		g.header = corev1.EnvVar{Name: names.EnvIdentityHeader, Value: secret}
+	} else if h, ok := lookupEnv(c.Env, names.EnvIdentityHeader); ok {
+		g.header = h
+	} else {
+		return grant{}, false
+	}
+	return g, true
 }
 
 // addEnv appends to c each identity variable that c does not define yet. A
 // value the user set, literal or valueFrom, always wins, and nothing is
 // added twice, which is what makes Inject idempotent.
-func addEnv(c *corev1.Container, st *state) bool {
+func addEnv(c *corev1.Container, st *state, g grant) bool {
 	base := "http://127.0.0.1:" + strconv.Itoa(st.config.Port)
-	clientID := st.defaultClientID()
+	clientID := g.clientID
 	// azcopy should log in as the identity the user chose for the SDKs. The
 	// kubelet expands $(VAR) from variables defined earlier in the list, and
 	// the user's AZURE_CLIENT_ID always precedes what is appended here.
@@ -45,7 +85,7 @@ func addEnv(c *corev1.Container, st *state) bool {
 	}
 	want := [...]corev1.EnvVar{
 		{Name: names.EnvIdentityEndpoint, Value: base + names.PathAppService},
-		st.header,
+		g.header,
 		{Name: names.EnvAzureClientID, Value: clientID},
 		{Name: names.EnvAuthorityHost, Value: base},
 		{Name: names.EnvAzcopyAutoLoginType, Value: names.AzcopyAutoLoginMSI},
@@ -75,17 +115,16 @@ func lookupEnv(env []corev1.EnvVar, name string) (corev1.EnvVar, bool) {
 }
 
 // skipSet is the set of container names in the skip-containers annotation,
-// comma-separated with optional spaces.
+// separated by ',' or ';' with optional spaces.
 func skipSet(pod *corev1.Pod) map[string]bool {
 	v, _ := names.Lookup(pod.Annotations, names.SkipContainersAnnotation)
-	if strings.TrimSpace(v) == "" {
+	list := splitList(v)
+	if len(list) == 0 {
 		return nil
 	}
 	set := map[string]bool{}
-	for name := range strings.SplitSeq(v, ",") {
-		if name = strings.TrimSpace(name); name != "" {
-			set[name] = true
-		}
+	for _, name := range list {
+		set[name] = true
 	}
 	return set
 }

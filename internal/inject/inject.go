@@ -15,11 +15,18 @@ import (
 // Inject returns a copy of pod with the token sidecar, its volumes, the
 // identity environment of every other container and the injected-identities
 // annotation. It never modifies pod. secret becomes IDENTITY_HEADER unless
-// the pod already has a sidecar, whose value is then reused.
+// the pod already has a sidecar, whose value is then reused. With
+// per-container identities (names.ContainerIdentitiesAnnotation) each
+// container's IDENTITY_HEADER is derived from secret instead (see
+// containerSecret), and secret itself is written nowhere.
+//
+// The pod's override annotations are read when the sidecar is injected; a
+// pod that has the sidecar keeps what it was injected with.
 //
 // Errors wrap ErrNoIdentities, ErrHostNetwork, ErrWindowsPod, ErrBadPortAnnotation,
-// ErrPortCollision, ErrInvalidIdentity, ErrInvalidConfig or ErrNameConflict,
-// and name the pod and the field at fault.
+// ErrPortCollision, ErrInvalidIdentity, ErrInvalidConfig, ErrNameConflict,
+// ErrBadOverride or ErrContainerIdentities, and name the pod and the field
+// at fault.
 func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1.Pod, Result, error) {
 	if pod == nil {
 		return nil, Result{}, fmt.Errorf("%w: the pod is nil", ErrInvalidConfig)
@@ -58,6 +65,16 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 	if err := checkPorts(ref, out, st.config.Port); err != nil {
 		return nil, Result{}, err
 	}
+	if err := checkInjectContainers(ref, out); err != nil {
+		return nil, Result{}, err
+	}
+	if len(st.config.Containers) > 0 && out.Spec.ShareProcessNamespace != nil && *out.Spec.ShareProcessNamespace {
+		// A later webhook may have shared the process namespace of a pod
+		// injected with per-container identities.
+		return nil, Result{}, fmt.Errorf("pod %s: spec.shareProcessNamespace is true and the sidecar serves per-container identities: %w: "+
+			"with a shared process namespace every container can read the others' %s through /proc/<pid>/environ; set spec.shareProcessNamespace to false",
+			ref, ErrContainerIdentities, names.EnvIdentityHeader)
+	}
 
 	if sidecar.c == nil {
 		if err := addSidecar(ref, out, st, cfg); err != nil {
@@ -66,14 +83,15 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 		res.Changed = true
 		sidecar = findSidecar(out)
 	}
-	if addEnvToAll(out, st) {
+	envChanged, envWarnings := addEnvToAll(ref, out, st)
+	if envChanged {
 		res.Changed = true
 	}
 	if setAnnotation(out, names.InjectedAnnotation, injectedValue(st.config)) {
 		res.Changed = true
 	}
 	res.DefaultIdentity = st.config.DefaultIdentity
-	res.Warnings = warnings(ref, out, sidecar)
+	res.Warnings = append(warnings(ref, out, sidecar), envWarnings...)
 	return out, res, nil
 }
 
@@ -110,8 +128,24 @@ type state struct {
 	// configJSON is config as written into the sidecar's env.
 	configJSON string
 	// header is the sidecar's IDENTITY_HEADER entry, copied verbatim into
-	// the other containers so that both sides always agree.
+	// the other containers so that both sides always agree. It is empty
+	// with per-container identities (config.Containers).
 	header corev1.EnvVar
+	// headers are the per-container IDENTITY_HEADER values made by this
+	// admission, by container name; nil when the sidecar was already there.
+	headers map[string]string
+	// opts are the pod's overrides, when the sidecar is about to be injected.
+	opts podOptions
+}
+
+// clientIDOf is the client ID of the identity named name.
+func (s *state) clientIDOf(name string) string {
+	for _, id := range s.config.Identities {
+		if id.Name == name {
+			return id.ClientID
+		}
+	}
+	return ""
 }
 
 // defaultClientID is the client ID of the identity served by default.
@@ -131,19 +165,26 @@ func newState(ref string, pod *corev1.Pod, ids []Identity, cfg Config, secret st
 	if err != nil {
 		return nil, err
 	}
+	opts, err := readOptions(ref, pod, ids, cfg)
+	if err != nil {
+		return nil, err
+	}
 	sc, err := sidecarConfig(ids, port)
 	if err != nil {
 		return nil, fmt.Errorf("pod %s: %w", ref, err)
 	}
-	js, err := sc.Marshal()
-	if err != nil {
+	st := &state{config: sc, opts: opts}
+	sc.Containers, st.headers = containerAccess(pod, opts.grants, sc.DefaultIdentity, secret)
+	if sc.Containers == nil {
+		st.header = corev1.EnvVar{Name: names.EnvIdentityHeader, Value: secret}
+	}
+	if err := sc.Validate(); err != nil {
+		return nil, fmt.Errorf("pod %s: %w: %w", ref, ErrInvalidIdentity, err)
+	}
+	if st.configJSON, err = sc.Marshal(); err != nil {
 		return nil, fmt.Errorf("pod %s: %w", ref, err)
 	}
-	return &state{
-		config:     sc,
-		configJSON: js,
-		header:     corev1.EnvVar{Name: names.EnvIdentityHeader, Value: secret},
-	}, nil
+	return st, nil
 }
 
 // stateOf reads the configuration back from a sidecar already in the pod.
@@ -164,6 +205,14 @@ func stateOf(ref string, sc sidecarRef) (*state, error) {
 		return nil, fmt.Errorf("%w (%w)", conflict("has an unusable %s", names.EnvSidecarConfig), err)
 	}
 	header, ok := lookupEnv(sc.c.Env, names.EnvIdentityHeader)
+	if len(parsed.Containers) > 0 {
+		// Per-container identities: the sidecar holds only the sums of the
+		// containers' headers, and a pod-wide one would open every identity.
+		if ok {
+			return nil, conflict("has a pod-wide %s beside per-container headers, so it is not a sidecar this webhook injected", names.EnvIdentityHeader)
+		}
+		return &state{config: parsed, configJSON: cfgEnv.Value}, nil
+	}
 	if !ok || (header.Value == "" && header.ValueFrom == nil) {
 		return nil, conflict("has no %s, so it is not a sidecar this webhook injected", names.EnvIdentityHeader)
 	}

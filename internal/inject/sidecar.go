@@ -71,7 +71,7 @@ func sidecarConfig(ids []Identity, port int) (*sidecarconfig.Config, error) {
 // addSidecar puts the sidecar first among the init containers (native) or
 // the containers (before 1.29), and appends its volumes.
 func addSidecar(ref string, pod *corev1.Pod, st *state, cfg Config) error {
-	vols, mounts := credentialVolumes(st.config)
+	vols, mounts := credentialVolumes(st.config, st.opts)
 	for k, v := range vols {
 		for i := range pod.Spec.Volumes {
 			if pod.Spec.Volumes[i].Name == v.Name {
@@ -116,11 +116,8 @@ func sidecarContainer(cfg Config, st *state, mounts []corev1.VolumeMount) corev1
 		ImagePullPolicy: cfg.ImagePullPolicy,
 		Command:         []string{names.SidecarBinary},
 		Args:            []string{names.SidecarServeCommand},
-		Env: []corev1.EnvVar{
-			{Name: names.EnvSidecarConfig, Value: st.configJSON},
-			st.header,
-		},
-		Resources:    *cfg.Resources.DeepCopy(),
+		Env:          []corev1.EnvVar{{Name: names.EnvSidecarConfig, Value: st.configJSON}},
+		Resources:    *st.opts.resources.DeepCopy(),
 		VolumeMounts: mounts,
 		// The kubelet polls every second so that the init containers behind
 		// a native sidecar wait for about as long as the server needs to
@@ -140,6 +137,9 @@ func sidecarContainer(cfg Config, st *state, mounts []corev1.VolumeMount) corev1
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 	}
+	if st.header.Name != "" {
+		c.Env = append(c.Env, st.header)
+	}
 	if cfg.NativeSidecar {
 		c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
 	}
@@ -148,8 +148,9 @@ func sidecarContainer(cfg Config, st *state, mounts []corev1.VolumeMount) corev1
 
 // credentialVolumes are the volumes only the sidecar mounts: the projected
 // service account token when an identity is federated, and the Secret of
-// every type 1 or 2 identity.
-func credentialVolumes(c *sidecarconfig.Config) ([]corev1.Volume, []corev1.VolumeMount) {
+// every type 1 or 2 identity. o gives the projected token's audience and
+// lifetime.
+func credentialVolumes(c *sidecarconfig.Config, o podOptions) ([]corev1.Volume, []corev1.VolumeMount) {
 	// Not a credential: the empty mount that keeps the Kubernetes API token
 	// out of the sidecar (see names.NoAPITokenVolumeName).
 	vols := []corev1.Volume{{
@@ -163,8 +164,8 @@ func credentialVolumes(c *sidecarconfig.Config) ([]corev1.Volume, []corev1.Volum
 				Name: names.TokenVolumeName,
 				VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 					Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
-						Audience:          names.TokenAudience,
-						ExpirationSeconds: ptr.To[int64](names.TokenExpirationSeconds),
+						Audience:          o.audience,
+						ExpirationSeconds: ptr.To(o.expiration),
 						Path:              names.TokenFileName,
 					}}},
 				}},

@@ -97,4 +97,12 @@ var (
 	// ErrNameConflict: the pod already uses a container or volume name that
 	// the injection needs, and it is not ours.
 	ErrNameConflict = errors.New("name already used in the pod")
+	// ErrBadOverride: a per-pod override annotation (token audience or
+	// expiration, sidecar resources, inject-containers) is out of range.
+	ErrBadOverride = errors.New("invalid override annotation")
+	// ErrContainerIdentities: the container-identities annotation names a
+	// container or identity the pod does not have, or the pod shares its
+	// process namespace, which would let containers read each other's
+	// headers.
+	ErrContainerIdentities = errors.New("invalid per-container identities")
 )

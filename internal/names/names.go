@@ -50,8 +50,8 @@ const (
 	InjectEnabled  = "enabled"
 	InjectDisabled = "disabled"
 
-	// SkipContainersAnnotation on a Pod lists, comma-separated, containers
-	// that get no identity environment.
+	// SkipContainersAnnotation on a Pod lists, separated by "," or ";",
+	// containers that get no identity environment.
 	SkipContainersAnnotation = Prefix + "/skip-containers"
 
 	// TokenPortAnnotation on a Pod overrides the sidecar's loopback port.
@@ -60,6 +60,39 @@ const (
 	// TokenSourceAnnotation on an AzureIdentity of type 0 chooses how the
 	// sidecar gets its tokens: TokenSourceFederated or TokenSourceIMDS.
 	TokenSourceAnnotation = Prefix + "/token-source"
+
+	// ContainerIdentitiesAnnotation on a Pod gives containers identities of
+	// their own: "data-init=blob-reader,my-app=queue-writer" (',' or ';'
+	// between entries) maps each named container to one AzureIdentity that
+	// the pod's selector resolves to. Containers it does not name get the
+	// default identity. Each container then gets its own IDENTITY_HEADER,
+	// and the sidecar serves it only its own identity. See
+	// docs/security.md.
+	ContainerIdentitiesAnnotation = Prefix + "/container-identities"
+
+	// InjectContainersAnnotation on a Pod lists (',' or ';' between names)
+	// the only containers that get the identity environment; the others
+	// get none. It may be combined with SkipContainersAnnotation, which
+	// then removes names from it.
+	InjectContainersAnnotation = Prefix + "/inject-containers"
+
+	// TokenAudienceAnnotation on a Pod overrides TokenAudience, the
+	// audience of the projected service account token (federated
+	// identities only).
+	TokenAudienceAnnotation = Prefix + "/token-audience"
+
+	// TokenExpirationAnnotation on a Pod overrides TokenExpirationSeconds,
+	// in seconds, within MinTokenExpirationSeconds and
+	// MaxTokenExpirationSeconds.
+	TokenExpirationAnnotation = Prefix + "/token-expiration"
+
+	// Sidecar*Annotation on a Pod override the sidecar's CPU and memory
+	// requests and limits that the operator configured, as Kubernetes
+	// quantities within the ranges below.
+	SidecarCPURequestAnnotation    = Prefix + "/sidecar-cpu-request"
+	SidecarCPULimitAnnotation      = Prefix + "/sidecar-cpu-limit"
+	SidecarMemoryRequestAnnotation = Prefix + "/sidecar-memory-request"
+	SidecarMemoryLimitAnnotation   = Prefix + "/sidecar-memory-limit"
 
 	// InjectedAnnotation is written on every injected Pod. Its value names
 	// the AzureIdentity objects the sidecar serves, so that an operator can
@@ -131,7 +164,10 @@ const (
 	// azidentity's ManagedIdentityCredential detects.
 	EnvIdentityEndpoint = "IDENTITY_ENDPOINT"
 	// EnvIdentityHeader is the per-pod secret sent back as
-	// HeaderIdentity. It is also set on the sidecar, which checks it.
+	// HeaderIdentity. It is also set on the sidecar, which checks it. With
+	// ContainerIdentitiesAnnotation every container gets a secret of its
+	// own instead, and the sidecar holds only their SHA-256 sums, in its
+	// config.
 	EnvIdentityHeader = "IDENTITY_HEADER"
 	// EnvAzureClientID names the default identity for the SDKs and azcopy.
 	EnvAzureClientID = "AZURE_CLIENT_ID"
@@ -175,6 +211,21 @@ const (
 	// TokenExpirationSeconds is the requested lifetime of the projected
 	// token; the kubelet rotates it at 80 % of that.
 	TokenExpirationSeconds = 3600
+	// MinTokenExpirationSeconds and MaxTokenExpirationSeconds bound
+	// TokenExpirationAnnotation: the API server refuses less than 600 s,
+	// and Entra ID's federated credentials accept tokens up to a day old.
+	MinTokenExpirationSeconds = 600
+	MaxTokenExpirationSeconds = 86400
+	// MaxTokenAudienceLength bounds TokenAudienceAnnotation.
+	MaxTokenAudienceLength = 253
+
+	// The ranges of the Sidecar*Annotation overrides: below the minimum the
+	// sidecar cannot start, above the maximum it is a typo (a token server
+	// on loopback needs a few MiB and millicores).
+	MinSidecarCPU    = "1m"
+	MaxSidecarCPU    = "2"
+	MinSidecarMemory = "8Mi"
+	MaxSidecarMemory = "1Gi"
 
 	// NoAPITokenVolumeName is an empty volume that the sidecar mounts at
 	// APITokenMountPath. The ServiceAccount admission plugin skips a

@@ -6,6 +6,8 @@ package sidecarconfig
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +17,13 @@ import (
 
 // APIVersion is the version of the document. A sidecar refuses a document of
 // another version rather than guess at its meaning.
+//
+// Fields are added to v1 only when they are optional and an older sidecar
+// fails closed on them: Parse refuses unknown fields, so an older sidecar
+// that meets Containers refuses to start instead of serving every identity
+// to every container. A document without the new fields means what it
+// meant before. A change that an older sidecar would misread silently gets
+// a new version.
 const APIVersion = "sidecar.aadpodidentity.k8s.io/v1"
 
 // Config is the whole sidecar configuration.
@@ -28,6 +37,27 @@ type Config struct {
 	DefaultIdentity string `json:"defaultIdentity"`
 	// Identities are the AzureIdentity objects bound to the pod, at least one.
 	Identities []Identity `json:"identities"`
+	// Containers, when set, gives each container its own IDENTITY_HEADER
+	// and the identities it may use (names.ContainerIdentitiesAnnotation).
+	// The sidecar then has no pod-wide header: a request is served only
+	// with a header listed here, and only the identities of its container.
+	// Empty means one pod-wide header that may use every identity.
+	Containers []Container `json:"containers,omitempty"`
+}
+
+// Container is what one container may ask the sidecar for.
+type Container struct {
+	// Name is the container's name, for messages and logs.
+	Name string `json:"name"`
+	// HeaderSHA256 is the hex SHA-256 of the container's IDENTITY_HEADER.
+	// The sidecar keeps no plaintext: the config is readable by whoever can
+	// read the pod spec, and the hash of a 256-bit random secret does not
+	// give it away. The sidecar hashes what a request sends and compares
+	// the sums in constant time.
+	HeaderSHA256 string `json:"headerSHA256"`
+	// Identities are the names of the identities the container may use;
+	// the first is what it gets when a request names none.
+	Identities []string `json:"identities"`
 }
 
 // Identity is one resolved AzureIdentity and where its credentials are.
@@ -132,7 +162,43 @@ func (c *Config) Validate() error {
 	if !foundDefault {
 		return fmt.Errorf("%w: defaultIdentity %q is not among the identities", ErrInvalid, c.DefaultIdentity)
 	}
+	return c.validateContainers(seen)
+}
+
+// validateContainers checks Containers against the identities in ids.
+func (c *Config) validateContainers(ids map[string]bool) error {
+	names, sums := map[string]bool{}, map[string]bool{}
+	for i, ct := range c.Containers {
+		if ct.Name == "" {
+			return fmt.Errorf("%w: containers[%d].name is empty", ErrInvalid, i)
+		}
+		if names[ct.Name] {
+			return fmt.Errorf("%w: container %q is listed twice", ErrInvalid, ct.Name)
+		}
+		names[ct.Name] = true
+		if b, err := hex.DecodeString(ct.HeaderSHA256); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("%w: container %q: headerSHA256 is not a hex SHA-256 sum", ErrInvalid, ct.Name)
+		}
+		if sums[ct.HeaderSHA256] {
+			return fmt.Errorf("%w: container %q: headerSHA256 is another container's too; every container needs its own header", ErrInvalid, ct.Name)
+		}
+		sums[ct.HeaderSHA256] = true
+		if len(ct.Identities) == 0 {
+			return fmt.Errorf("%w: container %q has no identities", ErrInvalid, ct.Name)
+		}
+		for _, id := range ct.Identities {
+			if !ids[id] {
+				return fmt.Errorf("%w: container %q names identity %q, which is not among the identities", ErrInvalid, ct.Name, id)
+			}
+		}
+	}
 	return nil
+}
+
+// HeaderSum is the HeaderSHA256 of a container's IDENTITY_HEADER value.
+func HeaderSum(header string) string {
+	sum := sha256.Sum256([]byte(header))
+	return hex.EncodeToString(sum[:])
 }
 
 // Default returns the default identity. Call only on a validated Config.

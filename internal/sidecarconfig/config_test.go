@@ -23,8 +23,41 @@ func valid() Config {
 	}
 }
 
-func TestRoundTrip(t *testing.T) {
+// withContainers is valid() with per-container headers.
+func withContainers() Config {
 	c := valid()
+	c.Containers = []Container{
+		{Name: "app", HeaderSHA256: HeaderSum("app-secret"), Identities: []string{"reader", "sp"}},
+		{Name: "init", HeaderSHA256: HeaderSum("init-secret"), Identities: []string{"node"}},
+	}
+	return c
+}
+
+func TestRoundTrip(t *testing.T) {
+	for name, c := range map[string]Config{"pod-wide header": valid(), "per-container headers": withContainers()} {
+		t.Run(name, func(t *testing.T) { roundTrip(t, c) })
+	}
+}
+
+// TestOlderDocumentsParse: a document written before Containers existed
+// means what it meant, and Containers is left out when empty, so that a
+// pod without per-container identities gets the same bytes as before.
+func TestOlderDocumentsParse(t *testing.T) {
+	c := valid()
+	s, err := c.Marshal()
+	require.NoError(t, err)
+	assert.NotContains(t, s, "containers")
+	got, err := Parse([]byte(s))
+	require.NoError(t, err)
+	assert.Empty(t, got.Containers)
+}
+
+func TestHeaderSum(t *testing.T) {
+	// sha256("abc"), from FIPS 180-2.
+	assert.Equal(t, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", HeaderSum("abc"))
+}
+
+func roundTrip(t *testing.T, c Config) {
 	s, err := c.Marshal()
 	require.NoError(t, err)
 	got, err := Parse([]byte(s))
@@ -53,10 +86,17 @@ func TestValidate(t *testing.T) {
 		"secret no dir":       {func(c *Config) { c.Identities[2].SecretDir = "" }, "needs tenantID and secretDir"},
 		"unknown source":      {func(c *Config) { c.Identities[1].Source = "magic" }, `unknown source "magic"`},
 		"missing default":     {func(c *Config) { c.DefaultIdentity = "ghost" }, `defaultIdentity "ghost"`},
+		"unnamed container":   {func(c *Config) { c.Containers[0].Name = "" }, "containers[0].name is empty"},
+		"container twice":     {func(c *Config) { c.Containers[1].Name = "app" }, `container "app" is listed twice`},
+		"plaintext header":    {func(c *Config) { c.Containers[0].HeaderSHA256 = "secret" }, "not a hex SHA-256 sum"},
+		"shared header":       {func(c *Config) { c.Containers[1].HeaderSHA256 = c.Containers[0].HeaderSHA256 }, "every container needs its own header"},
+		"no grant":            {func(c *Config) { c.Containers[0].Identities = nil }, `container "app" has no identities`},
+		"unknown grant":       {func(c *Config) { c.Containers[0].Identities = []string{"ghost"} }, `names identity "ghost"`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			c := valid()
+			c := withContainers()
+			require.NoError(t, c.Validate())
 			tc.mutate(&c)
 			err := c.Validate()
 			require.Error(t, err)

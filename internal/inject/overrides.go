@@ -1,0 +1,291 @@
+package inject
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/internal/sidecarconfig"
+)
+
+// podOptions are a pod's overrides of the operator's Config, read from its
+// annotations once, when the sidecar is injected. A later admission of the
+// same pod (re-invocation) reads what was injected instead, so that an
+// annotation changed in between cannot change a sidecar that already runs.
+type podOptions struct {
+	// audience and expiration of the projected service account token.
+	audience   string
+	expiration int64
+	// resources of the sidecar: the operator's, with the pod's overrides.
+	resources corev1.ResourceRequirements
+	// grants maps container names to the identity the pod's
+	// ContainerIdentitiesAnnotation gives them; nil without it.
+	grants map[string]string
+}
+
+// splitList splits an annotation's value at ',' and ';', which
+// azure-workload-identity users write, and drops empty entries.
+func splitList(v string) []string {
+	var out []string
+	for part := range strings.FieldsFuncSeq(v, func(r rune) bool { return r == ',' || r == ';' }) {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+// annotationError is the deny message for an override annotation: it names
+// the pod, the annotation and its value, and says what is allowed.
+func annotationError(ref, key, value string, sentinel error, format string, args ...any) error {
+	return fmt.Errorf("pod %s: metadata.annotations[%q] is %q: %w: %s", ref, key, truncateValue(value), sentinel, fmt.Sprintf(format, args...))
+}
+
+// truncateValue keeps a user's value short enough for a kubectl message.
+func truncateValue(v string) string {
+	if len(v) > 128 {
+		return v[:128] + "..."
+	}
+	return v
+}
+
+// readOptions validates the pod's override annotations. Every error wraps
+// ErrBadOverride or ErrContainerIdentities and names the annotation and
+// the allowed range.
+func readOptions(ref string, pod *corev1.Pod, ids []Identity, cfg Config) (podOptions, error) {
+	o := podOptions{audience: names.TokenAudience, expiration: names.TokenExpirationSeconds, resources: *cfg.Resources.DeepCopy()}
+	if v, ok := pod.Annotations[names.TokenAudienceAnnotation]; ok {
+		a := strings.TrimSpace(v)
+		if a == "" || len(a) > names.MaxTokenAudienceLength || strings.ContainsAny(a, " \t\r\n,;") || !isPrintableASCII(a) {
+			return o, annotationError(ref, names.TokenAudienceAnnotation, v, ErrBadOverride,
+				"want an audience of 1-%d printable ASCII characters without spaces, ',' or ';', as the federated credential in Entra ID lists it (default %s); fix the value or remove the annotation",
+				names.MaxTokenAudienceLength, names.TokenAudience)
+		}
+		o.audience = a
+	}
+	if v, ok := pod.Annotations[names.TokenExpirationAnnotation]; ok {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < names.MinTokenExpirationSeconds || n > names.MaxTokenExpirationSeconds {
+			return o, annotationError(ref, names.TokenExpirationAnnotation, v, ErrBadOverride,
+				"want a whole number of seconds from %d to %d (default %d); fix the value or remove the annotation",
+				names.MinTokenExpirationSeconds, names.MaxTokenExpirationSeconds, names.TokenExpirationSeconds)
+		}
+		o.expiration = n
+	}
+	if err := readResources(ref, pod, &o.resources); err != nil {
+		return o, err
+	}
+	grants, err := readGrants(ref, pod, ids)
+	if err != nil {
+		return o, err
+	}
+	o.grants = grants
+	return o, nil
+}
+
+// resourceOverride is one of the sidecar's resource annotations.
+type resourceOverride struct {
+	key      string
+	resource corev1.ResourceName
+	limit    bool
+	min, max string
+}
+
+var resourceOverrides = []resourceOverride{
+	{names.SidecarCPURequestAnnotation, corev1.ResourceCPU, false, names.MinSidecarCPU, names.MaxSidecarCPU},
+	{names.SidecarCPULimitAnnotation, corev1.ResourceCPU, true, names.MinSidecarCPU, names.MaxSidecarCPU},
+	{names.SidecarMemoryRequestAnnotation, corev1.ResourceMemory, false, names.MinSidecarMemory, names.MaxSidecarMemory},
+	{names.SidecarMemoryLimitAnnotation, corev1.ResourceMemory, true, names.MinSidecarMemory, names.MaxSidecarMemory},
+}
+
+// readResources applies the sidecar resource annotations to r, which holds
+// the operator's values, and refuses a request above its limit.
+func readResources(ref string, pod *corev1.Pod, r *corev1.ResourceRequirements) error {
+	set := map[string]bool{}
+	for _, ov := range resourceOverrides {
+		v, ok := pod.Annotations[ov.key]
+		if !ok {
+			continue
+		}
+		q, err := resource.ParseQuantity(strings.TrimSpace(v))
+		lo, hi := resource.MustParse(ov.min), resource.MustParse(ov.max)
+		if err != nil || q.Cmp(lo) < 0 || q.Cmp(hi) > 0 {
+			return annotationError(ref, ov.key, v, ErrBadOverride,
+				"want a %s quantity from %s to %s (for example %s); fix the value or remove the annotation", ov.resource, ov.min, ov.max, ov.min)
+		}
+		list := &r.Requests
+		if ov.limit {
+			list = &r.Limits
+		}
+		if *list == nil {
+			*list = corev1.ResourceList{}
+		}
+		(*list)[ov.resource] = q
+		set[ov.key] = true
+	}
+	for _, pair := range [][2]resourceOverride{{resourceOverrides[0], resourceOverrides[1]}, {resourceOverrides[2], resourceOverrides[3]}} {
+		req, lim := pair[0], pair[1]
+		rq, okReq := r.Requests[req.resource]
+		lq, okLim := r.Limits[lim.resource]
+		if !okReq || !okLim || rq.Cmp(lq) <= 0 || (!set[req.key] && !set[lim.key]) {
+			continue
+		}
+		from := func(key string) string {
+			if set[key] {
+				return "metadata.annotations[" + strconv.Quote(key) + "]"
+			}
+			return "the webhook's default"
+		}
+		return fmt.Errorf("pod %s: the sidecar's %s request %s (%s) is above its limit %s (%s): %w: a request must not exceed its limit; "+
+			"lower %s or raise %s", ref, req.resource, rq.String(), from(req.key), lq.String(), from(lim.key), ErrBadOverride, req.key, lim.key)
+	}
+	return nil
+}
+
+// isPrintableASCII reports whether s holds only visible ASCII.
+func isPrintableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '!' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// readGrants parses ContainerIdentitiesAnnotation and checks it against
+// the pod's containers and identities.
+func readGrants(ref string, pod *corev1.Pod, ids []Identity) (map[string]string, error) {
+	key := names.ContainerIdentitiesAnnotation
+	v, ok := pod.Annotations[key]
+	if !ok {
+		return nil, nil
+	}
+	bad := func(format string, args ...any) error {
+		return annotationError(ref, key, v, ErrContainerIdentities, format, args...)
+	}
+	entries := splitList(v)
+	if len(entries) == 0 {
+		return nil, bad("want container=identity entries separated by ',' or ';', for example data-init=blob-reader,my-app=queue-writer; fix the value or remove the annotation")
+	}
+	bound := make([]string, 0, len(ids))
+	for _, id := range ids {
+		bound = append(bound, id.Name)
+	}
+	slices.Sort(bound)
+	selected := injectedSet(pod)
+	grants := map[string]string{}
+	for _, e := range entries {
+		c, id, found := strings.Cut(e, "=")
+		c, id = strings.TrimSpace(c), strings.TrimSpace(id)
+		if !found || c == "" || id == "" {
+			return nil, bad("entry %q is not container=identity; write entries such as data-init=blob-reader, separated by ',' or ';'", truncateValue(e))
+		}
+		if _, dup := grants[c]; dup {
+			return nil, bad("container %q is named twice; give each container one identity", c)
+		}
+		if c == names.SidecarContainerName || !hasContainer(pod, c) {
+			return nil, bad("the pod has no container %q; name one of its init or app containers %s", c, strings.Join(containerNames(append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...), func(c *corev1.Container) bool { return c.Name != names.SidecarContainerName }), ", "))
+		}
+		if !selected(c) {
+			return nil, bad("container %q gets no identity environment because of %s or %s; remove it from this annotation or from that list", c, names.SkipContainersAnnotation, names.InjectContainersAnnotation)
+		}
+		if !slices.Contains(bound, id) {
+			return nil, bad("container %q is given AzureIdentity %q, which is not among the identities that the pod's %s label %q resolves to in namespace %s (%s); "+
+				"bind it with an AzureIdentityBinding of that selector, or name one of those", c, id, names.BindingLabel, pod.Labels[names.BindingLabel], pod.Namespace, strings.Join(bound, ", "))
+		}
+		grants[c] = id
+	}
+	if pod.Spec.ShareProcessNamespace != nil && *pod.Spec.ShareProcessNamespace {
+		return nil, fmt.Errorf("pod %s: metadata.annotations[%q] is set and spec.shareProcessNamespace is true: %w: "+
+			"per-container identities rest on each container's IDENTITY_HEADER being its own, and with a shared process namespace "+
+			"every container can read the others' environment through /proc/<pid>/environ; remove the annotation, or set spec.shareProcessNamespace to false "+
+			"(no opt-out annotation lifts this)", ref, key, ErrContainerIdentities)
+	}
+	return grants, nil
+}
+
+// containerSecret is the IDENTITY_HEADER of one container, derived from the
+// pod's random secret by HMAC-SHA256 keyed with it. Without the pod secret,
+// which is written nowhere when every container has its own, one
+// container's header tells nothing about another's; and Inject stays a pure
+// function of its arguments.
+func containerSecret(podSecret, container string) string {
+	m := hmac.New(sha256.New, []byte(podSecret))
+	m.Write([]byte("container/" + container))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// containerAccess is the sidecar config's Containers and each container's
+// header: every container that gets the environment, with its granted
+// identity or else the default one, sorted by name.
+func containerAccess(pod *corev1.Pod, grants map[string]string, def, podSecret string) ([]sidecarconfig.Container, map[string]string) {
+	if grants == nil {
+		return nil, nil
+	}
+	selected := injectedSet(pod)
+	var access []sidecarconfig.Container
+	headers := map[string]string{}
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			name := cs[i].Name
+			if name == names.SidecarContainerName || !selected(name) {
+				continue
+			}
+			id, ok := grants[name]
+			if !ok {
+				id = def
+			}
+			secret := containerSecret(podSecret, name)
+			headers[name] = secret
+			access = append(access, sidecarconfig.Container{Name: name, HeaderSHA256: sidecarconfig.HeaderSum(secret), Identities: []string{id}})
+		}
+	}
+	slices.SortFunc(access, func(a, b sidecarconfig.Container) int { return strings.Compare(a.Name, b.Name) })
+	return access, headers
+}
+
+// injectedSet says which containers get the identity environment: those
+// in InjectContainersAnnotation when it is set, else all, minus those in
+// SkipContainersAnnotation.
+func injectedSet(pod *corev1.Pod) func(string) bool {
+	skip := skipSet(pod)
+	var only map[string]bool
+	if v, ok := pod.Annotations[names.InjectContainersAnnotation]; ok {
+		only = map[string]bool{}
+		for _, n := range splitList(v) {
+			only[n] = true
+		}
+	}
+	return func(name string) bool {
+		return !skip[name] && (only == nil || only[name])
+	}
+}
+
+// checkInjectContainers refuses an inject-containers annotation that names
+// no container or a container the pod does not have: an opt-in list with a
+// typo would leave the container it meant without an identity.
+func checkInjectContainers(ref string, pod *corev1.Pod) error {
+	key := names.InjectContainersAnnotation
+	v, ok := pod.Annotations[key]
+	if !ok {
+		return nil
+	}
+	list := splitList(v)
+	if len(list) == 0 {
+		return annotationError(ref, key, v, ErrBadOverride, "want container names separated by ',' or ';'; name at least one, or remove the annotation to inject every container")
+	}
+	for _, n := range list {
+		if n == names.SidecarContainerName || !hasContainer(pod, n) {
+			return annotationError(ref, key, v, ErrBadOverride, "the pod has no container %q; name only its init or app containers, separated by ',' or ';'", truncateValue(n))
+		}
+	}
+	return nil
+}
