@@ -116,9 +116,9 @@ func sidecarContainer(cfg Config, st *state, mounts []corev1.VolumeMount) corev1
 		ImagePullPolicy: cfg.ImagePullPolicy,
 		Command:         []string{names.SidecarBinary},
 		Args:            []string{names.SidecarServeCommand},
-		Env:          []corev1.EnvVar{{Name: names.EnvSidecarConfig, Value: st.configJSON}},
-		Resources:    *st.opts.resources.DeepCopy(),
-		VolumeMounts: mounts,
+		Env:             []corev1.EnvVar{{Name: names.EnvSidecarConfig, Value: st.configJSON}},
+		Resources:       *st.opts.resources.DeepCopy(),
+		VolumeMounts:    mounts,
 		// The kubelet polls every second so that the init containers behind
 		// a native sidecar wait for about as long as the server needs to
 		// start, and gives up after 30 s.
