@@ -22,6 +22,25 @@ import (
 var sentinels = []error{
 	inject.ErrNoIdentities, inject.ErrHostNetwork, inject.ErrBadPortAnnotation, inject.ErrPortCollision,
 	inject.ErrInvalidIdentity, inject.ErrInvalidConfig, inject.ErrNameConflict,
+	inject.ErrBadOverride, inject.ErrContainerIdentities,
+}
+
+// overrideKeys are the annotations FuzzInject's overrides argument sets:
+// "0=value\n3=value" sets overrideKeys[0] and overrideKeys[3].
+var overrideKeys = []string{
+	names.ContainerIdentitiesAnnotation, names.InjectContainersAnnotation, names.TokenAudienceAnnotation,
+	names.TokenExpirationAnnotation, names.SidecarCPURequestAnnotation, names.SidecarCPULimitAnnotation,
+	names.SidecarMemoryRequestAnnotation, names.SidecarMemoryLimitAnnotation,
+}
+
+// fuzzOverrides sets the annotations that spec names (see overrideKeys).
+func fuzzOverrides(pod *corev1.Pod, spec string) {
+	for line := range strings.SplitSeq(spec, "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if i, err := strconv.Atoi(k); ok && err == nil && i >= 0 && i < len(overrideKeys) {
+			pod.Annotations[overrideKeys[i]] = v
+		}
+	}
 }
 
 // fuzzContainers turns "name:port:ENV1/ENV2,name2" into containers. The
@@ -75,13 +94,15 @@ func fuzzIdentities(prefix string, kinds []byte) []inject.Identity {
 }
 
 func FuzzInject(f *testing.F) {
-	f.Add("data-init", "my-app", "", "", "blob-reader", []byte{0}, uint16(8181), false, true, false, "")
-	f.Add("a:8181", "b", "", "", "id", []byte{0, 5}, uint16(8181), false, true, false, "")
-	f.Add("", "web:8080:AZURE_CLIENT_ID/IDENTITY_HEADER", "web", "9090", "sp.long.name", []byte{2, 7, 12}, uint16(8181), false, false, false, "")
-	f.Add("init", "app", "", "", "x", []byte{1}, uint16(8181), false, true, true, "late:0:IDENTITY_ENDPOINT,late-init")
-	f.Add("", names.SidecarContainerName, "", "", "x", []byte{1}, uint16(8181), false, true, false, "")
-	f.Add("", "app", "", "abc", "x", []byte{}, uint16(0), true, false, false, "")
-	f.Fuzz(func(t *testing.T, inits, apps, skip, portAnn, idPrefix string, kinds []byte, port uint16, hostNetwork, native, reinvoke bool, late string) {
+	f.Add("data-init", "my-app", "", "", "blob-reader", []byte{0}, uint16(8181), false, true, false, "", "")
+	f.Add("data-init", "my-app", "", "", "id", []byte{0, 4}, uint16(8181), false, true, true, "late", "0=data-init=id0;my-app=id1\n2=api://x\n3=7200")
+	f.Add("a,b,c", "d", "b", "", "id", []byte{0, 2, 3}, uint16(8181), false, true, false, "", "0=d=id2\n1=a;d\n4=5m\n5=10m\n6=16Mi\n7=8Mi")
+	f.Add("a:8181", "b", "", "", "id", []byte{0, 5}, uint16(8181), false, true, false, "", "")
+	f.Add("", "web:8080:AZURE_CLIENT_ID/IDENTITY_HEADER", "web", "9090", "sp.long.name", []byte{2, 7, 12}, uint16(8181), false, false, false, "", "")
+	f.Add("init", "app", "", "", "x", []byte{1}, uint16(8181), false, true, true, "late:0:IDENTITY_ENDPOINT,late-init", "")
+	f.Add("", names.SidecarContainerName, "", "", "x", []byte{1}, uint16(8181), false, true, false, "", "")
+	f.Add("", "app", "", "abc", "x", []byte{}, uint16(0), true, false, false, "", "")
+	f.Fuzz(func(t *testing.T, inits, apps, skip, portAnn, idPrefix string, kinds []byte, port uint16, hostNetwork, native, reinvoke bool, late, overrides string) {
 		pod := &corev1.Pod{}
 		pod.Namespace, pod.GenerateName = "ns", "fuzz-"
 		pod.Spec.InitContainers = fuzzContainers(inits)
@@ -94,6 +115,7 @@ func FuzzInject(f *testing.F) {
 		if portAnn != "" {
 			pod.Annotations[names.TokenPortAnnotation] = portAnn
 		}
+		fuzzOverrides(pod, overrides)
 		ids := fuzzIdentities(idPrefix, kinds)
 		cfg := inject.Config{SidecarImage: "sidecar", Port: int(port), NativeSidecar: native}
 
@@ -174,9 +196,11 @@ func checkOutput(t *testing.T, in, out *corev1.Pod, res inject.Result) {
 	if cfgEnv == nil {
 		t.Fatalf("sidecar has no %s", names.EnvSidecarConfig)
 	}
-	if _, err := sidecarconfig.Parse([]byte(cfgEnv.Value)); err != nil {
+	parsed, err := sidecarconfig.Parse([]byte(cfgEnv.Value))
+	if err != nil {
 		t.Fatalf("sidecar config does not parse: %v", err)
 	}
+	checkPerContainer(t, out, sc, parsed)
 	for _, v := range out.Spec.Volumes {
 		if errs := validation.IsDNS1123Label(v.Name); len(errs) > 0 {
 			t.Fatalf("volume name %q: %v", v.Name, errs)
@@ -222,4 +246,37 @@ func checkOutput(t *testing.T, in, out *corev1.Pod, res inject.Result) {
 // withoutSidecar drops the sidecar from a list of containers.
 func withoutSidecar(cs []corev1.Container) []corev1.Container {
 	return slices.DeleteFunc(slices.Clone(cs), func(c corev1.Container) bool { return c.Name == names.SidecarContainerName })
+}
+
+// checkPerContainer: with per-container identities the sidecar has no
+// pod-wide header, and every container with an entry in its table has a
+// header of its own whose sum is that entry's.
+func checkPerContainer(t *testing.T, out *corev1.Pod, sc *corev1.Container, cfg *sidecarconfig.Config) {
+	t.Helper()
+	if len(cfg.Containers) == 0 {
+		return
+	}
+	if envValue(sc, names.EnvIdentityHeader) != nil {
+		t.Fatalf("per-container identities, and the sidecar has a pod-wide %s", names.EnvIdentityHeader)
+	}
+	seen := map[string]string{}
+	for _, cs := range [][]corev1.Container{out.Spec.InitContainers, out.Spec.Containers} {
+		for i := range cs {
+			c := &cs[i]
+			j := slices.IndexFunc(cfg.Containers, func(a sidecarconfig.Container) bool { return a.Name == c.Name })
+			h := envValue(c, names.EnvIdentityHeader)
+			if j < 0 || h == nil {
+				continue
+			}
+			if h.Value != "" && sidecarconfig.HeaderSum(h.Value) != cfg.Containers[j].HeaderSHA256 && countEnv(c.Env, names.EnvIdentityHeader) == 1 {
+				// A user's own IDENTITY_HEADER wins over the webhook's
+				// (decided elsewhere); otherwise the sums must agree.
+				continue
+			}
+			if other, dup := seen[h.Value]; dup && h.Value != "" {
+				t.Fatalf("containers %q and %q share a header", other, c.Name)
+			}
+			seen[h.Value] = c.Name
+		}
+	}
 }

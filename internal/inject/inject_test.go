@@ -38,7 +38,8 @@ func TestRequiredCasesExist(t *testing.T) {
 	for _, want := range []string{
 		"seed", "two-identities-weights", "type1-secret", "type2-certificate", "imds-source",
 		"skip-containers", "user-set-client-id", "already-injected", "pre-1.29",
-		"container-added-after-injection", "custom-port-annotation",
+		"container-added-after-injection", "custom-port-annotation", "seed-container-identities",
+		"container-identities-default", "override-token", "override-sidecar-resources", "inject-containers",
 	} {
 		assert.Contains(t, cases, want)
 	}
@@ -83,7 +84,12 @@ func TestCaseProperties(t *testing.T) {
 			assert.Equal(t, res.DefaultIdentity, parsed.DefaultIdentity)
 			assert.True(t, slices.IsSortedFunc(parsed.Identities, func(a, b sidecarconfig.Identity) int { return strings.Compare(a.Name, b.Name) }))
 			header := envValue(sc, names.EnvIdentityHeader)
-			require.NotNil(t, header)
+			perContainer := len(parsed.Containers) > 0
+			if perContainer {
+				assert.Nil(t, header, "with per-container identities the sidecar must hold no pod-wide header")
+			} else {
+				require.NotNil(t, header)
+			}
 			port := "http://127.0.0.1:" + strconv.Itoa(parsed.Port)
 
 			// Only the sidecar mounts credentials.
@@ -140,8 +146,15 @@ func TestCaseProperties(t *testing.T) {
 				if skipped[ctr.Name] {
 					continue
 				}
-				// Every container that was given the header has the sidecar's.
-				if orig == nil || countEnv(orig.Env, names.EnvIdentityHeader) == 0 {
+				// Every container that was given the header has the sidecar's,
+				// or with per-container identities one the sidecar has the sum of.
+				if perContainer {
+					h := envValue(&ctr, names.EnvIdentityHeader)
+					require.NotNil(t, h, "container %q", ctr.Name)
+					i := slices.IndexFunc(parsed.Containers, func(a sidecarconfig.Container) bool { return a.Name == ctr.Name })
+					require.GreaterOrEqual(t, i, 0, "container %q has no entry in the sidecar's table", ctr.Name)
+					assert.Equal(t, parsed.Containers[i].HeaderSHA256, sidecarconfig.HeaderSum(h.Value), "container %q", ctr.Name)
+				} else if orig == nil || countEnv(orig.Env, names.EnvIdentityHeader) == 0 {
 					assert.Equal(t, *header, *envValue(&ctr, names.EnvIdentityHeader), "container %q", ctr.Name)
 				}
 				if orig == nil || countEnv(orig.Env, names.EnvAuthorityHost) == 0 {
@@ -576,12 +589,22 @@ func countEnv(env []corev1.EnvVar, name string) int {
 	return n
 }
 
+// skipped are the containers the pod's skip-containers annotation names,
+// and, when inject-containers is set, every container it does not name.
 func skipped(pod *corev1.Pod) map[string]bool {
 	set := map[string]bool{}
+	split := func(v string) []string {
+		return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ';' || r == ' ' })
+	}
 	v, _ := names.Lookup(pod.Annotations, names.SkipContainersAnnotation)
-	for n := range strings.SplitSeq(v, ",") {
-		if n = strings.TrimSpace(n); n != "" {
-			set[n] = true
+	for _, n := range split(v) {
+		set[n] = true
+	}
+	if only, ok := pod.Annotations[names.InjectContainersAnnotation]; ok {
+		for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
+			if !slices.Contains(split(only), c.Name) {
+				set[c.Name] = true
+			}
 		}
 	}
 	return set
