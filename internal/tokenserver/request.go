@@ -1,7 +1,6 @@
 package tokenserver
 
 import (
-	"crypto/subtle"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -67,12 +66,19 @@ type tokenRequest struct {
 	// both are empty for the default identity.
 	selectorKey   string
 	selectorValue string
+	// grant is the caller's, with per-container identities; nil when the
+	// pod has one header for every identity.
+	grant *grant
 }
 
+// authorizeFunc finds the grant of a request's X-IDENTITY-HEADER values,
+// or refuses them.
+type authorizeFunc func(p protocol, headers []string) (*grant, *apiError)
+
 // parseRequest authenticates and parses a token request. The path must be a
-// token path; identityHeader is the pod's secret. Errors are *apiError with
-// the status the SDKs expect.
-func parseRequest(r *http.Request, identityHeader []byte) (tokenRequest, *apiError) {
+// token path; authorize checks the X-IDENTITY-HEADER. Errors are *apiError
+// with the status the SDKs expect.
+func parseRequest(r *http.Request, authorize authorizeFunc) (tokenRequest, *apiError) {
 	var req tokenRequest
 	switch strings.TrimSuffix(r.URL.Path, "/") {
 	case names.PathAppService:
@@ -91,18 +97,14 @@ func parseRequest(r *http.Request, identityHeader []byte) (tokenRequest, *apiErr
 	if _, ok := r.Header["Forwarded"]; ok {
 		return req, &apiError{http.StatusForbidden, "forbidden", "requests with a Forwarded header are refused: tokens are only for processes in this pod, not for requests relayed by a proxy"}
 	}
-	if req.protocol == appService {
-		got := r.Header.Values(names.HeaderIdentity)
-		if len(got) == 0 {
-			return req, &apiError{http.StatusUnauthorized, "unauthorized", "the " + names.HeaderIdentity + " header is missing; send the value of the " + names.EnvIdentityHeader + " environment variable"}
-		}
-		// Length is not secret; the content is compared in constant time.
-		if len(got) != 1 || subtle.ConstantTimeCompare([]byte(got[0]), identityHeader) != 1 {
-			return req, &apiError{http.StatusUnauthorized, "unauthorized", "the " + names.HeaderIdentity + " header is wrong; send the value of the " + names.EnvIdentityHeader + " environment variable of this pod"}
-		}
-	} else if !strings.EqualFold(r.Header.Get(names.HeaderMetadata), "true") {
+	if req.protocol == imds && !strings.EqualFold(r.Header.Get(names.HeaderMetadata), "true") {
 		return req, &apiError{http.StatusUnauthorized, "unauthorized", "the " + names.HeaderMetadata + ": true header is missing"}
 	}
+	g, e := authorize(req.protocol, r.Header.Values(names.HeaderIdentity))
+	if e != nil {
+		return req, e
+	}
+	req.grant = g
 
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
@@ -228,6 +230,14 @@ func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.status, e.
 
 func badRequest(format string, args ...any) *apiError {
 	return &apiError{http.StatusBadRequest, "invalid_request", fmt.Sprintf(format, args...)}
+}
+
+func errHeaderMissing() *apiError {
+	return &apiError{http.StatusUnauthorized, "unauthorized", "the " + names.HeaderIdentity + " header is missing; send the value of the " + names.EnvIdentityHeader + " environment variable"}
+}
+
+func errHeaderWrong() *apiError {
+	return &apiError{http.StatusUnauthorized, "unauthorized", "the " + names.HeaderIdentity + " header is wrong; send the value of the " + names.EnvIdentityHeader + " environment variable of this container"}
 }
 
 func errNotFound(path string) *apiError {

@@ -59,7 +59,7 @@ func TestParseRequest(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseRequest(newRequest(tc.path, tc.query, tc.header), []byte(testSecret))
+			got, err := parseRequest(newRequest(tc.path, tc.query, tc.header), podWide(testSecret))
 			if tc.wantCode != 0 {
 				require.NotNil(t, err)
 				assert.Equal(t, tc.wantCode, err.status)
@@ -92,7 +92,7 @@ func FuzzParseRequest(f *testing.F) {
 		if forwarded != "" {
 			h.Set("X-Forwarded-For", forwarded)
 		}
-		req, err := parseRequest(newRequest(path, query, h), []byte(testSecret))
+		req, err := parseRequest(newRequest(path, query, h), podWide(testSecret))
 		if err != nil {
 			switch err.status {
 			case 400, 401, 403, 404:
@@ -129,4 +129,9 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("half a selector: %q=%q", req.selectorKey, req.selectorValue)
 		}
 	})
+}
+
+// podWide authorizes as a server with the one pod-wide header secret.
+func podWide(secret string) authorizeFunc {
+	return (&Server{header: []byte(secret)}).authorize
 }

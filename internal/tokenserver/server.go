@@ -10,6 +10,9 @@ package tokenserver
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +38,8 @@ type Options struct {
 	// Sources holds one Source per identity, by identity name.
 	Sources map[string]Source
 	// IdentityHeader is the pod's secret, expected in X-IDENTITY-HEADER.
+	// It must be empty when Config.Containers gives each container a
+	// header of its own, and set otherwise.
 	IdentityHeader string
 	// Logger receives one line per request; default slog.Default().
 	Logger *slog.Logger
@@ -46,7 +51,13 @@ type Options struct {
 
 // Server answers token requests. It is an http.Handler.
 type Server struct {
-	header     []byte
+	header []byte
+	// grants are the per-container headers of Config.Containers; empty
+	// when the pod has one header for every identity.
+	grants []grant
+	// headerless is what an IMDS-path request without X-IDENTITY-HEADER
+	// may use when grants are set: the identities every container may use.
+	headerless *grant
 	log        *slog.Logger
 	cache      *Cache
 	def        *identity
@@ -66,8 +77,27 @@ type identity struct {
 	source Source
 }
 
+// grant is what one container's header may ask for.
+type grant struct {
+	// container names it in messages; "" for headerless IMDS requests.
+	container string
+	sum       [sha256.Size]byte
+	// allowed are the identities it may use; def is the one it gets when
+	// a request names none, nil when none is shared (headerless).
+	allowed []*identity
+	def     *identity
+}
+
+// may reports whether g allows id.
+func (g *grant) may(id *identity) bool { return slices.Contains(g.allowed, id) }
+
 // ErrNoIdentityHeader is returned by New when the pod's secret is empty.
 var ErrNoIdentityHeader = errors.New("the identity header secret is empty")
+
+// ErrPodWideHeader is returned by New when the config gives containers
+// headers of their own and a pod-wide header is set too: it would open
+// every identity to whoever holds it.
+var ErrPodWideHeader = errors.New("a pod-wide identity header is set beside per-container headers")
 
 // New builds a server. It does no I/O.
 func New(o Options) (*Server, error) {
@@ -77,7 +107,11 @@ func New(o Options) (*Server, error) {
 	if err := o.Config.Validate(); err != nil {
 		return nil, err
 	}
-	if o.IdentityHeader == "" {
+	switch perContainer := len(o.Config.Containers) > 0; {
+	case perContainer && o.IdentityHeader != "":
+		return nil, fmt.Errorf("%w: remove %s from the %s container; with per-container identities (%s) the webhook sets none there",
+			ErrPodWideHeader, names.EnvIdentityHeader, names.SidecarContainerName, names.ContainerIdentitiesAnnotation)
+	case !perContainer && o.IdentityHeader == "":
 		return nil, fmt.Errorf("%w: set %s on the %s container (the webhook does)", ErrNoIdentityHeader, names.EnvIdentityHeader, names.SidecarContainerName)
 	}
 	if o.Logger == nil {
@@ -113,6 +147,7 @@ func New(o Options) (*Server, error) {
 		}
 	}
 	s.byClientID[strings.ToLower(s.def.cfg.ClientID)] = s.def
+	s.grants, s.headerless = grants(o.Config, s.byName())
 	s.cache = NewCache(o.Cache)
 	s.now = s.cache.o.Now
 	s.mux = http.NewServeMux()
@@ -122,6 +157,95 @@ func New(o Options) (*Server, error) {
 	s.mux.HandleFunc("GET "+names.PathHealth, s.handleHealth)
 	s.mux.HandleFunc("/", s.handleOther)
 	return s, nil
+}
+
+// byName indexes the server's identities by name.
+func (s *Server) byName() map[string]*identity {
+	m := map[string]*identity{}
+	for _, id := range s.byClientID {
+		m[id.cfg.Name] = id
+	}
+	for _, id := range s.byResID {
+		m[id.cfg.Name] = id
+	}
+	return m
+}
+
+// grants builds the per-container grants of c and the grant of headerless
+// IMDS requests: the identities that every container may use, so that the
+// IMDS path without a header never gives a container more than it has with
+// its own header.
+func grants(c *sidecarconfig.Config, byName map[string]*identity) ([]grant, *grant) {
+	if len(c.Containers) == 0 {
+		return nil, nil
+	}
+	gs := make([]grant, 0, len(c.Containers))
+	count := map[*identity]int{}
+	for _, ct := range c.Containers {
+		g := grant{container: ct.Name}
+		// Validate checked that the sum is hex of the right size.
+		_, _ = hex.Decode(g.sum[:], []byte(ct.HeaderSHA256))
+		for _, n := range ct.Identities {
+			id := byName[n]
+			if id == nil || g.may(id) {
+				continue
+			}
+			g.allowed = append(g.allowed, id)
+			count[id]++
+		}
+		g.def = g.allowed[0]
+		gs = append(gs, g)
+	}
+	shared := &grant{}
+	for _, id := range gs[0].allowed {
+		if count[id] == len(gs) {
+			shared.allowed = append(shared.allowed, id)
+		}
+	}
+	if len(shared.allowed) > 0 {
+		shared.def = shared.allowed[0]
+	}
+	return gs, shared
+}
+
+// authorize finds the grant of a request's X-IDENTITY-HEADER values: nil
+// when the pod has one header for every identity. The header is compared
+// with each container's sum in constant time, and with all of them, so
+// that timing tells nothing about which sums are close.
+func (s *Server) authorize(p protocol, got []string) (*grant, *apiError) {
+	if len(s.grants) == 0 {
+		if p == imds {
+			return nil, nil
+		}
+		if len(got) == 0 {
+			return nil, errHeaderMissing()
+		}
+		// Length is not secret; the content is compared in constant time.
+		if len(got) != 1 || subtle.ConstantTimeCompare([]byte(got[0]), s.header) != 1 {
+			return nil, errHeaderWrong()
+		}
+		return nil, nil
+	}
+	if len(got) == 0 {
+		if p == imds {
+			return s.headerless, nil
+		}
+		return nil, errHeaderMissing()
+	}
+	if len(got) != 1 {
+		return nil, errHeaderWrong()
+	}
+	sum := sha256.Sum256([]byte(got[0]))
+	var match *grant
+	for i := range s.grants {
+		if subtle.ConstantTimeCompare(sum[:], s.grants[i].sum[:]) == 1 {
+			match = &s.grants[i]
+		}
+	}
+	if match == nil {
+		return nil, errHeaderWrong()
+	}
+	return match, nil
 }
 
 // ServeHTTP implements http.Handler.
@@ -185,7 +309,7 @@ func (s *Server) handleOther(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	req, e := parseRequest(r, s.header)
+	req, e := parseRequest(r, s.authorize)
 	if e != nil {
 		writeError(w, e)
 		s.logRequest(r, start, nil, req.resource, e.status, false, e)
@@ -208,8 +332,16 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	s.logRequest(r, start, id, req.resource, http.StatusOK, hit, nil)
 }
 
-// selectIdentity picks the identity a request names, or the default.
+// selectIdentity picks the identity a request names, or the default, and
+// with per-container identities refuses one the caller's header does not
+// allow.
 func (s *Server) selectIdentity(req tokenRequest) (*identity, *apiError) {
+	if g := req.grant; g != nil {
+		id, e := s.selectGranted(req, g)
+		if id != nil || e != nil {
+			return id, e
+		}
+	}
 	var id *identity
 	switch req.selectorKey {
 	case "":
@@ -230,7 +362,65 @@ func (s *Server) selectIdentity(req tokenRequest) (*identity, *apiError) {
 			fmt.Sprintf("no identity with %s %q is bound to this pod; bound: %s. Add an AzureIdentityBinding for it with this pod's aadpodidbinding label, then recreate the pod",
 				req.selectorKey, truncate(req.selectorValue), s.boundList())}
 	}
+	if req.grant != nil {
+		// Bound to the pod, but not to the caller's container. The message
+		// names the caller's own container and grant only: nothing of the
+		// container that may use id, and never a header or its sum.
+		return nil, s.notGranted(req, id)
+	}
 	return id, nil
+}
+
+// selectGranted looks the request's selector up among the identities g
+// allows; it returns nil, nil when none of them matches, so that the
+// caller can tell "not granted" from "not bound".
+func (s *Server) selectGranted(req tokenRequest, g *grant) (*identity, *apiError) {
+	match := func(id *identity) bool {
+		switch req.selectorKey {
+		case paramClientID:
+			return strings.EqualFold(id.cfg.ClientID, req.selectorValue)
+		case paramMIResID, paramMSIResID:
+			return id.cfg.ResourceID != "" && strings.EqualFold(id.cfg.ResourceID, req.selectorValue)
+		}
+		return false
+	}
+	if req.selectorKey == "" {
+		if g.def == nil {
+			return nil, s.notGranted(req, s.def)
+		}
+		return g.def, nil
+	}
+	for _, id := range g.allowed {
+		if match(id) {
+			return id, nil
+		}
+	}
+	return nil, nil
+}
+
+// notGranted is the 403 for an identity that the pod has but the caller's
+// header does not allow.
+func (s *Server) notGranted(req tokenRequest, id *identity) *apiError {
+	g := req.grant
+	var mine []string
+	for _, a := range g.allowed {
+		mine = append(mine, a.label)
+	}
+	allowed := "none"
+	if len(mine) > 0 {
+		allowed = strings.Join(mine, ", ")
+	}
+	if g.container == "" {
+		return &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf(
+			"AzureIdentity %s is not served on %s without the %s header: this pod gives its containers identities of their own (%s), "+
+				"and a request without the header may use only identities every container may use (%s); send %s with the value of %s, "+
+				"or use %s, which the Azure SDKs do when it is set",
+			id.label, names.PathIMDS, names.HeaderIdentity, names.ContainerIdentitiesAnnotation, allowed, names.HeaderIdentity, names.EnvIdentityHeader, names.EnvIdentityEndpoint)}
+	}
+	return &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf(
+		"container %q may not use AzureIdentity %s: the pod's %s annotation gives it %s; "+
+			"ask for that identity, or change the annotation and recreate the pod",
+		g.container, id.label, names.ContainerIdentitiesAnnotation, allowed)}
 }
 
 // boundList names the pod's identities for error messages.

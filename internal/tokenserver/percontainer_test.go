@@ -1,0 +1,193 @@
+package tokenserver
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/podidentity/injector/e2e/framework/fakeaad"
+	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/internal/sidecarconfig"
+)
+
+// perContainerPod is a pod whose containers have identities of their own:
+// data-init may use the federated identity, my-app the client-secret one,
+// and, when shared is set, both may use the IMDS identity too.
+type perContainerPod struct {
+	pod                *fakeaad.Pod
+	srv                *running
+	initHeader, appHdr string
+}
+
+func startPerContainer(t *testing.T, shared bool) *perContainerPod {
+	t.Helper()
+	p := newPod(t, "")
+	// Every identity gets an ARM ID, so that mi_res_id can select each.
+	for i := range p.Config.Identities {
+		if p.Config.Identities[i].ResourceID == "" {
+			p.Config.Identities[i].ResourceID = "/subscriptions/" + uuid.NewString() + "/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/" + p.Config.Identities[i].Name
+		}
+	}
+	pc := &perContainerPod{pod: p, initHeader: "init-" + uuid.NewString(), appHdr: "app-" + uuid.NewString()}
+	initIDs, appIDs := []string{fakeaad.IdentityFederated}, []string{fakeaad.IdentitySecret}
+	if shared {
+		initIDs, appIDs = append(initIDs, fakeaad.IdentityIMDS), append(appIDs, fakeaad.IdentityIMDS)
+	}
+	p.Config.Containers = []sidecarconfig.Container{
+		{Name: "data-init", HeaderSHA256: sidecarconfig.HeaderSum(pc.initHeader), Identities: initIDs},
+		{Name: "my-app", HeaderSHA256: sidecarconfig.HeaderSum(pc.appHdr), Identities: appIDs},
+	}
+	require.NoError(t, p.Config.Validate())
+	pc.srv = startServer(t, p, func(o *Options) { o.IdentityHeader = "" })
+	return pc
+}
+
+// request asks for a token on path ("appService" or "imds") with header as
+// X-IDENTITY-HEADER (none when empty) and one selector.
+func (pc *perContainerPod) request(t *testing.T, protocol, header, selector, value string) response {
+	t.Helper()
+	q := url.Values{"resource": {uniqueResource(t)}}
+	if selector != "" {
+		q.Set(selector, value)
+	}
+	h := http.Header{}
+	if header != "" {
+		h.Set(names.HeaderIdentity, header)
+	}
+	path := names.PathAppService
+	if protocol == "imds" {
+		path = names.PathIMDS
+		h.Set(names.HeaderMetadata, "true")
+		q.Set("api-version", oldestIMDSAPIVersion)
+	} else {
+		q.Set("api-version", appServiceAPIVersion)
+	}
+	return pc.srv.get(t, path+"?"+q.Encode(), h)
+}
+
+// TestPerContainerOwnIdentity: each container's header gets its own
+// identity, by default and when it names it, on both protocols.
+func TestPerContainerOwnIdentity(t *testing.T) {
+	pc := startPerContainer(t, false)
+	for _, protocol := range []string{"appService", "imds"} {
+		for _, c := range []struct{ header, identity string }{
+			{pc.initHeader, fakeaad.IdentityFederated},
+			{pc.appHdr, fakeaad.IdentitySecret},
+		} {
+			want := pc.pod.Identity(c.identity).ClientID
+			got := pc.request(t, protocol, c.header, "", "")
+			require.Equal(t, http.StatusOK, got.status, "%s %s: %v", protocol, c.identity, got.body)
+			assert.Equal(t, want, got.str("client_id"))
+			got = pc.request(t, protocol, c.header, paramClientID, want)
+			require.Equal(t, http.StatusOK, got.status, "%s %s by client_id: %v", protocol, c.identity, got.body)
+			assert.Equal(t, want, got.str("client_id"))
+		}
+	}
+}
+
+// TestPerContainerCrossRefused is the issue's promise: with data-init's
+// header, asking for my-app's identity fails, on both protocols and with
+// every selector, and the answer gives away nothing of my-app's header.
+// client_id and the ARM ID selectors get 403; object_id and principal_id
+// get the 404 they always get, since the sidecar knows no object IDs, so
+// they can select nothing at all.
+func TestPerContainerCrossRefused(t *testing.T) {
+	pc := startPerContainer(t, false)
+	other := pc.pod.Identity(fakeaad.IdentitySecret)
+	selectors := map[string]struct {
+		value  string
+		status int
+	}{
+		paramClientID:    {other.ClientID, http.StatusForbidden},
+		paramMIResID:     {other.ResourceID, http.StatusForbidden},
+		paramMSIResID:    {other.ResourceID, http.StatusForbidden},
+		paramObjectID:    {uuid.NewString(), http.StatusNotFound},
+		paramPrincipalID: {uuid.NewString(), http.StatusNotFound},
+	}
+	for _, protocol := range []string{"appService", "imds"} {
+		for sel, c := range selectors {
+			t.Run(protocol+"/"+sel, func(t *testing.T) {
+				got := pc.request(t, protocol, pc.initHeader, sel, c.value)
+				require.Equal(t, c.status, got.status, "%v", got.body)
+				assert.Empty(t, got.str("access_token"))
+				desc := got.str("error_description")
+				for _, leak := range []string{pc.appHdr, sidecarconfig.HeaderSum(pc.appHdr), pc.initHeader, sidecarconfig.HeaderSum(pc.initHeader), `"my-app"`} {
+					assert.NotContains(t, desc, leak)
+				}
+				if c.status == http.StatusForbidden {
+					assert.Equal(t, "forbidden", got.str("error"))
+					assert.Equal(t, `container "data-init" may not use AzureIdentity default/`+fakeaad.IdentitySecret+`: the pod's `+
+						names.ContainerIdentitiesAnnotation+` annotation gives it default/`+fakeaad.IdentityFederated+
+						`; ask for that identity, or change the annotation and recreate the pod`, desc)
+				}
+			})
+		}
+	}
+	// The other way round too.
+	got := pc.request(t, "appService", pc.appHdr, paramClientID, pc.pod.Identity(fakeaad.IdentityFederated).ClientID)
+	assert.Equal(t, http.StatusForbidden, got.status)
+	assert.NotContains(t, got.str("error_description"), pc.initHeader)
+}
+
+// TestPerContainerHeaders: without a header of one of the containers the
+// App Service path refuses as it always did; a pod-wide secret means
+// nothing to a per-container sidecar.
+func TestPerContainerHeaders(t *testing.T) {
+	pc := startPerContainer(t, false)
+	for name, c := range map[string]struct {
+		header string
+		want   string
+	}{
+		"none":               {"", "X-IDENTITY-HEADER header is missing"},
+		"pod-wide":           {pc.pod.IdentityHeader, "X-IDENTITY-HEADER header is wrong"},
+		"another container+": {pc.initHeader + "x", "X-IDENTITY-HEADER header is wrong"},
+		"the sum itself":     {sidecarconfig.HeaderSum(pc.initHeader), "X-IDENTITY-HEADER header is wrong"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := pc.request(t, "appService", c.header, "", "")
+			assert.Equal(t, http.StatusUnauthorized, got.status)
+			assert.Contains(t, got.str("error_description"), c.want)
+		})
+	}
+	got := pc.request(t, "imds", pc.initHeader+"x", "", "")
+	assert.Equal(t, http.StatusUnauthorized, got.status, "a wrong header on the IMDS path is refused, not ignored")
+}
+
+// TestPerContainerIMDSWithoutHeader: the IMDS path without a header serves
+// only identities that every container may use.
+func TestPerContainerIMDSWithoutHeader(t *testing.T) {
+	t.Run("nothing shared", func(t *testing.T) {
+		pc := startPerContainer(t, false)
+		for sel, v := range map[string]string{"": "", paramClientID: pc.pod.Identity(fakeaad.IdentityFederated).ClientID} {
+			got := pc.request(t, "imds", "", sel, v)
+			assert.Equal(t, http.StatusForbidden, got.status, "selector %q: %v", sel, got.body)
+			assert.Contains(t, got.str("error_description"), "a request without the header may use only identities every container may use (none)")
+		}
+	})
+	t.Run("one shared", func(t *testing.T) {
+		pc := startPerContainer(t, true)
+		shared := pc.pod.Identity(fakeaad.IdentityIMDS).ClientID
+		got := pc.request(t, "imds", "", "", "")
+		require.Equal(t, http.StatusOK, got.status, "%v", got.body)
+		assert.Equal(t, shared, got.str("client_id"))
+		got = pc.request(t, "imds", "", paramClientID, pc.pod.Identity(fakeaad.IdentitySecret).ClientID)
+		assert.Equal(t, http.StatusForbidden, got.status)
+		assert.True(t, strings.Contains(got.str("error_description"), "default/"+fakeaad.IdentityIMDS))
+		// With its header, a container gets the shared one and its own.
+		got = pc.request(t, "appService", pc.appHdr, paramClientID, shared)
+		assert.Equal(t, http.StatusOK, got.status)
+	})
+}
+
+func TestNewRefusesPodWideHeaderWithContainers(t *testing.T) {
+	p := newPod(t, "")
+	p.Config.Containers = []sidecarconfig.Container{{Name: "a", HeaderSHA256: sidecarconfig.HeaderSum("x"), Identities: []string{fakeaad.IdentityFederated}}}
+	_, err := New(Options{Config: p.Config, Sources: map[string]Source{}, IdentityHeader: "pod-wide"})
+	assert.ErrorIs(t, err, ErrPodWideHeader)
+	assert.ErrorContains(t, err, "remove IDENTITY_HEADER from the pod-identity-sidecar container")
+}
