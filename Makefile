@@ -86,6 +86,7 @@ bench-sidecar: build
 ## (hack/images), as an OCI layout in _output/images/oci; with REGISTRY set,
 ## also pushed to $(REGISTRY)/pod-identity-{webhook,sidecar}:$(TAG)
 images:
+	@test -f /etc/ssl/certs/ca-certificates.crt || hack/install-deps.sh
 	$(GO) run ./hack/images --out $(IMAGES_OUT) --platforms $(PLATFORMS) \
 		--ldflags "$(LDFLAGS)" --tag $(TAG) --version $(VERSION) --revision $(COMMIT) \
 		--source-date-epoch $(SOURCE_DATE_EPOCH) --registry "$(REGISTRY)"
