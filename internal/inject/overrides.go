@@ -97,13 +97,14 @@ type resourceOverride struct {
 	resource corev1.ResourceName
 	limit    bool
 	min, max string
+	example  string
 }
 
 var resourceOverrides = []resourceOverride{
-	{names.SidecarCPURequestAnnotation, corev1.ResourceCPU, false, names.MinSidecarCPU, names.MaxSidecarCPU},
-	{names.SidecarCPULimitAnnotation, corev1.ResourceCPU, true, names.MinSidecarCPU, names.MaxSidecarCPU},
-	{names.SidecarMemoryRequestAnnotation, corev1.ResourceMemory, false, names.MinSidecarMemory, names.MaxSidecarMemory},
-	{names.SidecarMemoryLimitAnnotation, corev1.ResourceMemory, true, names.MinSidecarMemory, names.MaxSidecarMemory},
+	{names.SidecarCPURequestAnnotation, corev1.ResourceCPU, false, names.MinSidecarCPU, names.MaxSidecarCPU, "50m"},
+	{names.SidecarCPULimitAnnotation, corev1.ResourceCPU, true, names.MinSidecarCPU, names.MaxSidecarCPU, "200m"},
+	{names.SidecarMemoryRequestAnnotation, corev1.ResourceMemory, false, names.MinSidecarMemory, names.MaxSidecarMemory, "32Mi"},
+	{names.SidecarMemoryLimitAnnotation, corev1.ResourceMemory, true, names.MinSidecarMemory, names.MaxSidecarMemory, "128Mi"},
 }
 
 // readResources applies the sidecar resource annotations to r, which holds
@@ -119,7 +120,7 @@ func readResources(ref string, pod *corev1.Pod, r *corev1.ResourceRequirements) 
 		lo, hi := resource.MustParse(ov.min), resource.MustParse(ov.max)
 		if err != nil || q.Cmp(lo) < 0 || q.Cmp(hi) > 0 {
 			return annotationError(ref, ov.key, v, ErrBadOverride,
-				"want a %s quantity from %s to %s (for example %s); fix the value or remove the annotation", ov.resource, ov.min, ov.max, ov.min)
+				"want a %s quantity from %s to %s (for example %s); fix the value or remove the annotation", ov.resource, ov.min, ov.max, ov.example)
 		}
 		list := &r.Requests
 		if ov.limit {
