@@ -449,6 +449,34 @@ func TestHandlerDecisions(t *testing.T) {
 			code: http.StatusForbidden, message: []string{"8181", names.TokenPortAnnotation}, reason: inject.ErrPortCollision,
 		},
 		{
+			name: "per-container identity the selector does not resolve to", objs: good,
+			req: func() admission.Request {
+				return podRequest(t, ns, pod(func(p *corev1.Pod) {
+					p.Annotations = map[string]string{names.ContainerIdentitiesAnnotation: "app=writer-id"}
+				}))
+			},
+			code: http.StatusForbidden, reason: inject.ErrContainerIdentities,
+			message: []string{names.ContainerIdentitiesAnnotation, `container "app" is given AzureIdentity "writer-id"`, `label "reader" resolves to in namespace team-a (reader-id)`},
+		},
+		{
+			name: "per-container identities", objs: good, allowed: true, patched: true,
+			req: func() admission.Request {
+				return podRequest(t, ns, pod(func(p *corev1.Pod) {
+					p.Annotations = map[string]string{names.ContainerIdentitiesAnnotation: "app=reader-id"}
+				}))
+			},
+		},
+		{
+			name: "token expiration out of range", objs: good,
+			req: func() admission.Request {
+				return podRequest(t, ns, pod(func(p *corev1.Pod) {
+					p.Annotations = map[string]string{names.TokenExpirationAnnotation: "100000"}
+				}))
+			},
+			code: http.StatusForbidden, reason: inject.ErrBadOverride,
+			message: []string{names.TokenExpirationAnnotation, "from 600 to 86400"},
+		},
+		{
 			name: "malformed pod", objs: good,
 			req:  func() admission.Request { return podRequest(t, ns, []byte(`{"spec": [}`)) },
 			code: http.StatusBadRequest, message: []string{"decode pod"}, reason: errBadRequest,
