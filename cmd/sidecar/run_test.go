@@ -18,6 +18,7 @@ import (
 
 	"github.com/podidentity/injector/e2e/framework/fakeaad"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/internal/sidecarconfig"
 )
 
 func TestConfigFlags(t *testing.T) {
@@ -108,6 +109,16 @@ func TestServeStartErrors(t *testing.T) {
 	err = run(context.Background(), []string{"serve", "--imds-endpoint", p.IMDS.URL}, func(k string) string { return env[k] }, &bytes.Buffer{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "set IDENTITY_HEADER on the pod-identity-sidecar container")
+
+	// With per-container headers, a pod-wide one is refused: it would open
+	// every identity to whoever holds it.
+	p.Config.Containers = []sidecarconfig.Container{{Name: "app", HeaderSHA256: sidecarconfig.HeaderSum("app-header"), Identities: []string{p.Config.DefaultIdentity}}}
+	doc, err = p.Config.Marshal()
+	require.NoError(t, err)
+	env = map[string]string{names.EnvSidecarConfig: doc, names.EnvIdentityHeader: p.IdentityHeader}
+	err = run(context.Background(), []string{"serve", "--imds-endpoint", p.IMDS.URL}, func(k string) string { return env[k] }, &bytes.Buffer{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "remove IDENTITY_HEADER from the pod-identity-sidecar container")
 }
 
 func TestProbe(t *testing.T) {
