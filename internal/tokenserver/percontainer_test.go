@@ -1,10 +1,15 @@
 package tokenserver
 
 import (
+	"encoding/json"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
@@ -190,4 +195,70 @@ func TestNewRefusesPodWideHeaderWithContainers(t *testing.T) {
 	_, err := New(Options{Config: p.Config, Sources: map[string]Source{}, IdentityHeader: "pod-wide"})
 	assert.ErrorIs(t, err, ErrPodWideHeader)
 	assert.ErrorContains(t, err, "remove IDENTITY_HEADER from the pod-identity-sidecar container")
+}
+
+// FuzzPerContainerAccess: whatever a request sends, a per-container server
+// serves only an identity that the sent header's container may use, or,
+// without a header on the IMDS path, one that every container may use.
+func FuzzPerContainerAccess(f *testing.F) {
+	f.Add(true, "a-secret", "client_id", "c-a", "")
+	f.Add(false, "b-secret", "mi_res_id", "/r/a", "")
+	f.Add(false, "", "client_id", "c-shared", "")
+	f.Add(true, "a-secret", "", "", "b-secret")
+	f.Fuzz(func(t *testing.T, appService bool, header, selector, value, second string) {
+		cfg := &sidecarconfig.Config{
+			APIVersion: sidecarconfig.APIVersion, Port: names.DefaultTokenPort, DefaultIdentity: "a",
+			Containers: []sidecarconfig.Container{
+				{Name: "ca", HeaderSHA256: sidecarconfig.HeaderSum("a-secret"), Identities: []string{"a", "shared"}},
+				{Name: "cb", HeaderSHA256: sidecarconfig.HeaderSum("b-secret"), Identities: []string{"b", "shared"}},
+			},
+		}
+		sources := map[string]Source{}
+		for _, n := range []string{"a", "b", "shared"} {
+			cfg.Identities = append(cfg.Identities, sidecarconfig.Identity{Name: n, Namespace: "ns", Source: names.TokenSourceClientSecret,
+				ClientID: "c-" + n, ResourceID: "/r/" + n, TenantID: "t", SecretDir: "/s"})
+			sources[n] = &fakeSource{now: time.Now, lifetime: time.Hour}
+		}
+		srv, err := New(Options{Config: cfg, Sources: sources, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+		require.NoError(t, err)
+		defer srv.Close()
+		q := url.Values{"resource": {"https://vault.azure.net"}}
+		if selector != "" {
+			q.Set(selector, value)
+		}
+		path := names.PathIMDS
+		q.Set("api-version", oldestIMDSAPIVersion)
+		if appService {
+			path = names.PathAppService
+			q.Set("api-version", appServiceAPIVersion)
+		}
+		r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:8181"+path+"?"+q.Encode(), nil)
+		r.Header.Set(names.HeaderMetadata, "true")
+		if header != "" {
+			r.Header.Add(names.HeaderIdentity, header)
+		}
+		if second != "" {
+			r.Header.Add(names.HeaderIdentity, second)
+		}
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			return
+		}
+		var body struct {
+			ClientID string `json:"client_id"`
+		}
+		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &body))
+		allowed := map[string][]string{"a-secret": {"c-a", "c-shared"}, "b-secret": {"c-b", "c-shared"}}
+		switch {
+		case second != "":
+			t.Fatalf("served %s for two headers", body.ClientID)
+		case header == "" && appService:
+			t.Fatalf("served %s on the App Service path without a header", body.ClientID)
+		case header == "":
+			require.Equal(t, "c-shared", body.ClientID, "headerless IMDS")
+		default:
+			require.Contains(t, allowed[header], body.ClientID, "header %q", header)
+		}
+	})
 }
