@@ -2,6 +2,7 @@ package v1
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/podidentity/injector/internal/names"
 )
@@ -126,4 +127,20 @@ func (e *AzurePodIdentityException) Validate() error {
 			"spec.podLabels is empty, which would exempt every pod of the namespace; list the labels of the pods to exempt"))
 	}
 	return joinErrors(errs)
+}
+
+// Exempts reports whether the exception exempts a pod with these labels:
+// when the pod carries any one of spec.podLabels, with the label key equal
+// and the value equal ignoring case. These are aad-pod-identity's
+// semantics (its labelInExceptionList), whose docs told users to "include
+// at least one of the labels"; an exception that carried over with them
+// must exempt the same pods. An exception whose podLabels are empty exempts
+// nothing (see Validate).
+func (e *AzurePodIdentityException) Exempts(labels map[string]string) bool {
+	for k, want := range e.Spec.PodLabels {
+		if have, ok := labels[k]; ok && strings.EqualFold(have, want) {
+			return true
+		}
+	}
+	return false
 }
