@@ -222,7 +222,8 @@ func (h *Handler) optedIn(ctx context.Context, namespace string) (bool, error) {
 }
 
 // exception returns the name of the first AzurePodIdentityException in the
-// pod's namespace whose podLabels the pod carries, or "", and warnings for
+// pod's namespace that exempts the pod (any one of its podLabels, see
+// Exempts), or "", and warnings for
 // exceptions that use legacy keys or cannot be read: a broken exception
 // matches nothing, and the warning says which one and why.
 func (h *Handler) exception(ctx context.Context, pod *corev1.Pod) (string, []string, error) {
@@ -238,21 +239,11 @@ func (h *Handler) exception(ctx context.Context, pod *corev1.Pod) (string, []str
 			warnings = append(warnings, fmt.Sprintf("%v; it exempts no pod until fixed", err))
 			continue
 		}
-		if hasLabels(pod.Labels, e.Spec.PodLabels) {
+		if e.Exempts(pod.Labels) {
 			return e.Name, warnings, nil
 		}
 	}
 	return "", warnings, nil
-}
-
-// hasLabels reports whether have contains every key and value of want.
-func hasLabels(have, want map[string]string) bool {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			return false
-		}
-	}
-	return true
 }
 
 // RandomSecret makes a pod's IDENTITY_HEADER value from crypto/rand.

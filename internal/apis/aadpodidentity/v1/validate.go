@@ -86,6 +86,20 @@ func (b *AzureIdentityBinding) DecodeErr() error {
 	return joinErrors(b.Spec.Decoding.fieldErrors(KindAzureIdentityBinding, &b.ObjectMeta))
 }
 
+// SelectorErr returns nil, or the error that made spec.selector unusable:
+// a value that is not a string (`selector: 1234`, the map-form `Selector:`
+// of 2019-era manifests) or spellings that disagree. Such a binding matches
+// no pod, so the webhook names it when a pod finds no binding.
+func (b *AzureIdentityBinding) SelectorErr() error {
+	var errs []error
+	for _, err := range b.Spec.Decoding.fieldErrors(KindAzureIdentityBinding, &b.ObjectMeta) {
+		if fe, ok := err.(*FieldError); ok && fe.Field == "selector" {
+			errs = append(errs, err)
+		}
+	}
+	return joinErrors(errs)
+}
+
 // Validate returns nil when the binding names an identity and a selector.
 // Otherwise its error lists every problem, each a *FieldError wrapping one
 // of ErrLegacyConflict, ErrInvalidField or ErrMissingField.
