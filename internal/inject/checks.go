@@ -139,10 +139,10 @@ func checkUserHeader(ref string, pod *corev1.Pod, st *state) error {
 			if j < 0 || equality.Semantic.DeepEqual(c.Env[j], st.header) {
 				continue
 			}
-			return fmt.Errorf("pod %s: spec.%s[%d].env[%d] of container %q sets %s: %w; the webhook generates this header per pod, at admission, "+
+			return fmt.Errorf("pod %s: spec.%s[%d].env[%d] of container %q: %w; the webhook generates this header per pod, at admission, "+
 				"and gives the same random value to the token sidecar and the containers, so a value in the manifest can never match; "+
 				"remove %s from the container's env, or list the container in the pod annotation %s if it must not use the sidecar",
-				ref, l.name, i, j, c.Name, names.EnvIdentityHeader, ErrUserIdentityHeader, names.EnvIdentityHeader, names.SkipContainersAnnotation)
+				ref, l.name, i, j, c.Name, ErrUserIdentityHeader, names.EnvIdentityHeader, names.SkipContainersAnnotation)
 		}
 	}
 	return nil

@@ -251,7 +251,7 @@ func TestInjectErrors(t *testing.T) {
 				p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, corev1.EnvVar{Name: names.EnvIdentityHeader, Value: "mine"})
 			}),
 			wantErr: inject.ErrUserIdentityHeader,
-			wantMsg: []string{`spec.containers[0].env[0] of container "my-app" sets IDENTITY_HEADER`, "generates this header per pod", names.SkipContainersAnnotation},
+			wantMsg: []string{`spec.containers[0].env[0] of container "my-app": container sets IDENTITY_HEADER`, "generates this header per pod", names.SkipContainersAnnotation},
 		},
 		{
 			name: "pod-level requests leave no room for the sidecar",

@@ -62,7 +62,7 @@ func TestHandlerPodShapes(t *testing.T) {
 				p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: names.EnvIdentityHeader, Value: "from-the-manifest"}}
 			},
 			denied:  true,
-			message: []string{`pod team-a/web: spec.containers[0].env[0] of container "app" sets IDENTITY_HEADER`, "the webhook generates this header per pod"},
+			message: []string{`pod team-a/web: spec.containers[0].env[0] of container "app": container sets IDENTITY_HEADER`, "the webhook generates this header per pod"},
 		},
 		{
 			name: "token-port annotation clashes with a container port",
