@@ -471,6 +471,8 @@ func TestWarnings(t *testing.T) {
 		pod  func(t *testing.T) *corev1.Pod
 		cfg  func(*inject.Config)
 		want []string
+		// count is the number of warnings when it is not 1.
+		count int
 	}{
 		{
 			name: "native sidecar, nothing to warn about",
@@ -522,6 +524,7 @@ func TestWarnings(t *testing.T) {
 				`containers "azwi" already have AZURE_FEDERATED_TOKEN_FILE from azure-workload-identity's webhook`,
 				"DefaultAzureCredential tries workload identity before managed identity",
 			},
+			count: 2,
 		},
 		{
 			name: "envFrom of a skipped container is not ours to warn about",
@@ -545,6 +548,11 @@ func TestWarnings(t *testing.T) {
 				assert.Empty(t, res.Warnings)
 				return
 			}
+			n := 1
+			if tt.count != 0 {
+				n = tt.count
+			}
+			require.Len(t, res.Warnings, n)
 			all := strings.Join(res.Warnings, "\n")
 			for _, part := range tt.want {
 				assert.Contains(t, all, part)
