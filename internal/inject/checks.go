@@ -46,8 +46,9 @@ func checkOwnSidecar(ref string, pod *corev1.Pod, sc sidecarRef, st *state, ids 
 		return foreign("it is in spec." + sc.list + ", where the webhook puts it in spec." + wantList)
 	}
 	vols, mounts := credentialVolumes(want.config)
-	if f := differingField(withoutDefaults(sc.c, cfg), sidecarContainer(cfg, want, mounts)); f != "" {
-		return foreign("its field " + strconv.Quote(f) + " differs")
+	if have, exp := withoutDefaults(sc.c, cfg), sidecarContainer(cfg, want, mounts); !equality.Semantic.DeepEqual(have, exp) {
+		// Only a refusal pays for finding the field to name.
+		return foreign("its field " + strconv.Quote(differingField(have, exp)) + " differs")
 	}
 	for _, v := range vols {
 		i := slices.IndexFunc(pod.Spec.Volumes, func(have corev1.Volume) bool { return have.Name == v.Name })
