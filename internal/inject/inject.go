@@ -56,6 +56,9 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 	sidecar := findSidecar(out)
 	if sidecar.c != nil {
 		st, err = stateOf(ref, sidecar)
+		if err == nil {
+			err = checkOwnSidecar(ref, out, sidecar, st, ids, cfg)
+		}
 	} else {
 		st, err = newState(ref, out, ids, cfg, secret)
 	}
@@ -75,6 +78,9 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 			"with a shared process namespace every container can read the others' %s through /proc/<pid>/environ; set spec.shareProcessNamespace to false",
 			ref, ErrContainerIdentities, names.EnvIdentityHeader)
 	}
+	if err := checkUserHeader(ref, out, st); err != nil {
+		return nil, Result{}, err
+	}
 
 	if sidecar.c == nil {
 		if err := addSidecar(ref, out, st, cfg); err != nil {
@@ -83,15 +89,18 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 		res.Changed = true
 		sidecar = findSidecar(out)
 	}
-	envChanged, envWarnings := addEnvToAll(ref, out, st)
+	envChanged, envWarns := addEnvToAll(ref, out, st)
 	if envChanged {
 		res.Changed = true
 	}
 	if setAnnotation(out, names.InjectedAnnotation, injectedValue(st.config)) {
 		res.Changed = true
 	}
+	if err := checkPodResources(ref, pod, out); err != nil {
+		return nil, Result{}, err
+	}
 	res.DefaultIdentity = st.config.DefaultIdentity
-	res.Warnings = append(warnings(ref, out, sidecar), envWarnings...)
+	res.Warnings = append(append(warnings(ref, out, sidecar), envWarns...), envWarnings(ref, out, st)...)
 	return out, res, nil
 }
 
@@ -153,8 +162,20 @@ func (s *state) defaultClientID() string {
 	return s.config.Default().ClientID
 }
 
-// newState builds the sidecar configuration for a pod without a sidecar.
+// newState builds the sidecar configuration for a pod without a sidecar,
+// with the overrides its annotations ask for.
 func newState(ref string, pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*state, error) {
+	opts, err := readOptions(ref, pod, ids, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return buildState(ref, pod, ids, cfg, secret, opts)
+}
+
+// buildState builds the sidecar configuration for ids with the overrides
+// opts: per-container headers derived from secret when opts has grants,
+// else secret as the pod-wide header.
+func buildState(ref string, pod *corev1.Pod, ids []Identity, cfg Config, secret string, opts podOptions) (*state, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("pod %s: %w", ref, err)
 	}
@@ -162,10 +183,6 @@ func newState(ref string, pod *corev1.Pod, ids []Identity, cfg Config, secret st
 		return nil, fmt.Errorf("pod %s: %w: the %s value is empty; the webhook must pass a random per-pod value", ref, ErrInvalidConfig, names.EnvIdentityHeader)
 	}
 	port, err := tokenPort(ref, pod, cfg.Port)
-	if err != nil {
-		return nil, err
-	}
-	opts, err := readOptions(ref, pod, ids, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -178,13 +195,23 @@ func newState(ref string, pod *corev1.Pod, ids []Identity, cfg Config, secret st
 	if sc.Containers == nil {
 		st.header = corev1.EnvVar{Name: names.EnvIdentityHeader, Value: secret}
 	}
-	if err := sc.Validate(); err != nil {
-		return nil, fmt.Errorf("pod %s: %w: %w", ref, ErrInvalidIdentity, err)
-	}
-	if st.configJSON, err = sc.Marshal(); err != nil {
-		return nil, fmt.Errorf("pod %s: %w", ref, err)
+	if err := st.marshal(ref); err != nil {
+		return nil, err
 	}
 	return st, nil
+}
+
+// marshal validates the state's config and sets configJSON.
+func (s *state) marshal(ref string) error {
+	if err := s.config.Validate(); err != nil {
+		return fmt.Errorf("pod %s: %w: %w", ref, ErrInvalidIdentity, err)
+	}
+	js, err := s.config.Marshal()
+	if err != nil {
+		return fmt.Errorf("pod %s: %w", ref, err)
+	}
+	s.configJSON = js
+	return nil
 }
 
 // stateOf reads the configuration back from a sidecar already in the pod.
@@ -219,6 +246,11 @@ func stateOf(ref string, sc sidecarRef) (*state, error) {
 	return &state{config: parsed, configJSON: cfgEnv.Value, header: header}, nil
 }
 
+// MinAnnotatedPort is the lowest port the token-port annotation may choose:
+// below it are the privileged ports, which the sidecar, running as a
+// non-root user without capabilities, cannot bind.
+const MinAnnotatedPort = 1024
+
 // tokenPort is the operator's port unless the pod's annotation overrides it.
 func tokenPort(ref string, pod *corev1.Pod, def int) (int, error) {
 	v, ok := names.Lookup(pod.Annotations, names.TokenPortAnnotation)
@@ -231,9 +263,9 @@ func tokenPort(ref string, pod *corev1.Pod, def int) (int, error) {
 		key = names.LegacyKey(key)
 	}
 	p, err := strconv.ParseUint(strings.TrimSpace(v), 10, 16)
-	if err != nil || p == 0 {
-		return 0, fmt.Errorf("pod %s: metadata.annotations[%q] is %q: %w: want a port number in 1-65535; "+
-			"fix the value, or remove the annotation to use the default port %d", ref, key, v, ErrBadPortAnnotation, def)
+	if err != nil || p < MinAnnotatedPort {
+		return 0, fmt.Errorf("pod %s: metadata.annotations[%q] is %q: %w: want a port number in %d-65535 that no container of the pod declares; "+
+			"fix the value, or remove the annotation to use the default port %d", ref, key, v, ErrBadPortAnnotation, MinAnnotatedPort, def)
 	}
 	return int(p), nil
 }
@@ -251,11 +283,24 @@ func checkPorts(ref string, pod *corev1.Pod, port int) error {
 			if c.Name == names.SidecarContainerName {
 				continue
 			}
-			if field := portUse(c, port); field != "" {
-				return fmt.Errorf("pod %s: spec.%s[%d].%s of container %q is %d: %w; "+
-					"set the pod annotation %s to a port that no container uses",
-					ref, l.name, i, field, c.Name, port, ErrPortCollision, names.TokenPortAnnotation)
+			field := portUse(c, port)
+			if field == "" {
+				continue
 			}
+			if v, ok := names.Lookup(pod.Annotations, names.TokenPortAnnotation); ok && strings.TrimSpace(v) == strconv.Itoa(port) {
+				// The pod chose this port itself: say what it clashes
+				// with, not "set the annotation".
+				key := names.TokenPortAnnotation
+				if _, set := pod.Annotations[key]; !set {
+					key = names.LegacyKey(key)
+				}
+				return fmt.Errorf("pod %s: metadata.annotations[%q] is %d, which container %q already uses in spec.%s[%d].%s: %w; "+
+					"change the annotation to a port in %d-65535 that no container declares",
+					ref, key, port, c.Name, l.name, i, field, ErrPortCollision, MinAnnotatedPort)
+			}
+			return fmt.Errorf("pod %s: spec.%s[%d].%s of container %q is %d, the token sidecar's port: %w; "+
+				"set the pod annotation %s to a port in %d-65535 that no container uses",
+				ref, l.name, i, field, c.Name, port, ErrPortCollision, names.TokenPortAnnotation, MinAnnotatedPort)
 		}
 	}
 	return nil
