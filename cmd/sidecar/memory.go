@@ -68,10 +68,12 @@ func memoryLimit() int64 { return debug.SetMemoryLimit(-1) }
 // the first TLS handshake otherwise, and keeps only their raw bytes: the
 // parse leaves about 4 MiB of garbage (hack/footprint/measure.sh, the tls
 // step), which an idle server would keep mapped for minutes after its first
-// token. Loaded here, it costs the start a few milliseconds and the first
-// token none. The parsed certificates of --ca-file and of the identities'
-// Secrets are garbage by now too. One forced collection of a heap this
-// small is well under a millisecond, once.
+// token. Loaded right after start, beside the first requests, it costs the
+// first token nothing. The parsed certificates of --ca-file and of the
+// identities' Secrets are garbage by now too. Both steps take from a few to
+// tens of milliseconds on a busy node (the parse, and the forced collection
+// that returns the pages), which is why serve runs this in the background
+// once it listens, rather than before readiness.
 func releaseStartupMemory() {
 	_, _ = x509.SystemCertPool()
 	debug.FreeOSMemory()
