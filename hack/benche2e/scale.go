@@ -40,6 +40,9 @@ type ScaleStep struct {
 	CreateTime time.Duration
 	// RSS is the running webhook's; RSSRestarted the restarted one's.
 	RSS, RSSRestarted int64
+	// HeapRestarted is the restarted webhook's go_memstats_heap_inuse_bytes:
+	// the part of its RSS that is Go heap, live objects and garbage alike.
+	HeapRestarted float64
 	// Ready is exec to /readyz 200 after the restart.
 	Ready time.Duration
 	// Admission is the apiserver's histogram delta over the paced pods.
@@ -131,6 +134,11 @@ func runScale(ctx context.Context, cfg Config, stdout, log io.Writer) error {
 		if st.RSSRestarted, err = processRSS(b.env.WebhookPID()); err != nil {
 			return err
 		}
+		_, hook, err := b.scrape(ctx)
+		if err != nil {
+			return err
+		}
+		st.HeapRestarted = gauge(hook, "go_memstats_heap_inuse_bytes")
 		fmt.Fprintf(log, ">> %d namespaces: webhook RSS %s, after restart %s, ready in %s, admission p99 %s\n",
 			n, mib(st.RSS), mib(st.RSSRestarted), st.Ready.Round(time.Millisecond), quantileText(0.99, st.Admission))
 		results = append(results, st)
@@ -227,6 +235,15 @@ func processRSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
+// gauge is the value of an unlabelled gauge, or 0.
+func gauge(ms Metrics, name string) float64 {
+	f := ms[name]
+	if f == nil || len(f.GetMetric()) == 0 {
+		return 0
+	}
+	return f.GetMetric()[0].GetGauge().GetValue()
+}
+
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 // perNamespace is the growth of the restarted webhook's RSS per namespace
@@ -241,11 +258,11 @@ func perNamespace(first, st ScaleStep) string {
 func writeScale(w io.Writer, cfg Config, steps []ScaleStep, loadBefore, loadAfter string) {
 	fmt.Fprintf(w, "machine: %d CPUs, %s, load average %s before, %s after\n", runtime.NumCPU(), runtime.Version(), loadBefore, loadAfter)
 	fmt.Fprintf(w, "admission: %d pods at %v/s per step, apiserver histogram %s\n\n", cfg.PacedPods, cfg.PacedRate, apiserverWebhookLatency)
-	fmt.Fprintln(w, "| namespaces (1 identity + 1 binding each) | webhook RSS, running | webhook RSS after restart | growth per namespace (after restart, from the first step) | ready after restart | admission p50 | admission p99 | pods |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| namespaces (1 identity + 1 binding each) | webhook RSS, running | webhook RSS after restart | growth per namespace (after restart, from the first step) | Go heap in use after restart | ready after restart | admission p50 | admission p99 | pods |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 	for _, st := range steps {
-		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %d (%d failed) |\n",
-			st.Namespaces, mib(st.RSS), mib(st.RSSRestarted), perNamespace(steps[0], st), st.Ready.Round(time.Millisecond),
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %s | %d (%d failed) |\n",
+			st.Namespaces, mib(st.RSS), mib(st.RSSRestarted), perNamespace(steps[0], st), mib(int64(st.HeapRestarted)), st.Ready.Round(time.Millisecond),
 			quantileText(0.5, st.Admission), quantileText(0.99, st.Admission), st.Created, st.Failed)
 	}
 }
