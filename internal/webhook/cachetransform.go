@@ -40,8 +40,14 @@ var CacheDefaultTransform toolscache.TransformFunc = cache.TransformStripManaged
 
 // slimMeta is the metadata the handler reads: the name and namespace that
 // messages cite, the identity of the object for the informer, and the
-// annotations and labels named in keep (the others are dropped).
+// annotations and labels named in keep, in their names.Prefix and legacy
+// spellings (names.Lookup reads both); the others are dropped.
 func slimMeta(m *metav1.ObjectMeta, keep ...string) metav1.ObjectMeta {
+	for _, k := range keep {
+		if legacy := names.LegacyKey(k); legacy != k {
+			keep = append(keep, legacy)
+		}
+	}
 	return metav1.ObjectMeta{
 		Name:            m.Name,
 		Namespace:       m.Namespace,

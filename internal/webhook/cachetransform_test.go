@@ -17,8 +17,16 @@ import (
 )
 
 // bloat gives an object what a real apiserver and kubectl add and the
-// handler never reads.
+// handler never reads, and the legacy spelling beside every key the handler
+// reads (which it warns about).
 func bloat(m *metav1.ObjectMeta) {
+	for _, kv := range []map[string]string{m.Annotations, m.Labels} {
+		for _, k := range []string{names.InjectAnnotation, names.TokenSourceAnnotation} {
+			if v, ok := kv[k]; ok {
+				kv[names.LegacyKey(k)] = v
+			}
+		}
+	}
 	m.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply, APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:clientID":{}}}`)}}}
 	if m.Annotations == nil {
 		m.Annotations = map[string]string{}
@@ -104,8 +112,8 @@ func TestCacheTransformsDrop(t *testing.T) {
 	want := func(annotations, labels map[string]string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: "n", Namespace: "team-a", UID: "uid-1", ResourceVersion: "42", Generation: 3, Annotations: annotations, Labels: labels}
 	}
-	optIn := map[string]string{names.InjectAnnotation: names.InjectEnabled}
-	source := map[string]string{names.TokenSourceAnnotation: names.TokenSourceIMDS}
+	optIn := map[string]string{names.InjectAnnotation: names.InjectEnabled, names.LegacyKey(names.InjectAnnotation): names.InjectEnabled}
+	source := map[string]string{names.TokenSourceAnnotation: names.TokenSourceIMDS, names.LegacyKey(names.TokenSourceAnnotation): names.TokenSourceIMDS}
 	tests := map[string]struct {
 		in, want  any
 		transform func(any) (any, error)
