@@ -1,0 +1,87 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/podidentity/injector/internal/names"
+)
+
+// The seed's images, as examples/aad-pod-identity-blog names them. On the
+// real node they are stand-ins, built here and pushed under these names.
+const (
+	AzcopyImage = "docker.io/datenbetrieb/azcopy:latest"
+	AppImage    = "docker.io/library/nginx:latest"
+)
+
+// SeedImages are the inputs of PushSeedImages.
+type SeedImages struct {
+	RepoRoot string
+	// SidecarRef is the name the webhook injects (its --sidecar-image).
+	SidecarRef string
+	// CAPEM is the test CA (the fake Entra ID's, which also signs the blob
+	// emulator's certificate): the images' only trusted root, as a real
+	// image's CA bundle holds Entra ID's and Azure Storage's roots.
+	CAPEM []byte
+	// Azcopy is the real azcopy binary from the tools cache.
+	Azcopy string
+	// Busybox is a static busybox (Debian's busybox-static: /bin/busybox).
+	Busybox string
+}
+
+const caBundle = "/etc/ssl/certs/ca-certificates.crt"
+
+// PushSeedImages builds and pushes the three images the seed pod runs:
+//   - the sidecar: cmd/sidecar at names.SidecarBinary, with the test CA;
+//   - the azcopy stand-in for datenbetrieb/azcopy: the real azcopy, a
+//     busybox shell for the seed's `/bin/sh -c` command, and the test CA;
+//   - the nginx stand-in: cmd/app-standin, which gets a token through the
+//     injected env and prints its claims.
+func (r *Registry) PushSeedImages(ctx context.Context, s SeedImages) error {
+	sidecar, err := GoBinary(ctx, s.RepoRoot, "./cmd/sidecar")
+	if err != nil {
+		return err
+	}
+	app, err := GoBinary(ctx, s.RepoRoot, "./e2e/framework/node/cmd/app-standin")
+	if err != nil {
+		return err
+	}
+	azcopy, err := os.ReadFile(s.Azcopy)
+	if err != nil {
+		return fmt.Errorf("the azcopy stand-in image needs azcopy: %w", err)
+	}
+	busybox, err := os.ReadFile(s.Busybox)
+	if err != nil {
+		return fmt.Errorf("the azcopy stand-in image needs a static busybox (Debian busybox-static; make deps): %w", err)
+	}
+	ca := File{Path: caBundle, Mode: 0o644, Data: s.CAPEM}
+	images := []struct {
+		ref        string
+		files      []File
+		entrypoint []string
+	}{
+		{s.SidecarRef, []File{{Path: names.SidecarBinary, Mode: 0o755, Data: sidecar}, ca}, []string{names.SidecarBinary}},
+		{AzcopyImage, []File{
+			{Path: "/usr/local/bin/azcopy", Mode: 0o755, Data: azcopy},
+			{Path: "/bin/busybox", Mode: 0o755, Data: busybox},
+			{Path: "/bin/sh", Link: "busybox"},
+			{Path: "/bin/ls", Link: "busybox"},
+			{Path: "/bin/cat", Link: "busybox"},
+			{Path: "/root/.azcopy/.keep", Mode: 0o644},
+			{Path: "/tmp/.keep", Mode: 0o644},
+			ca,
+		}, []string{"/bin/sh"}},
+		{AppImage, []File{{Path: "/app-standin", Mode: 0o755, Data: app}, ca}, []string{"/app-standin"}},
+	}
+	for _, im := range images {
+		img, err := Image(im.files, im.entrypoint, nil)
+		if err != nil {
+			return fmt.Errorf("build image %s: %w", im.ref, err)
+		}
+		if err := r.Push(ctx, im.ref, img); err != nil {
+			return err
+		}
+	}
+	return nil
+}
