@@ -15,6 +15,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +27,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/podidentity/injector/e2e/framework/localenv"
 	"github.com/podidentity/injector/e2e/framework/node"
@@ -34,7 +37,7 @@ import (
 )
 
 // sidecarImage is what the webhook injects; the registry serves it.
-const sidecarImage = "ghcr.io/podidentity/pod-identity-sidecar:e2e"
+const sidecarImage = "ghcr.io/podidentity/pod-identity-sidecar:v0.1.0"
 
 // seedBlob is what the seed's data-init copies from Azurite.
 const seedBlob = "hello from the blob emulator\n"
@@ -62,6 +65,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// Clients log through controller-runtime; keep only its warnings.
+	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	_, file, _, _ := runtime.Caller(0)
 	repoRoot = filepath.Dir(filepath.Dir(filepath.Dir(file)))
 	if err := start(); err != nil {
@@ -166,6 +171,10 @@ func start() error {
 	if cs, err = kubernetes.NewForConfig(env.Cluster.RESTConfig()); err != nil {
 		return err
 	}
+	if err := deployWebhook(ctx); err != nil {
+		return fmt.Errorf("run the webhook in the cluster: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, ">> webhook runs as a Deployment of 2 replicas after %s\n", time.Since(begin).Round(time.Millisecond))
 	fmt.Fprintf(os.Stderr, ">> real node ready in %s\n", time.Since(begin).Round(time.Millisecond))
 	return nil
 }

@@ -202,6 +202,25 @@ func (e *Env) Stop() {
 	})
 }
 
+// StopWebhook ends the webhook process, for a suite that runs the webhook
+// in the cluster instead (see ServiceWebhookConfiguration).
+func (e *Env) StopWebhook() {
+	if e.webhook != nil && e.webhook.Process != nil {
+		terminate(e.webhook.Process, e.whDone, 5*time.Second)
+	}
+	e.webhook = nil
+}
+
+// WebhookArgs are the flags, beyond manifests/' own, that the webhook
+// needs here: the sidecar image, the default tenant and the fake Entra ID.
+func (e *Env) WebhookArgs() []string {
+	return []string{
+		"--sidecar-image=" + e.opts.SidecarImage,
+		"--default-tenant-id=" + TenantID,
+		"--authority-host=" + e.AAD.AuthorityHost(),
+	}
+}
+
 // WebhookLogTail returns the last lines of the webhook's log.
 func (e *Env) WebhookLogTail(n int) string {
 	data, _ := os.ReadFile(filepath.Join(e.dir, "webhook.log"))
@@ -449,7 +468,8 @@ func (e *Env) startWebhook(ctx context.Context) error {
 }
 
 // WebhookConfiguration returns manifests/' MutatingWebhookConfiguration
-// with its service reference swapped for url and the caBundle set.
+// with its service reference swapped for url (kept when url is empty) and
+// the caBundle set, as the cainjector sets it.
 func (e *Env) WebhookConfiguration(ctx context.Context, url string, caBundle []byte) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
 	objs, err := e.Render(ctx)
 	if err != nil {
@@ -464,6 +484,11 @@ func (e *Env) WebhookConfiguration(ctx context.Context, url string, caBundle []b
 			return nil, err
 		}
 		for i := range mwc.Webhooks {
+			if url == "" {
+				// The Service reference, as manifests/ writes it.
+				mwc.Webhooks[i].ClientConfig.CABundle = caBundle
+				continue
+			}
 			mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: ptr.To(url), CABundle: caBundle}
 		}
 		return &mwc, nil

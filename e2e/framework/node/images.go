@@ -85,3 +85,20 @@ func (r *Registry) PushSeedImages(ctx context.Context, s SeedImages) error {
 	}
 	return nil
 }
+
+// PushWebhookImage builds cmd/webhook into an image laid out as the
+// Dockerfile's webhook stage (/pod-identity-webhook, run as 65532 by the
+// Deployment) and pushes it as ref.
+//
+// TODO(images): use `make images`' output once it builds without Docker.
+func (r *Registry) PushWebhookImage(ctx context.Context, repoRoot, ref string) error {
+	bin, err := GoBinary(ctx, repoRoot, "./cmd/webhook")
+	if err != nil {
+		return err
+	}
+	img, err := Image([]File{{Path: "/pod-identity-webhook", Mode: 0o755, Data: bin}}, []string{"/pod-identity-webhook"}, nil)
+	if err != nil {
+		return err
+	}
+	return r.Push(ctx, ref, img)
+}
