@@ -78,6 +78,10 @@ func (r *Registry) Delete(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
+	// The tag and the digest are two entries; drop both.
+	if err := remote.Delete(local, remote.WithContext(ctx)); err != nil {
+		return err
+	}
 	return remote.Delete(local.Context().Digest(desc.Digest.String()), remote.WithContext(ctx))
 }
 
