@@ -156,7 +156,7 @@ func TestWebhookDown(t *testing.T) {
 	_, err := cs.CoreV1().Pods(ns).Create(ctx, azcopyPod(ns, seedClientID), metav1.CreateOptions{})
 	require.Error(t, err, "a labelled pod is not admitted uninjected")
 	t.Logf("labelled pod refused: %v", err)
-	assert.Contains(t, err.Error(), `failed calling webhook "pod-identity-webhook.aadpodidentity.k8s.io"`)
+	assert.Contains(t, err.Error(), `failed calling webhook "pod-identity-injector.podidentity.github.io"`)
 
 	sys, err := cs.CoreV1().Pods("kube-system").Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "still-starts", Labels: map[string]string{names.BindingLabel: "app"}},
@@ -250,7 +250,7 @@ func TestReplicaKilledDuringBurst(t *testing.T) {
 	}
 	assert.Zero(t, uninjected, "pods admitted without the sidecar")
 	for _, r := range refusals {
-		assert.Contains(t, r, "pod-identity-webhook", "a refusal names the webhook")
+		assert.Contains(t, r, "pod-identity-injector.podidentity.github.io", "a refusal names the webhook")
 	}
 	require.NoError(t, cs.CoreV1().Pods(ns).DeleteCollection(context.Background(), *metav1.NewDeleteOptions(0), metav1.ListOptions{}))
 	if err := waitDeployment(ctx, client.ObjectKey{Namespace: localenv.WebhookNamespace, Name: "pod-identity-webhook"}, 2); err != nil && !apierrors.IsNotFound(err) {
