@@ -3,8 +3,10 @@ package node
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 
+	"github.com/podidentity/injector/hack/imagebuild"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -30,8 +32,6 @@ type SeedImages struct {
 	Busybox string
 }
 
-const caBundle = "/etc/ssl/certs/ca-certificates.crt"
-
 // PushSeedImages builds and pushes the three images the seed pod runs:
 //   - the sidecar: cmd/sidecar at names.SidecarBinary, with the test CA;
 //   - the azcopy stand-in for datenbetrieb/azcopy: the real azcopy, a
@@ -55,27 +55,26 @@ func (r *Registry) PushSeedImages(ctx context.Context, s SeedImages) error {
 	if err != nil {
 		return fmt.Errorf("the azcopy stand-in image needs a static busybox (Debian busybox-static; make deps): %w", err)
 	}
-	ca := File{Path: caBundle, Mode: 0o644, Data: s.CAPEM}
+	ca := imagebuild.File{Path: imagebuild.DebianCABundle, Mode: 0o644, Content: s.CAPEM}
 	images := []struct {
 		ref        string
-		files      []File
-		entrypoint []string
+		files      []imagebuild.File
+		entrypoint string
 	}{
-		{s.SidecarRef, []File{{Path: names.SidecarBinary, Mode: 0o755, Data: sidecar}, ca}, []string{names.SidecarBinary}},
-		{AzcopyImage, []File{
-			{Path: "/usr/local/bin/azcopy", Mode: 0o755, Data: azcopy},
-			{Path: "/bin/busybox", Mode: 0o755, Data: busybox},
-			{Path: "/bin/sh", Link: "busybox"},
-			{Path: "/bin/ls", Link: "busybox"},
-			{Path: "/bin/cat", Link: "busybox"},
-			{Path: "/root/.azcopy/.keep", Mode: 0o644},
-			{Path: "/tmp/.keep", Mode: 0o644},
+		{s.SidecarRef, []imagebuild.File{{Path: names.SidecarBinary, Mode: 0o755, Content: sidecar}, ca}, names.SidecarBinary},
+		{AzcopyImage, []imagebuild.File{
+			{Path: "/usr/local/bin/azcopy", Mode: 0o755, Content: azcopy},
+			// busybox runs the applet its name says: sh for the seed's
+			// `/bin/sh -c` command.
+			{Path: "/bin/sh", Mode: 0o755, Content: busybox},
+			{Path: "/root", Mode: fs.ModeDir | 0o700},
+			{Path: "/tmp", Mode: fs.ModeDir | 0o1777},
 			ca,
-		}, []string{"/bin/sh"}},
-		{AppImage, []File{{Path: "/app-standin", Mode: 0o755, Data: app}, ca}, []string{"/app-standin"}},
+		}, "/bin/sh"},
+		{AppImage, []imagebuild.File{{Path: "/app-standin", Mode: 0o755, Content: app}, ca}, "/app-standin"},
 	}
 	for _, im := range images {
-		img, err := Image(im.files, im.entrypoint, nil)
+		img, err := image(im.files, im.entrypoint)
 		if err != nil {
 			return fmt.Errorf("build image %s: %w", im.ref, err)
 		}
@@ -89,14 +88,14 @@ func (r *Registry) PushSeedImages(ctx context.Context, s SeedImages) error {
 // PushWebhookImage builds cmd/webhook into an image laid out as the
 // Dockerfile's webhook stage (/pod-identity-webhook, run as 65532 by the
 // Deployment) and pushes it as ref.
-//
-// TODO(images): use `make images`' output once it builds without Docker.
+// (`make images` builds the release images the same way, with
+// hack/imagebuild, for every platform.)
 func (r *Registry) PushWebhookImage(ctx context.Context, repoRoot, ref string) error {
 	bin, err := GoBinary(ctx, repoRoot, "./cmd/webhook")
 	if err != nil {
 		return err
 	}
-	img, err := Image([]File{{Path: "/pod-identity-webhook", Mode: 0o755, Data: bin}}, []string{"/pod-identity-webhook"}, nil)
+	img, err := image([]imagebuild.File{{Path: "/pod-identity-webhook", Mode: 0o755, Content: bin}}, "/pod-identity-webhook")
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,6 @@
 package node
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,17 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/podidentity/injector/hack/imagebuild"
 )
 
 // Registry is go-containerregistry's OCI distribution server on 127.0.0.1
@@ -95,84 +90,6 @@ func (r *Registry) Local(ref string) (name.Reference, error) {
 	return name.ParseReference(r.Host+"/"+repo+":"+parsed.Identifier(), name.Insecure)
 }
 
-// File is one file of an image layer.
-type File struct {
-	Path string // absolute path in the image
-	Mode int64
-	Data []byte
-	// Link, when set, makes the file a symlink to Link.
-	Link string
-}
-
-// Image is a one-layer linux/amd64 image of files, with entrypoint and env.
-//
-// TODO(images): switch to the project's image library (hack/imagebuild)
-// once it lands; this is only the layer and config that the node needs.
-func Image(files []File, entrypoint []string, env []string) (v1.Image, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	dirs := map[string]bool{}
-	for _, f := range files {
-		p := strings.TrimPrefix(f.Path, "/")
-		for d := filepath.Dir(p); d != "." && !dirs[d]; d = filepath.Dir(d) {
-			dirs[d] = true
-		}
-	}
-	var dirList []string
-	for d := range dirs {
-		dirList = append(dirList, d)
-	}
-	sortByDepth(dirList)
-	for _, d := range dirList {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755}); err != nil {
-			return nil, err
-		}
-	}
-	for _, f := range files {
-		h := &tar.Header{Name: strings.TrimPrefix(f.Path, "/"), Mode: f.Mode}
-		if f.Link != "" {
-			h.Typeflag, h.Linkname = tar.TypeSymlink, f.Link
-		} else {
-			h.Typeflag, h.Size = tar.TypeReg, int64(len(f.Data))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(f.Data); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	data := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
-	if err != nil {
-		return nil, err
-	}
-	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cfg = cfg.DeepCopy()
-	cfg.OS, cfg.Architecture = "linux", "amd64"
-	cfg.Config.Entrypoint = entrypoint
-	cfg.Config.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, env...)
-	return mutate.ConfigFile(img, cfg)
-}
-
-func sortByDepth(dirs []string) {
-	for i := 1; i < len(dirs); i++ {
-		for j := i; j > 0 && strings.Count(dirs[j], "/") < strings.Count(dirs[j-1], "/"); j-- {
-			dirs[j], dirs[j-1] = dirs[j-1], dirs[j]
-		}
-	}
-}
-
 // GoBinary builds the main package pkg (relative to dir) as a static linux
 // binary and returns its bytes.
 func GoBinary(ctx context.Context, dir, pkg string) ([]byte, error) {
@@ -198,9 +115,22 @@ func (r *Registry) PushPause(ctx context.Context, repoRoot string) error {
 	if err != nil {
 		return err
 	}
-	img, err := Image([]File{{Path: "/pause", Mode: 0o755, Data: bin}}, []string{"/pause"}, nil)
+	img, err := image([]imagebuild.File{{Path: "/pause", Mode: 0o755, Content: bin}}, "/pause")
 	if err != nil {
 		return err
 	}
 	return r.Push(ctx, PauseImage, img)
+}
+
+// image is a linux/amd64 image of files, built with the project's image
+// library, with entrypoint as its only command.
+func image(files []imagebuild.File, entrypoint string) (v1.Image, error) {
+	platform, err := imagebuild.Platform("linux/amd64")
+	if err != nil {
+		return nil, err
+	}
+	return imagebuild.Image(platform, files, imagebuild.Config{
+		Entrypoint: []string{entrypoint},
+		Env:        []string{"PATH=/usr/local/bin:/usr/bin:/bin"},
+	}, time.Unix(0, 0))
 }
