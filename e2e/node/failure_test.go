@@ -135,10 +135,16 @@ func TestUnknownClientUpstream(t *testing.T) {
 
 	out, _ := env.Cluster.Kubectl(ctx, "logs", "-n", ns, pod.Name, "-c", "data-init", "--previous")
 	t.Logf("kubectl logs -c data-init --previous (azcopy stand-in image):\n%s", out)
-	assert.Contains(t, string(out), "failed to perform login command")
-	evs := events(ns, pod.Name)
+	assert.Contains(t, string(out), "Failed to perform login command")
+	assert.Contains(t, string(out), "upstream_refused", "the sidecar says Entra ID refused")
+	assert.Contains(t, string(out), "AADSTS70021", "and passes Entra ID's reason on")
+	// The kubelet reports the back-off once data-init has failed twice.
+	var evs string
+	assert.Eventually(t, func() bool {
+		evs = events(ns, pod.Name)
+		return strings.Contains(evs, "Back-off restarting failed container data-init")
+	}, 60*time.Second, 500*time.Millisecond, "the pod's events show data-init failing")
 	t.Logf("events of %s/%s:\n%s", ns, pod.Name, evs)
-	assert.Contains(t, evs, "BackOff: Back-off restarting failed container data-init")
 }
 
 // TestWebhookDown: with no webhook replica, a labelled pod in an opted-in
