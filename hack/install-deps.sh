@@ -12,6 +12,12 @@ packages=(
 	ca-certificates          # the images' CA bundle
 )
 
+# Azurite (the node suite's blob emulator) comes from npm. Machines with
+# Node.js 20 from elsewhere keep it; others get Debian's nodejs and npm.
+if ! command -v npm >/dev/null; then
+	packages+=(nodejs npm)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
