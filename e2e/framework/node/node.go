@@ -24,10 +24,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -373,7 +371,8 @@ func (n *Node) StatsSummary(ctx context.Context) ([]byte, error) {
 	return n.client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", Name, "proxy", "stats", "summary").DoRaw(ctx)
 }
 
-// KubeletLogTail returns the last lines of the kubelet's and containerd's logs.
+// LogTails returns the last lines of the kubelet's, containerd's and the
+// scheduler's logs.
 func (n *Node) LogTails(lines int) string {
 	var b strings.Builder
 	for _, c := range []*testcluster.Component{n.kubelet, n.containerd, n.scheduler} {
@@ -397,21 +396,4 @@ func (n *Node) Stop() {
 		killCgroup(n.cgroupRoot)
 	}
 	unmountUnder(n.dir)
-}
-
-// waitHTTP is a readiness check for a plain HTTP endpoint.
-func waitHTTP(ctx context.Context, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return errors.New(url + ": " + strconv.Itoa(resp.StatusCode))
-	}
-	return nil
 }
