@@ -132,6 +132,48 @@ func TestClientMatrix(t *testing.T) {
 		assert.Contains(t, string(stdout), "the Metadata: true header is missing")
 	})
 
+	// AZURE_FEDERATED_TOKEN_FILE with AZURE_TENANT_ID, as azure-workload-
+	// identity's webhook sets them, puts workload identity ahead of the
+	// sidecar in the newer DefaultAzureCredentials: they go to Entra ID
+	// themselves with whatever that file holds (here Entra ID is out of
+	// reach, so they fail; in a cluster they fail, or succeed as another
+	// identity). Debian's azure-identity 1.13.0b2 predates that and still
+	// asks the sidecar.
+	t.Run("AZURE_FEDERATED_TOKEN_FILE in the pod", func(t *testing.T) {
+		tokenFile := filepath.Join(t.TempDir(), "token")
+		require.NoError(t, os.WriteFile(tokenFile, []byte("not-a-service-account-token"), 0o600))
+		wiEnv := append(append([]string(nil), appEnv...), "AZURE_FEDERATED_TOKEN_FILE="+tokenFile, "AZURE_TENANT_ID="+localenv.TenantID)
+		for _, c := range []struct {
+			name string
+			argv []string
+			env  []string
+			// says is in the error of a client that skips the sidecar;
+			// empty for one that still asks it.
+			says string
+		}{
+			{"go azidentity DefaultAzureCredential", []string{filepath.Join(binDir, "gettoken"), "--credential=default"}, nil, "WorkloadIdentityCredential: unable to resolve an endpoint"},
+			{"js DefaultAzureCredential", []string{"node", jsScript, "--credential=default"}, []string{"NODE_PATH=" + nodeModules}, "network_error: Network request failed"},
+			{"python DefaultAzureCredential 1.13.0b2", []string{python, pyScript, "--credential=default"}, nil, ""},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				before := strings.Count(sidecar.Logs(), "token request")
+				stdout, stderr, err := run(t, c.argv, append(wiEnv, c.env...))
+				asked := strings.Count(sidecar.Logs(), "token request") - before
+				if c.says == "" {
+					require.NoError(t, err, redact(stderr))
+					claims, err := scriptClaims(stdout)
+					require.NoError(t, err)
+					assertStorageToken(t, claims)
+					assert.Equal(t, 1, asked, "it asked the sidecar")
+					return
+				}
+				require.Error(t, err, "it must not get a token: %s", redact(stdout))
+				assert.Contains(t, string(stderr), c.says)
+				assert.Zero(t, asked, "it never asked the sidecar")
+			})
+		}
+	})
+
 	// Debian's azure-cli 2.45 logs in with msrestazure, which knows only
 	// MSI_ENDPOINT and IMDS at 169.254.169.254. IDENTITY_ENDPOINT is
 	// reachable in its network, yet it never asks the sidecar; its IMDS

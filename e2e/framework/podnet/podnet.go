@@ -38,6 +38,9 @@ type Netns struct {
 	// Name is the namespace's name in `ip netns list`.
 	Name string
 	path string
+	// host is the network namespace New was called in, where the
+	// forwarded ports are dialled.
+	host int
 	lns  []net.Listener
 	wg   sync.WaitGroup
 }
@@ -45,9 +48,18 @@ type Netns struct {
 // New creates a namespace in which each of ports on 127.0.0.1 is forwarded
 // to the same port on the host's 127.0.0.1.
 func New(ports ...int) (_ *Netns, err error) {
-	n := &Netns{Name: fmt.Sprintf("pod-identity-%d-%d", os.Getpid(), seq.Add(1))}
+	n := &Netns{Name: fmt.Sprintf("pod-identity-%d-%d", os.Getpid(), seq.Add(1)), host: -1}
 	n.path = "/run/netns/" + n.Name
+	// The caller's thread is in the host's namespace: only the locked
+	// threads below ever join another one, and they never run anything else.
+	runtime.LockOSThread()
+	n.host, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	runtime.UnlockOSThread()
+	if err != nil {
+		return nil, fmt.Errorf("open this process's network namespace: %w", err)
+	}
 	if out, err := exec.Command("ip", "netns", "add", n.Name).CombinedOutput(); err != nil {
+		_ = unix.Close(n.host)
 		return nil, fmt.Errorf("ip netns add %s (needs root and iproute2): %w: %s", n.Name, err, out)
 	}
 	defer func() {
@@ -73,32 +85,43 @@ func New(ports ...int) (_ *Netns, err error) {
 
 // listen opens a listener inside the namespace. A socket belongs to the
 // namespace of the thread that created it, so the listener is created on a
-// thread that has joined the namespace; that thread is never unlocked, and
-// the runtime discards it when the goroutine returns rather than reuse a
-// thread outside the host's namespace.
+// thread that has joined the namespace.
 func (n *Netns) listen(addr string) (net.Listener, error) {
+	fd, err := unix.Open(n.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	return inNetns(fd, func() (net.Listener, error) { return net.Listen("tcp", addr) })
+}
+
+// dialHost connects to addr in the host's namespace. It joins that
+// namespace explicitly rather than trust the thread it happens to run on.
+func (n *Netns) dialHost(addr string) (net.Conn, error) {
+	return inNetns(n.host, func() (net.Conn, error) { return net.Dial("tcp", addr) })
+}
+
+// inNetns runs f on a thread of its own that has joined the network
+// namespace nsFD, and discards that thread afterwards.
+func inNetns[T any](nsFD int, f func() (T, error)) (T, error) {
 	type result struct {
-		ln  net.Listener
+		v   T
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
+		// Never unlocked: the runtime ends the thread with the goroutine.
 		runtime.LockOSThread()
-		fd, err := unix.Open(n.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			ch <- result{nil, err}
-			return
+		var r result
+		if r.err = unix.Setns(nsFD, unix.CLONE_NEWNET); r.err != nil {
+			r.err = fmt.Errorf("setns: %w", r.err)
+		} else {
+			r.v, r.err = f()
 		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			ch <- result{nil, fmt.Errorf("setns: %w", err)}
-			return
-		}
-		ln, err := net.Listen("tcp", addr)
-		ch <- result{ln, err}
+		ch <- r
 	}()
 	r := <-ch
-	return r.ln, r.err
+	return r.v, r.err
 }
 
 // forward copies each connection accepted in the namespace to target on
@@ -112,8 +135,9 @@ func (n *Netns) forward(ln net.Listener, target string) {
 		}
 		go func() {
 			defer in.Close()
-			out, err := net.Dial("tcp", target)
+			out, err := n.dialHost(target)
 			if err != nil {
+				fmt.Fprintf(os.Stderr, "podnet %s: forward to %s: %v\n", n.Name, target, err)
 				return
 			}
 			defer out.Close()
@@ -140,5 +164,6 @@ func (n *Netns) Close() error {
 	if out, err := exec.Command("ip", "netns", "delete", n.Name).CombinedOutput(); err != nil {
 		errs = append(errs, fmt.Errorf("ip netns delete %s: %w: %s", n.Name, err, out))
 	}
+	errs = append(errs, unix.Close(n.host))
 	return errors.Join(errs...)
 }
