@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,8 +50,10 @@ type tokenClient struct {
 // Debian, JavaScript's @azure/identity pinned by a lockfile, and curl on
 // both paths exactly as README.md shows them. Each gets a storage token of
 // the pod's identity, and each, given a wrong IDENTITY_HEADER, gets a 401
-// whose reason reaches the user. The az CLI that Debian ships predates
-// IDENTITY_ENDPOINT; the last subtest records what it does instead.
+// whose reason reaches the user. Two subtests record traps rather than
+// successes: AZURE_FEDERATED_TOKEN_FILE in the pod, which takes the newer
+// DefaultAzureCredentials away from the sidecar, and the az CLI that Debian
+// ships, which predates IDENTITY_ENDPOINT.
 func TestClientMatrix(t *testing.T) {
 	ctx := context.Background()
 	python := debianPython(t)
@@ -68,7 +72,11 @@ func TestClientMatrix(t *testing.T) {
 	require.NoError(t, err)
 	// The clients run in a network of their own, as a pod's containers do:
 	// the sidecar's port on loopback, and no route anywhere else.
-	podNet, err := podnet.New(names.DefaultTokenPort)
+	endpoint, err := url.Parse(envOf(appEnv, names.EnvIdentityEndpoint))
+	require.NoError(t, err)
+	port, err := strconv.Atoi(endpoint.Port())
+	require.NoError(t, err, "the port of %s", names.EnvIdentityEndpoint)
+	podNet, err := podnet.New(port)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, podNet.Close()) })
 	run := func(t *testing.T, argv, env []string) (stdout, stderr []byte, err error) {
@@ -306,6 +314,16 @@ func logSDK(t *testing.T, stdout []byte) {
 	if json.Unmarshal(stdout, &got) == nil && got.SDK != "" {
 		t.Logf("sdk: %s", got.SDK)
 	}
+}
+
+// envOf returns the value of name in env.
+func envOf(env []string, name string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // replaceEnv returns env with name set to value.
