@@ -38,9 +38,6 @@ type Netns struct {
 	// Name is the namespace's name in `ip netns list`.
 	Name string
 	path string
-	// host is the network namespace New was called in, where the
-	// forwarded ports are dialled.
-	host int
 	lns  []net.Listener
 	wg   sync.WaitGroup
 }
@@ -48,18 +45,9 @@ type Netns struct {
 // New creates a namespace in which each of ports on 127.0.0.1 is forwarded
 // to the same port on the host's 127.0.0.1.
 func New(ports ...int) (_ *Netns, err error) {
-	n := &Netns{Name: fmt.Sprintf("pod-identity-%d-%d", os.Getpid(), seq.Add(1)), host: -1}
+	n := &Netns{Name: fmt.Sprintf("pod-identity-%d-%d", os.Getpid(), seq.Add(1))}
 	n.path = "/run/netns/" + n.Name
-	// The caller's thread is in the host's namespace: only the locked
-	// threads below ever join another one, and they never run anything else.
-	runtime.LockOSThread()
-	n.host, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	runtime.UnlockOSThread()
-	if err != nil {
-		return nil, fmt.Errorf("open this process's network namespace: %w", err)
-	}
 	if out, err := exec.Command("ip", "netns", "add", n.Name).CombinedOutput(); err != nil {
-		_ = unix.Close(n.host)
 		return nil, fmt.Errorf("ip netns add %s (needs root and iproute2): %w: %s", n.Name, err, out)
 	}
 	defer func() {
@@ -95,33 +83,32 @@ func (n *Netns) listen(addr string) (net.Listener, error) {
 	return inNetns(fd, func() (net.Listener, error) { return net.Listen("tcp", addr) })
 }
 
-// dialHost connects to addr in the host's namespace. It joins that
-// namespace explicitly rather than trust the thread it happens to run on.
-func (n *Netns) dialHost(addr string) (net.Conn, error) {
-	return inNetns(n.host, func() (net.Conn, error) { return net.Dial("tcp", addr) })
-}
-
-// inNetns runs f on a thread of its own that has joined the network
-// namespace nsFD, and discards that thread afterwards.
+// inNetns runs f on a locked thread that has joined the network namespace
+// nsFD, then moves the thread back and releases it. The thread must not
+// simply end, as Go ends a thread whose locked goroutine returns: a child
+// started with Pdeathsig (localenv's sidecar) gets that signal when the
+// thread that forked it ends, not the process.
 func inNetns[T any](nsFD int, f func() (T, error)) (T, error) {
-	type result struct {
-		v   T
-		err error
+	var zero T
+	runtime.LockOSThread()
+	home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return zero, fmt.Errorf("open this thread's network namespace: %w", err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		// Never unlocked: the runtime ends the thread with the goroutine.
-		runtime.LockOSThread()
-		var r result
-		if r.err = unix.Setns(nsFD, unix.CLONE_NEWNET); r.err != nil {
-			r.err = fmt.Errorf("setns: %w", r.err)
-		} else {
-			r.v, r.err = f()
-		}
-		ch <- r
-	}()
-	r := <-ch
-	return r.v, r.err
+	defer unix.Close(home)
+	if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return zero, fmt.Errorf("setns: %w", err)
+	}
+	v, ferr := f()
+	if err := unix.Setns(home, unix.CLONE_NEWNET); err != nil {
+		// Stay locked: the runtime then ends this thread rather than reuse
+		// it in the wrong namespace.
+		return zero, errors.Join(ferr, fmt.Errorf("return to this process's network namespace: %w", err))
+	}
+	runtime.UnlockOSThread()
+	return v, ferr
 }
 
 // forward copies each connection accepted in the namespace to target on
@@ -135,7 +122,7 @@ func (n *Netns) forward(ln net.Listener, target string) {
 		}
 		go func() {
 			defer in.Close()
-			out, err := n.dialHost(target)
+			out, err := net.Dial("tcp", target)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "podnet %s: forward to %s: %v\n", n.Name, target, err)
 				return
@@ -164,6 +151,5 @@ func (n *Netns) Close() error {
 	if out, err := exec.Command("ip", "netns", "delete", n.Name).CombinedOutput(); err != nil {
 		errs = append(errs, fmt.Errorf("ip netns delete %s: %w: %s", n.Name, err, out))
 	}
-	errs = append(errs, unix.Close(n.host))
 	return errors.Join(errs...)
 }
