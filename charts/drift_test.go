@@ -1,0 +1,205 @@
+package charts_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/podidentity/injector/e2e/framework/testcluster"
+)
+
+// difference is one way in which the chart's default rendering may differ
+// from `kubectl kustomize manifests/`. Each is named, and each must still
+// apply: one that no longer matches anything fails the test, so the list
+// cannot grow stale.
+type difference struct {
+	name string
+	// apply edits the two object sets towards each other and reports
+	// whether it changed anything.
+	apply func(t *testing.T, chart, manifests map[string]*unstructured.Unstructured) bool
+}
+
+// helmLabels are the labels Helm's conventions add to every templated
+// object; manifests/ has no release to name.
+var helmLabels = []string{"app.kubernetes.io/instance", "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "helm.sh/chart"}
+
+// explicitFlags are the webhook flags the chart passes with their values
+// while manifests/deployment.yaml leaves them at cmd/webhook's defaults,
+// which these are (docs/install.md's flag table).
+var explicitFlags = map[string]string{
+	"--sidecar-image-pull-policy": "IfNotPresent",
+	"--token-port":                "8181",
+	"--sidecar-cpu-request":       "10m",
+	"--sidecar-memory-request":    "16Mi",
+	"--sidecar-cpu-limit":         "200m",
+	"--sidecar-memory-limit":      "64Mi",
+	"--native-sidecar":            "auto",
+	"--live-read-timeout":         "2s",
+	"--log-level":                 "info",
+}
+
+var differences = []difference{
+	{
+		name: "the chart adds Helm's release labels (" + strings.Join(helmLabels, ", ") + ")",
+		apply: func(t *testing.T, chart, _ map[string]*unstructured.Unstructured) bool {
+			changed := false
+			for _, o := range chart {
+				changed = removeLabels(o, helmLabels, "metadata", "labels") || changed
+				changed = removeLabels(o, helmLabels, "spec", "template", "metadata", "labels") || changed
+			}
+			return changed
+		},
+	},
+	{
+		name: "the cert-manager objects carry the chart's common labels; certs/ labels them not",
+		apply: func(t *testing.T, chart, _ map[string]*unstructured.Unstructured) bool {
+			changed := false
+			for _, o := range chart {
+				if o.GetAPIVersion() == "cert-manager.io/v1" {
+					changed = removeLabels(o, []string{"app.kubernetes.io/name", "app.kubernetes.io/part-of"}, "metadata", "labels") || changed
+				}
+			}
+			return changed
+		},
+	},
+	{
+		name: "the release namespace is Helm's (helm install --create-namespace), not a chart object",
+		apply: func(t *testing.T, _, manifests map[string]*unstructured.Unstructured) bool {
+			return deleteKind(manifests, "Namespace")
+		},
+	},
+	{
+		name: "the CRDs are in the chart's crds/, which helm template leaves out; TestCRDsMatchManifests compares them byte for byte",
+		apply: func(t *testing.T, _, manifests map[string]*unstructured.Unstructured) bool {
+			return deleteKind(manifests, "CustomResourceDefinition")
+		},
+	},
+	{
+		name: "the chart passes the webhook's defaults as explicit flags, so that values can change them",
+		apply: func(t *testing.T, chart, _ map[string]*unstructured.Unstructured) bool {
+			o := chart["Deployment/pod-identity-system/pod-identity-webhook"]
+			require.NotNil(t, o, "the chart renders the webhook Deployment")
+			containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			require.Len(t, containers, 1)
+			c := containers[0].(map[string]any)
+			args, _, _ := unstructured.NestedStringSlice(c, "args")
+			var kept []string
+			seen := map[string]bool{}
+			for _, a := range args {
+				flag, value, _ := strings.Cut(a, "=")
+				want, explicit := explicitFlags[flag]
+				if !explicit {
+					kept = append(kept, a)
+					continue
+				}
+				assert.Equal(t, want, value, "the chart's default for %s is the webhook's", flag)
+				seen[flag] = true
+			}
+			for flag := range explicitFlags {
+				assert.True(t, seen[flag], "the chart passes %s", flag)
+			}
+			c["args"] = toAny(kept)
+			require.NoError(t, unstructured.SetNestedSlice(o.Object, containers, "spec", "template", "spec", "containers"))
+			return len(seen) > 0
+		},
+	},
+}
+
+// TestDriftFromManifests renders the chart with its default values and
+// manifests/ with kubectl kustomize, as `kubectl apply -k` does, applies the
+// named differences, and requires the same objects, field for field.
+func TestDriftFromManifests(t *testing.T) {
+	chartOut, err := template(t)
+	require.NoError(t, err)
+	bins, err := testcluster.FindBinaries()
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kustomized, err := execOutput(ctx, bins.Kubectl, "kustomize", "../manifests")
+	require.NoError(t, err)
+
+	chart := byID(t, decodeStrict(t, chartOut))
+	manifests := byID(t, decodeStrict(t, kustomized))
+	for _, d := range differences {
+		assert.True(t, d.apply(t, chart, manifests), "named difference no longer applies; remove it: %s", d.name)
+	}
+
+	assert.Equal(t, sortedKeys(manifests), sortedKeys(chart), "the chart's default objects and manifests/' objects")
+	for id, want := range manifests {
+		got, ok := chart[id]
+		if !ok {
+			continue
+		}
+		if diff := cmp.Diff(want.Object, got.Object); diff != "" {
+			t.Errorf("%s: the chart (+) differs from manifests/ (-):\n%s", id, diff)
+		}
+	}
+}
+
+func byID(t *testing.T, objs []*unstructured.Unstructured) map[string]*unstructured.Unstructured {
+	t.Helper()
+	m := map[string]*unstructured.Unstructured{}
+	for _, o := range objs {
+		id := fmt.Sprintf("%s/%s/%s", o.GetKind(), o.GetNamespace(), o.GetName())
+		require.NotContains(t, m, id, "rendered twice")
+		m[id] = o
+	}
+	return m
+}
+
+func sortedKeys(m map[string]*unstructured.Unstructured) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// removeLabels deletes keys from the label map at path, and the map itself
+// when that empties it. It reports whether it removed anything.
+func removeLabels(o *unstructured.Unstructured, keys []string, path ...string) bool {
+	labels, found, _ := unstructured.NestedStringMap(o.Object, path...)
+	if !found {
+		return false
+	}
+	changed := false
+	for _, k := range keys {
+		if _, ok := labels[k]; ok {
+			delete(labels, k)
+			changed = true
+		}
+	}
+	if len(labels) == 0 {
+		unstructured.RemoveNestedField(o.Object, path...)
+	} else {
+		_ = unstructured.SetNestedStringMap(o.Object, labels, path...)
+	}
+	return changed
+}
+
+func deleteKind(objs map[string]*unstructured.Unstructured, kind string) bool {
+	n := len(objs)
+	for id, o := range objs {
+		if o.GetKind() == kind {
+			delete(objs, id)
+		}
+	}
+	return len(objs) < n
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
