@@ -17,6 +17,7 @@ import (
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/podidentity/injector/e2e/framework/certgen"
 	"github.com/podidentity/injector/e2e/framework/localenv"
@@ -65,6 +67,10 @@ func TestE2EHelm(t *testing.T) {
 		assert.Contains(t, err.Error(), "additional properties 'failurPolicy' not allowed")
 		_, err = h.helm(t, "status", releaseName, "-n", namespace)
 		assert.Error(t, err, "no release was created")
+	})
+
+	t.Run("NOTES.txt", func(t *testing.T) {
+		testNotes(t, h)
 	})
 
 	out, err := h.helm(t, "install", releaseName, chartDir, "-n", namespace, "--create-namespace",
@@ -163,6 +169,43 @@ patches:
 	})
 }
 
+// testNotes renders NOTES.txt as `helm install` prints it, through a dry
+// run against the API server (Helm renders the notes only on install and
+// upgrade).
+func testNotes(t *testing.T, h *harness) {
+	notes := func(t *testing.T, set ...string) string {
+		args := []string{"install", "notes-check", chartDir, "--namespace", namespace, "--dry-run=server"}
+		for _, s := range set {
+			args = append(args, "--set", s)
+		}
+		out, err := h.helm(t, args...)
+		require.NoError(t, err)
+		_, n, ok := strings.Cut(string(out), "NOTES:\n")
+		require.True(t, ok, "no NOTES in\n%s", out)
+		return n
+	}
+	t.Run("defaults: the next steps, no warning", func(t *testing.T) {
+		n := notes(t)
+		assert.Contains(t, n, "kubectl -n pod-identity-system wait certificate/pod-identity-webhook")
+		assert.Contains(t, n, "kubectl annotate namespace <namespace> aadpodidentity.k8s.io/inject=enabled")
+		assert.NotContains(t, n, "WARNING")
+	})
+	t.Run("failurePolicy Ignore warns", func(t *testing.T) {
+		n := notes(t, "webhook.failurePolicy=Ignore")
+		assert.Contains(t, n, "WARNING: webhook.failurePolicy is Ignore")
+		assert.Contains(t, n, "labelled pods start\nWITHOUT their identity")
+	})
+	t.Run("label mode says to label", func(t *testing.T) {
+		n := notes(t, "namespaceSelection.mode=label")
+		assert.Contains(t, n, "kubectl label namespace <namespace> podidentity.github.io/inject=enabled")
+	})
+	t.Run("without cert-manager names the Secret", func(t *testing.T) {
+		n := notes(t, "certManager.enabled=false", "tls.secretName=my-tls", "tls.caBundle=LS0tLS1CRUdJTiBDRVJU")
+		assert.Contains(t, n, "the Secret my-tls in pod-identity-system must hold")
+		assert.NotContains(t, n, "wait certificate")
+	})
+}
+
 // harness is one control plane with cert-manager's CRDs and the seed's
 // namespace, identity and binding.
 type harness struct {
@@ -173,6 +216,8 @@ type harness struct {
 
 func startHarness(ctx context.Context, t *testing.T) *harness {
 	t.Helper()
+	// Clients log through controller-runtime; the test reports failures.
+	ctrllog.SetLogger(logr.Discard())
 	bin := filepath.Join(t.TempDir(), "pod-identity-webhook")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/webhook")
 	build.Dir, build.Env = "..", append(os.Environ(), "CGO_ENABLED=0")
@@ -407,14 +452,27 @@ func (h *harness) injectSeed(ctx context.Context, t *testing.T, name string) *co
 }
 
 // comparable is what the webhook decides about a pod: its spec, labels and
-// annotations, with the per-pod IDENTITY_HEADER secret masked.
+// annotations, with what differs between any two creates masked: the
+// per-pod IDENTITY_HEADER secret, and the random suffix of the API token
+// volume that the ServiceAccount admission plugin adds.
 func comparable(pod *corev1.Pod) map[string]any {
 	p := pod.DeepCopy()
+	const apiToken = "kube-api-access-"
+	for i := range p.Spec.Volumes {
+		if strings.HasPrefix(p.Spec.Volumes[i].Name, apiToken) {
+			p.Spec.Volumes[i].Name = apiToken + "(random)"
+		}
+	}
 	mask := func(cs []corev1.Container) {
 		for i := range cs {
 			for j := range cs[i].Env {
 				if cs[i].Env[j].Name == names.EnvIdentityHeader {
 					cs[i].Env[j].Value = "(per-pod secret)"
+				}
+			}
+			for j := range cs[i].VolumeMounts {
+				if strings.HasPrefix(cs[i].VolumeMounts[j].Name, apiToken) {
+					cs[i].VolumeMounts[j].Name = apiToken + "(random)"
 				}
 			}
 		}
