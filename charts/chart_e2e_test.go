@@ -4,6 +4,7 @@ package charts_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -71,6 +73,10 @@ func TestE2EHelm(t *testing.T) {
 
 	t.Run("NOTES.txt", func(t *testing.T) {
 		testNotes(t, h)
+	})
+
+	t.Run("without cert-manager: your Secret and caBundle", func(t *testing.T) {
+		testWithoutCertManager(ctx, t, h)
 	})
 
 	out, err := h.helm(t, "install", releaseName, chartDir, "-n", namespace, "--create-namespace",
@@ -167,6 +173,44 @@ patches:
 			t.Errorf("the seed pod after helm install (+) differs from after kubectl apply -k (-):\n%s", diff)
 		}
 	})
+}
+
+// testWithoutCertManager follows docs/install.md's "TLS without
+// cert-manager": certificates from hack/certgen's code for the names in
+// certs/, a kubernetes.io/tls Secret, and the CA as tls.caBundle. The
+// chart then renders no cert-manager object, and the API server trusts the
+// webhook through that caBundle alone.
+func testWithoutCertManager(ctx context.Context, t *testing.T, h *harness) {
+	serving, err := certgen.ReadCertificate("../certs/serving-certificate.yaml")
+	require.NoError(t, err)
+	ca, err := certgen.ReadCertificate("../certs/ca-certificate.yaml")
+	require.NoError(t, err)
+	b, err := certgen.Issue(certgen.Options{Serving: serving, CA: ca})
+	require.NoError(t, err)
+	h.kubectl(ctx, t, "create", "namespace", namespace)
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "my-webhook-tls", Namespace: namespace},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{"tls.crt": b.Serving.Cert, "tls.key": b.Serving.Key},
+	}
+	require.NoError(t, h.client.Create(ctx, secret))
+
+	out, err := h.helm(t, "install", releaseName, chartDir, "-n", namespace,
+		"--set", "certManager.enabled=false", "--set", "tls.secretName=my-webhook-tls",
+		"--set", "tls.caBundle="+base64.StdEncoding.EncodeToString(b.Serving.CA),
+		"--set", "webhook.defaultTenantID="+tenantID, "--wait=false")
+	require.NoError(t, err, "%s", out)
+	var certs cmapi.CertificateList
+	require.NoError(t, h.client.List(ctx, &certs, client.InNamespace(namespace)))
+	assert.Empty(t, certs.Items, "no cert-manager Certificate without cert-manager")
+
+	wh := h.serveWebhook(ctx, t)
+	pod := h.injectSeed(ctx, t, "seed-own-tls")
+	assert.Equal(t, names.SidecarContainerName, pod.Spec.InitContainers[0].Name)
+	wh.stop()
+	out, err = h.helm(t, "uninstall", releaseName, "-n", namespace, "--wait")
+	require.NoError(t, err, "%s", out)
+	assert.Nil(t, h.webhookConfiguration(ctx, t))
 }
 
 // testNotes renders NOTES.txt as `helm install` prints it, through a dry
