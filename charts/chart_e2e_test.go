@@ -83,7 +83,7 @@ func TestE2EHelm(t *testing.T) {
 		"--set", "webhook.defaultTenantID="+tenantID, "--wait=false")
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "STATUS: deployed")
-	assert.Contains(t, string(out), "kubectl annotate namespace <namespace> aadpodidentity.k8s.io/inject=enabled", "NOTES says the next step")
+	assert.Contains(t, string(out), "kubectl annotate namespace <namespace> podidentity.github.io/inject=enabled", "NOTES says the next step")
 
 	stopCAInjector := h.fillCABundle(ctx, t)
 	wh := h.serveWebhook(ctx, t)
@@ -231,7 +231,7 @@ func testNotes(t *testing.T, h *harness) {
 	t.Run("defaults: the next steps, no warning", func(t *testing.T) {
 		n := notes(t)
 		assert.Contains(t, n, "kubectl -n pod-identity-system wait certificate/pod-identity-webhook")
-		assert.Contains(t, n, "kubectl annotate namespace <namespace> aadpodidentity.k8s.io/inject=enabled")
+		assert.Contains(t, n, "kubectl annotate namespace <namespace> podidentity.github.io/inject=enabled")
 		assert.NotContains(t, n, "WARNING")
 	})
 	t.Run("failurePolicy Ignore warns", func(t *testing.T) {
@@ -356,7 +356,7 @@ func (h *harness) caBundle(ctx context.Context, t *testing.T) []byte {
 func (h *harness) webhookConfiguration(ctx context.Context, t *testing.T) *admissionregistrationv1.MutatingWebhookConfiguration {
 	t.Helper()
 	var mwc admissionregistrationv1.MutatingWebhookConfiguration
-	err := h.client.Get(ctx, client.ObjectKey{Name: "pod-identity-webhook"}, &mwc)
+	err := h.client.Get(ctx, client.ObjectKey{Name: "pod-identity-injector"}, &mwc)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

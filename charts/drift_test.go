@@ -3,6 +3,8 @@ package charts_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -113,34 +115,68 @@ var differences = []difference{
 	},
 }
 
-// TestDriftFromManifests renders the chart with its default values and
-// manifests/ with kubectl kustomize, as `kubectl apply -k` does, applies the
-// named differences, and requires the same objects, field for field.
+// TestDriftFromManifests renders the chart and manifests/ with kubectl
+// kustomize, as `kubectl apply -k` does, applies the named differences,
+// and requires the same objects, field for field: with the chart's
+// defaults against manifests/ itself, and with each optional feature
+// against an overlay with the kustomize component that provides it.
 func TestDriftFromManifests(t *testing.T) {
-	chartOut, err := template(t)
-	require.NoError(t, err)
+	tests := []struct {
+		name       string
+		set        []string // helm --set
+		components []string // under manifests/components
+	}{
+		{name: "defaults"},
+		{name: "label mode", set: []string{"namespaceSelection.mode=label"}, components: []string{"label-opt-in"}},
+		{name: "network policy", set: []string{"networkPolicy.enabled=true"}, components: []string{"network-policy"}},
+		{name: "both", set: []string{"namespaceSelection.mode=label", "networkPolicy.enabled=true"}, components: []string{"label-opt-in", "network-policy"}},
+	}
 	bins, err := testcluster.FindBinaries()
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	kustomized, err := execOutput(ctx, bins.Kubectl, "kustomize", "../manifests")
+	manifestsDir, err := filepath.Abs("../manifests")
 	require.NoError(t, err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"template", releaseName, chartDir, "--namespace", namespace, "--kube-version", kubeVersion}
+			for _, s := range tt.set {
+				args = append(args, "--set", s)
+			}
+			chartOut, err := helm(t, args...)
+			require.NoError(t, err)
 
-	chart := byID(t, decodeStrict(t, chartOut))
-	manifests := byID(t, decodeStrict(t, kustomized))
-	for _, d := range differences {
-		assert.True(t, d.apply(t, chart, manifests), "named difference no longer applies; remove it: %s", d.name)
-	}
+			dir := manifestsDir
+			if len(tt.components) > 0 {
+				dir = t.TempDir()
+				rel, err := filepath.Rel(dir, manifestsDir)
+				require.NoError(t, err)
+				k := "resources:\n  - " + rel + "\ncomponents:\n"
+				for _, c := range tt.components {
+					k += "  - " + filepath.Join(rel, "components", c) + "\n"
+				}
+				require.NoError(t, os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o600))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			kustomized, err := execOutput(ctx, bins.Kubectl, "kustomize", dir)
+			require.NoError(t, err)
 
-	assert.Equal(t, sortedKeys(manifests), sortedKeys(chart), "the chart's default objects and manifests/' objects")
-	for id, want := range manifests {
-		got, ok := chart[id]
-		if !ok {
-			continue
-		}
-		if diff := cmp.Diff(want.Object, got.Object); diff != "" {
-			t.Errorf("%s: the chart (+) differs from manifests/ (-):\n%s", id, diff)
-		}
+			chart := byID(t, decodeStrict(t, chartOut))
+			manifests := byID(t, decodeStrict(t, kustomized))
+			for _, d := range differences {
+				assert.True(t, d.apply(t, chart, manifests), "named difference no longer applies; remove it: %s", d.name)
+			}
+
+			assert.Equal(t, sortedKeys(manifests), sortedKeys(chart), "the chart's objects and the kustomize build's")
+			for id, want := range manifests {
+				got, ok := chart[id]
+				if !ok {
+					continue
+				}
+				if diff := cmp.Diff(want.Object, got.Object); diff != "" {
+					t.Errorf("%s: the chart (+) differs from kustomize (-):\n%s", id, diff)
+				}
+			}
+		})
 	}
 }
 

@@ -78,6 +78,9 @@ var (
 	// ErrHostNetwork: on the node's loopback the sidecar would serve every
 	// pod of the node.
 	ErrHostNetwork = errors.New("hostNetwork pods cannot be injected")
+	// ErrWindowsPod: the sidecar is a Linux image; on a Windows node the
+	// pod could not start.
+	ErrWindowsPod = errors.New("Windows pods cannot be injected")
 	// ErrPortCollision: a container already uses the sidecar's port.
 	ErrPortCollision = errors.New("container port collides with the token sidecar port")
 	// ErrBadPortAnnotation: the token-port annotation is not a valid port.

@@ -3,8 +3,12 @@ The chart's object names are the product's names, the same as manifests/
 gives them, so that docs/troubleshooting.md and `kubectl` commands read the
 same for both installs. The webhook is a cluster singleton (its CRDs and
 webhook configuration are cluster-scoped), so a release name adds nothing.
+Namespaced objects are pod-identity-webhook; cluster-scoped ones are
+pod-identity-injector, because the EKS pod identity webhook names its own
+pod-identity-webhook and one install would overwrite the other.
 */}}
 {{- define "pii.name" -}}pod-identity-webhook{{- end }}
+{{- define "pii.clusterName" -}}pod-identity-injector{{- end }}
 {{- define "pii.caName" -}}pod-identity-webhook-ca{{- end }}
 {{/*
 Without cert-manager, the Secret and the CA that signed it are the user's;
@@ -28,6 +32,11 @@ app.kubernetes.io/name: {{ include "pii.name" . }}
 {{/* Labels on every object the chart templates. */}}
 {{- define "pii.labels" -}}
 {{ include "pii.selectorLabels" . }}
+{{ include "pii.releaseLabels" . }}
+{{- end }}
+
+{{/* The labels of objects that belong to the product but not to the webhook, such as the users' roles. */}}
+{{- define "pii.releaseLabels" -}}
 app.kubernetes.io/part-of: pod-identity
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
