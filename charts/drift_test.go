@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,18 +38,68 @@ type difference struct {
 var helmLabels = []string{"app.kubernetes.io/instance", "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "helm.sh/chart"}
 
 // explicitFlags are the webhook flags the chart passes with their values
-// while manifests/deployment.yaml leaves them at cmd/webhook's defaults,
-// which these are (docs/install.md's flag table).
-var explicitFlags = map[string]string{
-	"--sidecar-image-pull-policy": "IfNotPresent",
-	"--token-port":                "8181",
-	"--sidecar-cpu-request":       "10m",
-	"--sidecar-memory-request":    "16Mi",
-	"--sidecar-cpu-limit":         "200m",
-	"--sidecar-memory-limit":      "64Mi",
-	"--native-sidecar":            "auto",
-	"--live-read-timeout":         "2s",
-	"--log-level":                 "info",
+// while manifests/deployment.yaml leaves them at cmd/webhook's defaults.
+// The test checks each value against the built binary's own defaults.
+var explicitFlags = []string{
+	"--sidecar-image-pull-policy",
+	"--token-port",
+	"--sidecar-cpu-request",
+	"--sidecar-memory-request",
+	"--sidecar-cpu-limit",
+	"--sidecar-memory-limit",
+	"--native-sidecar",
+	"--live-read-timeout",
+	"--log-level",
+}
+
+var (
+	webhookDefaultsOnce sync.Once
+	webhookDefaultsMap  map[string]string
+	webhookDefaultsErr  error
+)
+
+// webhookDefaults builds cmd/webhook and reads every flag's default from
+// its --help, as flag.PrintDefaults writes it.
+func webhookDefaults(t *testing.T) map[string]string {
+	t.Helper()
+	webhookDefaultsOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "charts-webhook-")
+		if err != nil {
+			webhookDefaultsErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		bin := filepath.Join(dir, "pod-identity-webhook")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/webhook")
+		build.Dir = ".."
+		if out, err := build.CombinedOutput(); err != nil {
+			webhookDefaultsErr = fmt.Errorf("go build ./cmd/webhook: %w\n%s", err, out)
+			return
+		}
+		// --help exits non-zero after printing the usage.
+		help, _ := exec.CommandContext(ctx, bin, "--help").CombinedOutput()
+		webhookDefaultsMap = map[string]string{}
+		flagLine := regexp.MustCompile(`^  (-[a-z0-9-]+)`)
+		defaultValue := regexp.MustCompile(`\(default "?([^")]*)"?\)$`)
+		var current string
+		for _, line := range strings.Split(string(help), "\n") {
+			if m := flagLine.FindStringSubmatch(line); m != nil {
+				current = "-" + m[1]
+				webhookDefaultsMap[current] = "" // the zero value, which PrintDefaults omits
+				continue
+			}
+			if m := defaultValue.FindStringSubmatch(strings.TrimSpace(line)); m != nil && current != "" {
+				webhookDefaultsMap[current] = m[1]
+			}
+		}
+		if len(webhookDefaultsMap) == 0 {
+			webhookDefaultsErr = fmt.Errorf("no flags in the webhook's --help:\n%s", help)
+		}
+	})
+	require.NoError(t, webhookDefaultsErr)
+	return webhookDefaultsMap
 }
 
 var differences = []difference{
@@ -93,19 +147,21 @@ var differences = []difference{
 			require.Len(t, containers, 1)
 			c := containers[0].(map[string]any)
 			args, _, _ := unstructured.NestedStringSlice(c, "args")
+			defaults := webhookDefaults(t)
 			var kept []string
 			seen := map[string]bool{}
 			for _, a := range args {
 				flag, value, _ := strings.Cut(a, "=")
-				want, explicit := explicitFlags[flag]
-				if !explicit {
+				if !slices.Contains(explicitFlags, flag) {
 					kept = append(kept, a)
 					continue
 				}
-				assert.Equal(t, want, value, "the chart's default for %s is the webhook's", flag)
+				want, ok := defaults[flag]
+				require.True(t, ok, "the webhook has no flag %s", flag)
+				assert.Equal(t, want, value, "the chart's default for %s is the webhook's (cmd/webhook/config.go)", flag)
 				seen[flag] = true
 			}
-			for flag := range explicitFlags {
+			for _, flag := range explicitFlags {
 				assert.True(t, seen[flag], "the chart passes %s", flag)
 			}
 			c["args"] = toAny(kept)
