@@ -47,6 +47,8 @@ func TestConfigValidate(t *testing.T) {
 		"bad quantity":       {[]string{"--sidecar-image=x", "--sidecar-memory-limit=lots"}, "--sidecar-memory-limit"},
 		"bad log level":      {[]string{"--sidecar-image=x", "--log-level=loud"}, "--log-level"},
 		"bad live timeout":   {[]string{"--sidecar-image=x", "--live-read-timeout=0s"}, "--live-read-timeout"},
+		"authority off list": {[]string{"--sidecar-image=x", "--authority-host=https://login.example/", "--allowed-authority-hosts=login.microsoftonline.com"}, "--authority-host \"https://login.example/\" is not on --allowed-authority-hosts"},
+		"bad allowed host":   {[]string{"--sidecar-image=x", "--allowed-authority-hosts=login.microsoftonline.com,http://x/"}, "--allowed-authority-hosts"},
 		"all errors at once": {[]string{"--port=0", "--token-port=0"}, "--token-port 0"},
 	}
 	for name, tc := range tests {
@@ -56,6 +58,22 @@ func TestConfigValidate(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
+}
+
+func TestConfigAllowedAuthorityHosts(t *testing.T) {
+	cfg, err := parse(t, "--sidecar-image=x")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"login.microsoftonline.com", "login.chinacloudapi.cn", "login.microsoftonline.us"}, cfg.allowedAuthorityHosts(),
+		"the public clouds by default")
+
+	cfg, err = parse(t, "--sidecar-image=x", "--authority-host=https://127.0.0.1:8443/")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"login.microsoftonline.com", "login.chinacloudapi.cn", "login.microsoftonline.us", "127.0.0.1:8443"}, cfg.allowedAuthorityHosts(),
+		"and the default authority's host")
+
+	cfg, err = parse(t, "--sidecar-image=x", "--authority-host=https://login.azurestack.example/", "--allowed-authority-hosts=login.azurestack.example, login.microsoftonline.com")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"login.azurestack.example", "login.microsoftonline.com"}, cfg.allowedAuthorityHosts(), "the flag replaces the default")
 }
 
 func TestConfigResourcesEmptyLimit(t *testing.T) {

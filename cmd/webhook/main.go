@@ -80,7 +80,8 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "serverVersion", serverVersion, "nativeSidecar", native, "sidecarImage", cfg.SidecarImage)
+	log.Info("starting", "serverVersion", serverVersion, "nativeSidecar", native, "sidecarImage", cfg.SidecarImage,
+		"allowedAuthorityHosts", cfg.allowedAuthorityHosts())
 
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -115,9 +116,10 @@ func run(ctx context.Context, args []string) error {
 			Live:        mgr.GetAPIReader(),
 			LiveTimeout: cfg.LiveReadTimeout,
 			Defaults: webhook.Defaults{
-				TenantID:      cfg.DefaultTenantID,
-				AuthorityHost: cfg.AuthorityHost,
-				TokenSource:   cfg.DefaultTokenSource,
+				TenantID:              cfg.DefaultTenantID,
+				AuthorityHost:         cfg.AuthorityHost,
+				AllowedAuthorityHosts: cfg.allowedAuthorityHosts(),
+				TokenSource:           cfg.DefaultTokenSource,
 			},
 		},
 		Inject: inject.Config{
@@ -126,6 +128,8 @@ func run(ctx context.Context, args []string) error {
 			Port:            cfg.TokenPort,
 			Resources:       resources,
 			NativeSidecar:   native,
+			// The sidecar checks every authority against the same list.
+			AllowedAuthorityHosts: cfg.allowedAuthorityHosts(),
 		},
 		RequireOptIn: cfg.RequireNamespaceOptIn,
 		Metrics:      metrics,

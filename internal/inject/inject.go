@@ -114,7 +114,7 @@ func newState(ref string, pod *corev1.Pod, ids []Identity, cfg Config, secret st
 	if err != nil {
 		return nil, err
 	}
-	sc, err := sidecarConfig(ids, port)
+	sc, err := sidecarConfig(ids, port, cfg.AllowedAuthorityHosts)
 	if err != nil {
 		return nil, fmt.Errorf("pod %s: %w", ref, err)
 	}

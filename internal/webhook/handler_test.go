@@ -154,13 +154,15 @@ func TestHandlerGolden(t *testing.T) {
 
 			objs := append(objectsFor(c, selector), optedIn(ns))
 			cache := fakeReader(t, objs...)
-			res, err := (&Resolver{Cache: cache, Defaults: Defaults{TokenSource: names.TokenSourceFederated}}).Resolve(context.Background(), ns, selector)
+			defaults := Defaults{TokenSource: names.TokenSourceFederated, AllowedAuthorityHosts: c.Config.AllowedAuthorityHosts}
+			res, err := (&Resolver{Cache: cache, Defaults: defaults}).Resolve(context.Background(), ns, selector)
 			require.NoError(t, err)
 			want := slices.Clone(c.Identities)
 			slices.SortFunc(want, func(a, b inject.Identity) int { return strings.Compare(a.Name, b.Name) })
 			require.Empty(t, cmp.Diff(want, res.Identities), "the case's identities must be what its objects resolve to")
 
 			h := newTestHandler(t, cache, nil, c.Config, c.Secret)
+			h.opts.Resolver.Defaults.AllowedAuthorityHosts = c.Config.AllowedAuthorityHosts
 			resp := h.Handle(context.Background(), podRequest(t, ns, c.PodJSON))
 			require.True(t, resp.Allowed, "response: %+v", resp.Result)
 			patched := applyPatch(t, c.PodJSON, resp)
