@@ -80,6 +80,10 @@ func loadConfig(cfg Config, getenv func(string) string) (*sidecarconfig.Config, 
 // serve loads every identity's credentials, then answers token requests on
 // 127.0.0.1 until ctx is cancelled (SIGTERM).
 func serve(ctx context.Context, cfg Config, getenv func(string) string, stderr io.Writer) error {
+	// Before any credential is read.
+	if err := disableDumping(); err != nil {
+		return err
+	}
 	level, _ := cfg.level() // validated
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	sc, err := loadConfig(cfg, getenv)

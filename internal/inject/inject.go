@@ -17,7 +17,8 @@ import (
 // annotation. It never modifies pod. secret becomes IDENTITY_HEADER unless
 // the pod already has a sidecar, whose value is then reused.
 //
-// Errors wrap ErrNoIdentities, ErrHostNetwork, ErrBadPortAnnotation,
+// Errors wrap ErrNoIdentities, ErrHostNetwork, ErrSharedProcessNamespace,
+// ErrBadPortAnnotation,
 // ErrPortCollision, ErrInvalidIdentity, ErrInvalidConfig or ErrNameConflict,
 // and name the pod and the field at fault.
 func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1.Pod, Result, error) {
@@ -33,6 +34,10 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 		return nil, Result{}, fmt.Errorf("pod %s: spec.hostNetwork is true: %w: the token sidecar listens on 127.0.0.1, "+
 			"which with hostNetwork is the node's loopback, so it would serve tokens to every pod on the node; "+
 			"run the pod without hostNetwork, or remove its %s label", ref, ErrHostNetwork, names.BindingLabel)
+	}
+	procWarning, procErr := checkSharedProcessNamespace(ref, out)
+	if procErr != nil {
+		return nil, Result{}, procErr
 	}
 
 	var (
@@ -68,6 +73,9 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 	}
 	res.DefaultIdentity = st.config.DefaultIdentity
 	res.Warnings = warnings(ref, out, sidecar)
+	if procWarning != "" {
+		res.Warnings = append(res.Warnings, procWarning)
+	}
 	return out, res, nil
 }
 

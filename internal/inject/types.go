@@ -82,6 +82,9 @@ var (
 	// ErrHostNetwork: on the node's loopback the sidecar would serve every
 	// pod of the node.
 	ErrHostNetwork = errors.New("hostNetwork pods cannot be injected")
+	// ErrSharedProcessNamespace: with one process namespace, app
+	// containers can reach the sidecar's files through /proc.
+	ErrSharedProcessNamespace = errors.New("pods that share their process namespace cannot be injected without opting in")
 	// ErrPortCollision: a container already uses the sidecar's port.
 	ErrPortCollision = errors.New("container port collides with the token sidecar port")
 	// ErrBadPortAnnotation: the token-port annotation is not a valid port.

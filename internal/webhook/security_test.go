@@ -2,6 +2,9 @@ package webhook
 
 import (
 	"context"
+	"net/http"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -11,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
+	"github.com/podidentity/injector/internal/inject"
 	"github.com/podidentity/injector/internal/inject/injecttest"
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/sidecarconfig"
@@ -183,4 +187,27 @@ func FuzzConvertAuthority(f *testing.F) {
 			t.Fatalf("the webhook accepted adEndpoint %q, the sidecar refuses it: %v", adEndpoint, err)
 		}
 	})
+}
+
+// TestHandlerSharedProcessNamespace: the admission response of a labelled
+// pod that shares its process namespace is a denial that names the field
+// and the opt-out annotation; with the annotation, the pod is injected and
+// warned.
+func TestHandlerSharedProcessNamespace(t *testing.T) {
+	c := &injecttest.Case{Identities: []inject.Identity{{Name: "reader", Namespace: "team-a", Source: names.TokenSourceFederated, ClientID: "cid", TenantID: "tid"}}}
+	h := newTestHandler(t, fakeReader(t, append(objectsFor(c, "reader"), optedIn("team-a"))...), nil, testInjectConfig(), testSecret)
+	pod := func(annotations string) []byte {
+		return []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"team-a","labels":{"aadpodidbinding":"reader"}` + annotations + `},
+"spec":{"shareProcessNamespace":true,"containers":[{"name":"app","image":"nginx"}]}}`)
+	}
+	resp := h.Handle(context.Background(), podRequest(t, "team-a", pod("")))
+	require.False(t, resp.Allowed)
+	assert.Equal(t, int32(http.StatusForbidden), resp.Result.Code)
+	assert.Contains(t, resp.Result.Message, "spec.shareProcessNamespace")
+	assert.Contains(t, resp.Result.Message, names.AllowSharedProcessNamespaceAnnotation+"=true")
+
+	resp = h.Handle(context.Background(), podRequest(t, "team-a", pod(`,"annotations":{"`+names.AllowSharedProcessNamespaceAnnotation+`":"true"}`)))
+	require.True(t, resp.Allowed, "%+v", resp.Result)
+	assert.NotEmpty(t, resp.Patch)
+	assert.True(t, slices.ContainsFunc(resp.Warnings, func(w string) bool { return strings.Contains(w, "shares its process namespace") }), resp.Warnings)
 }
