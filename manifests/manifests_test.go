@@ -42,6 +42,8 @@ const (
 	webhookImage   = "ghcr.io/podidentity/pod-identity-webhook"
 	sidecarImage   = "ghcr.io/podidentity/pod-identity-sidecar"
 	sidecarEnvName = "SIDECAR_IMAGE"
+	// metricsReader may get the webhook's HTTPS /metrics.
+	metricsReader = "pod-identity-injector-metrics-reader"
 )
 
 // rendered is the kustomize output, decoded strictly into API types, so a
@@ -159,6 +161,7 @@ func TestInventory(t *testing.T) {
 		"Namespace//" + namespace,
 		"ServiceAccount/" + namespace + "/" + webhookName,
 		"ClusterRole//" + webhookName,
+		"ClusterRole//" + metricsReader,
 		"ClusterRoleBinding//" + webhookName,
 		"Deployment/" + namespace + "/" + webhookName,
 		"Service/" + namespace + "/" + webhookName,
@@ -176,7 +179,14 @@ func TestInventory(t *testing.T) {
 
 func TestRBAC(t *testing.T) {
 	r := buildBase(t)
-	role, binding, sa := one(t, r.clusterRoles), one(t, r.bindings), one(t, r.sas)
+	require.Len(t, r.clusterRoles, 2)
+	role, reader := &r.clusterRoles[0], &r.clusterRoles[1]
+	if role.Name != webhookName {
+		role, reader = reader, role
+	}
+	require.Equal(t, webhookName, role.Name)
+	require.Equal(t, metricsReader, reader.Name)
+	binding, sa := one(t, r.bindings), one(t, r.sas)
 	deploy := one(t, r.deployments)
 
 	assert.Equal(t, sa.Name, deploy.Spec.Template.Spec.ServiceAccountName, "the Deployment runs as the bound ServiceAccount")
@@ -198,6 +208,16 @@ func TestRBAC(t *testing.T) {
 			assert.True(t, covered, "the webhook can %s %s", verb, gr)
 		}
 	}
+
+	// The metrics filter asks the API server who the caller is and whether
+	// it may get /metrics.
+	for _, gr := range []string{"authentication.k8s.io/tokenreviews", "authorization.k8s.io/subjectaccessreviews"} {
+		group, resource, _ := strings.Cut(gr, "/")
+		covered, _ := validation.Covers(role.Rules, rule(group, resource, "create"))
+		assert.True(t, covered, "the webhook can create %s", gr)
+	}
+	// Whoever is bound to the reader role may read /metrics, and nothing else.
+	assert.Equal(t, []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}, reader.Rules)
 
 	denied := map[string]struct{ group, resource, verb string }{
 		"get secrets":            {"", "secrets", "get"},

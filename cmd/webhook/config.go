@@ -28,6 +28,14 @@ type Config struct {
 	// MetricsAddr and ProbeAddr are the Prometheus and health endpoints.
 	MetricsAddr string
 	ProbeAddr   string
+	// MetricsSecure serves metrics over HTTPS to callers whose token may
+	// get /metrics (TokenReview and SubjectAccessReview); false serves
+	// plain HTTP to anyone, for local runs on 127.0.0.1 only.
+	MetricsSecure bool
+	// EnableHTTP2 turns HTTP/2 on for the webhook and metrics servers. It
+	// is off because of HTTP/2 rapid reset (CVE-2023-44487), and the API
+	// server talks HTTP/1.1 to webhooks just as well.
+	EnableHTTP2 bool
 
 	// SidecarImage and SidecarPullPolicy are the token server's image.
 	SidecarImage      string
@@ -64,7 +72,8 @@ type Config struct {
 func defaultConfig() Config {
 	return Config{
 		Port:                  9443,
-		MetricsAddr:           ":8080",
+		MetricsAddr:           ":8443",
+		MetricsSecure:         true,
 		ProbeAddr:             ":8081",
 		SidecarPullPolicy:     string(corev1.PullIfNotPresent),
 		TokenPort:             names.DefaultTokenPort,
@@ -87,6 +96,8 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Host, "host", c.Host, "address the HTTPS admission endpoint binds to; empty means all")
 	fs.IntVar(&c.Port, "port", c.Port, "port of the HTTPS admission endpoint")
 	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", c.MetricsAddr, "address of the Prometheus endpoint; 0 disables it")
+	fs.BoolVar(&c.MetricsSecure, "metrics-secure", c.MetricsSecure, "serve metrics over HTTPS, only to callers allowed to get /metrics (see the pod-identity-injector-metrics-reader ClusterRole); false serves plain HTTP to anyone")
+	fs.BoolVar(&c.EnableHTTP2, "enable-http2", c.EnableHTTP2, "allow HTTP/2 on the webhook and metrics servers (off because of CVE-2023-44487, HTTP/2 rapid reset)")
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", c.ProbeAddr, "address of /healthz and /readyz")
 	fs.StringVar(&c.SidecarImage, "sidecar-image", c.SidecarImage, "image of the token-server sidecar (required)")
 	fs.StringVar(&c.SidecarPullPolicy, "sidecar-image-pull-policy", c.SidecarPullPolicy, "Always, IfNotPresent or Never")

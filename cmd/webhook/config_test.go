@@ -1,7 +1,11 @@
 package main
 
 import (
+	"crypto/tls"
 	"flag"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -109,6 +113,60 @@ func TestSupportsNativeSidecar(t *testing.T) {
 			}
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+// TestMetricsOptions: by default metrics are served over HTTPS behind the
+// API server's authentication and authorization, from the webhook's own
+// certificate; --metrics-secure=false is plain HTTP for local runs.
+func TestMetricsOptions(t *testing.T) {
+	cfg, err := parse(t, "--sidecar-image=x", "--cert-dir=/tls")
+	require.NoError(t, err)
+	o := metricsOptions(cfg)
+	assert.True(t, o.SecureServing)
+	assert.NotNil(t, o.FilterProvider, "an authn/authz filter guards /metrics")
+	assert.Equal(t, ":8443", o.BindAddress)
+	assert.Equal(t, []string{"/tls", "tls.crt", "tls.key"}, []string{o.CertDir, o.CertName, o.KeyName})
+	assert.Len(t, o.TLSOpts, 1, "HTTP/2 off")
+
+	cfg, err = parse(t, "--sidecar-image=x", "--metrics-secure=false", "--enable-http2")
+	require.NoError(t, err)
+	o = metricsOptions(cfg)
+	assert.False(t, o.SecureServing)
+	assert.Nil(t, o.FilterProvider)
+	assert.Empty(t, o.TLSOpts)
+}
+
+// TestTLSOptionsHTTP2: over a real TLS handshake, a client that offers h2
+// gets HTTP/1.1 unless --enable-http2 (CVE-2023-44487).
+func TestTLSOptionsHTTP2(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"default":        {nil, "HTTP/1.1"},
+		"--enable-http2": {[]string{"--enable-http2"}, "HTTP/2.0"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := parse(t, append([]string{"--sidecar-image=x"}, tc.args...)...)
+			require.NoError(t, err)
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, r.Proto) }))
+			srv.EnableHTTP2 = true
+			srv.TLS = &tls.Config{NextProtos: []string{"h2", "http/1.1"}}
+			for _, f := range tlsOptions(cfg) {
+				f(srv.TLS)
+			}
+			srv.StartTLS()
+			defer srv.Close()
+			client := srv.Client()
+			client.Transport.(*http.Transport).ForceAttemptHTTP2 = true
+			resp, err := client.Get(srv.URL)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, string(body))
 		})
 	}
 }

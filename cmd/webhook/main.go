@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -95,10 +97,10 @@ func run(ctx context.Context, args []string) error {
 		// The handler only reads what it gets from the cache, so the cache
 		// may hand out its own objects instead of a deep copy per read.
 		Cache:                  cache.Options{DefaultUnsafeDisableDeepCopy: ptr.To(true)},
-		Metrics:                metricsserver.Options{BindAddress: cfg.MetricsAddr},
+		Metrics:                metricsOptions(cfg),
 		HealthProbeBindAddress: cfg.ProbeAddr,
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
-			Host: cfg.Host, Port: cfg.Port, CertDir: cfg.CertDir,
+			Host: cfg.Host, Port: cfg.Port, CertDir: cfg.CertDir, TLSOpts: tlsOptions(cfg),
 		}),
 	})
 	if err != nil {
@@ -178,6 +180,34 @@ func warmCache(ctx context.Context, mgr manager.Manager, synced *atomic.Bool, lo
 	synced.Store(true)
 	log.Info("informer cache synced; ready")
 	return nil
+}
+
+// tlsOptions are the TLS settings of both servers: HTTP/1.1 only unless
+// --enable-http2, since HTTP/2's rapid reset (CVE-2023-44487) lets one
+// client tie up a server, and with failurePolicy Fail a stuck webhook stops
+// every labelled pod.
+func tlsOptions(cfg Config) []func(*tls.Config) {
+	if cfg.EnableHTTP2 {
+		return nil
+	}
+	return []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+}
+
+// metricsOptions serve /metrics over HTTPS to callers that the API server
+// authenticates (TokenReview) and authorizes to get /metrics
+// (SubjectAccessReview), as kubebuilder projects do. The serving
+// certificate is the webhook's own when --cert-dir is set, else a
+// self-signed one.
+func metricsOptions(cfg Config) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: cfg.MetricsAddr, TLSOpts: tlsOptions(cfg)}
+	if cfg.MetricsSecure {
+		o.SecureServing = true
+		o.FilterProvider = filters.WithAuthenticationAndAuthorization
+		if cfg.CertDir != "" {
+			o.CertDir, o.CertName, o.KeyName = cfg.CertDir, "tls.crt", "tls.key"
+		}
+	}
+	return o
 }
 
 // restConfig loads a kubeconfig file, or the in-cluster config.
