@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -92,11 +93,15 @@ func run(ctx context.Context, args []string) error {
 	if err := aadv1.AddToScheme(scheme); err != nil {
 		return err
 	}
+	watches := newWatchHealth(time.Now)
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme: scheme,
 		// The handler only reads what it gets from the cache, so the cache
 		// may hand out its own objects instead of a deep copy per read.
-		Cache:                  cache.Options{DefaultUnsafeDisableDeepCopy: ptr.To(true)},
+		Cache: cache.Options{
+			DefaultUnsafeDisableDeepCopy: ptr.To(true),
+			DefaultWatchErrorHandler:     watches.handler,
+		},
 		Metrics:                metricsOptions(cfg),
 		HealthProbeBindAddress: cfg.ProbeAddr,
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
@@ -156,6 +161,10 @@ func run(ctx context.Context, args []string) error {
 		}
 		return nil
 	}); err != nil {
+		return err
+	}
+	// Synced once is not enough: a broken watch serves deleted bindings.
+	if err := mgr.AddReadyzCheck("watch", watches.check); err != nil {
 		return err
 	}
 	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
