@@ -266,7 +266,7 @@ func checkLocal(r *http.Request, port int) *apiError {
 	for key := range r.Header {
 		if refusedHeader(key) {
 			return &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf(
-				"requests with a %s header are refused: tokens are only for processes in this pod, not for browsers or requests relayed by a proxy",
+				"requests with the %s header are refused: tokens are only for processes in this pod, not for browsers or requests relayed by a proxy",
 				truncate(key))}
 		}
 	}
