@@ -77,7 +77,7 @@ func lookupEnv(env []corev1.EnvVar, name string) (corev1.EnvVar, bool) {
 // skipSet is the set of container names in the skip-containers annotation,
 // comma-separated with optional spaces.
 func skipSet(pod *corev1.Pod) map[string]bool {
-	v := pod.Annotations[names.SkipContainersAnnotation]
+	v, _ := names.Lookup(pod.Annotations, names.SkipContainersAnnotation)
 	if strings.TrimSpace(v) == "" {
 		return nil
 	}

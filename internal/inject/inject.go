@@ -18,7 +18,7 @@ import (
 // the pod already has a sidecar, whose value is then reused.
 //
 // Errors wrap ErrNoIdentities, ErrHostNetwork, ErrSharedProcessNamespace,
-// ErrBadPortAnnotation,
+// ErrWindowsPod, ErrBadPortAnnotation,
 // ErrPortCollision, ErrInvalidIdentity, ErrInvalidConfig or ErrNameConflict,
 // and name the pod and the field at fault.
 func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1.Pod, Result, error) {
@@ -38,6 +38,12 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 	procWarning, procErr := checkSharedProcessNamespace(ref, out)
 	if procErr != nil {
 		return nil, Result{}, procErr
+	}
+
+	if field := windowsField(out); field != "" {
+		return nil, Result{}, fmt.Errorf("pod %s: %s is windows: %w: the token sidecar is a Linux image and cannot run on a Windows node; "+
+			"run the workload on Linux nodes, or remove its %s label and give it credentials another way "+
+			"(for example Azure workload identity, which needs no sidecar)", ref, field, ErrWindowsPod, names.BindingLabel)
 	}
 
 	var (
@@ -77,6 +83,17 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 		res.Warnings = append(res.Warnings, procWarning)
 	}
 	return out, res, nil
+}
+
+// windowsField names the field that puts pod on a Windows node, or "".
+func windowsField(pod *corev1.Pod) string {
+	if pod.Spec.OS != nil && strings.EqualFold(string(pod.Spec.OS.Name), string(corev1.Windows)) {
+		return "spec.os.name"
+	}
+	if strings.EqualFold(pod.Spec.NodeSelector[corev1.LabelOSStable], string(corev1.Windows)) {
+		return fmt.Sprintf("spec.nodeSelector[%q]", corev1.LabelOSStable)
+	}
+	return ""
 }
 
 // DefaultIdentity is the identity whose client ID the containers get as
@@ -163,14 +180,19 @@ func stateOf(ref string, sc sidecarRef) (*state, error) {
 
 // tokenPort is the operator's port unless the pod's annotation overrides it.
 func tokenPort(ref string, pod *corev1.Pod, def int) (int, error) {
-	v, ok := pod.Annotations[names.TokenPortAnnotation]
+	v, ok := names.Lookup(pod.Annotations, names.TokenPortAnnotation)
 	if !ok {
 		return def, nil
+	}
+	// Name the key the user wrote, which may be the legacy one.
+	key := names.TokenPortAnnotation
+	if _, set := pod.Annotations[key]; !set {
+		key = names.LegacyKey(key)
 	}
 	p, err := strconv.ParseUint(strings.TrimSpace(v), 10, 16)
 	if err != nil || p == 0 {
 		return 0, fmt.Errorf("pod %s: metadata.annotations[%q] is %q: %w: want a port number in 1-65535; "+
-			"fix the value, or remove the annotation to use the default port %d", ref, names.TokenPortAnnotation, v, ErrBadPortAnnotation, def)
+			"fix the value, or remove the annotation to use the default port %d", ref, key, v, ErrBadPortAnnotation, def)
 	}
 	return int(p), nil
 }

@@ -205,6 +205,26 @@ func TestInjectErrors(t *testing.T) {
 			wantMsg: []string{"pod default/my-app-7c9d8b6f5-", "spec.hostNetwork", "every pod on the node", "without hostNetwork"},
 		},
 		{
+			name:    "Windows by spec.os.name",
+			pod:     withPod(func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} }),
+			wantErr: inject.ErrWindowsPod,
+			wantMsg: []string{"pod default/my-app-7c9d8b6f5-", "spec.os.name is windows", "Linux image", "run the workload on Linux nodes", names.BindingLabel},
+		},
+		{
+			name:    "Windows by nodeSelector",
+			pod:     withPod(func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{corev1.LabelOSStable: "windows"} }),
+			wantErr: inject.ErrWindowsPod,
+			wantMsg: []string{`spec.nodeSelector["kubernetes.io/os"] is windows`, "Linux image", "remove its " + names.BindingLabel + " label"},
+		},
+		{
+			name: "legacy token-port annotation is read, and named in the error",
+			pod: withPod(func(p *corev1.Pod) {
+				p.Annotations = map[string]string{names.LegacyKey(names.TokenPortAnnotation): "http"}
+			}),
+			wantErr: inject.ErrBadPortAnnotation,
+			wantMsg: []string{`metadata.annotations["aadpodidentity.k8s.io/token-port"]`, `"http"`},
+		},
+		{
 			name: "port collision in a container",
 			pod: withPod(func(p *corev1.Pod) {
 				p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 80}, {ContainerPort: 8181}}
@@ -558,7 +578,8 @@ func countEnv(env []corev1.EnvVar, name string) int {
 
 func skipped(pod *corev1.Pod) map[string]bool {
 	set := map[string]bool{}
-	for n := range strings.SplitSeq(pod.Annotations[names.SkipContainersAnnotation], ",") {
+	v, _ := names.Lookup(pod.Annotations, names.SkipContainersAnnotation)
+	for n := range strings.SplitSeq(v, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			set[n] = true
 		}

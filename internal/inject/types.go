@@ -85,6 +85,9 @@ var (
 	// ErrSharedProcessNamespace: with one process namespace, app
 	// containers can reach the sidecar's files through /proc.
 	ErrSharedProcessNamespace = errors.New("pods that share their process namespace cannot be injected without opting in")
+	// ErrWindowsPod: the sidecar is a Linux image; on a Windows node the
+	// pod could not start.
+	ErrWindowsPod = errors.New("Windows pods cannot be injected")
 	// ErrPortCollision: a container already uses the sidecar's port.
 	ErrPortCollision = errors.New("container port collides with the token sidecar port")
 	// ErrBadPortAnnotation: the token-port annotation is not a valid port.

@@ -184,6 +184,9 @@ func (r *Resolver) identity(ctx context.Context, namespace, selector string, b *
 		return inject.Identity{}, nil, fmt.Errorf("%w: get AzureIdentity %s/%s: %w", ErrLookup, namespace, b.Spec.AzureIdentity, err)
 	}
 	warnings := ai.Warnings()
+	if w := names.DeprecationWarning(fmt.Sprintf("AzureIdentity %s/%s", ai.Namespace, ai.Name), "annotation", ai.Annotations, names.TokenSourceAnnotation); w != "" {
+		warnings = append(warnings, w)
+	}
 	id, err := r.convert(&ai)
 	if err != nil {
 		return inject.Identity{}, warnings, reasonf(ErrInvalidIdentity, "selector %q: %w", selector, err)
@@ -224,7 +227,8 @@ func (r *Resolver) convert(ai *aadv1.AzureIdentity) (inject.Identity, error) {
 	id.DisableInstanceDiscovery = authority != "" && !sidecarconfig.IsPublicAuthority(authority)
 	switch ai.Spec.Type {
 	case aadv1.IdentityTypeUserAssignedMSI:
-		id.Source = cmp.Or(ai.Annotations[names.TokenSourceAnnotation], r.Defaults.TokenSource, names.TokenSourceFederated)
+		source, _ := names.Lookup(ai.Annotations, names.TokenSourceAnnotation)
+		id.Source = cmp.Or(source, r.Defaults.TokenSource, names.TokenSourceFederated)
 		if id.Source != names.TokenSourceFederated && id.Source != names.TokenSourceIMDS {
 			return inject.Identity{}, fmt.Errorf("%s: annotation %s is %q; set it to %q or %q",
 				ref, names.TokenSourceAnnotation, id.Source, names.TokenSourceFederated, names.TokenSourceIMDS)
