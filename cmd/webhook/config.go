@@ -13,6 +13,7 @@ import (
 
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/sidecarconfig"
+	"github.com/podidentity/injector/internal/version"
 )
 
 // Config is everything the webhook binary can be told, with defaults.
@@ -75,6 +76,7 @@ func defaultConfig() Config {
 		MetricsAddr:           ":8443",
 		MetricsSecure:         true,
 		ProbeAddr:             ":8081",
+		SidecarImage:          version.DefaultSidecarImage,
 		SidecarPullPolicy:     string(corev1.PullIfNotPresent),
 		TokenPort:             names.DefaultTokenPort,
 		SidecarCPURequest:     "10m",
@@ -99,7 +101,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.MetricsSecure, "metrics-secure", c.MetricsSecure, "serve metrics over HTTPS, only to callers allowed to get /metrics (see the pod-identity-injector-metrics-reader ClusterRole); false serves plain HTTP to anyone")
 	fs.BoolVar(&c.EnableHTTP2, "enable-http2", c.EnableHTTP2, "allow HTTP/2 on the webhook and metrics servers (off because of CVE-2023-44487, HTTP/2 rapid reset)")
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", c.ProbeAddr, "address of /healthz and /readyz")
-	fs.StringVar(&c.SidecarImage, "sidecar-image", c.SidecarImage, "image of the token-server sidecar (required)")
+	fs.StringVar(&c.SidecarImage, "sidecar-image", c.SidecarImage, "image of the token-server sidecar; the default is this release's")
 	fs.StringVar(&c.SidecarPullPolicy, "sidecar-image-pull-policy", c.SidecarPullPolicy, "Always, IfNotPresent or Never")
 	fs.IntVar(&c.TokenPort, "token-port", c.TokenPort, "loopback port of the sidecar; pods may override it with the "+names.TokenPortAnnotation+" annotation")
 	fs.StringVar(&c.SidecarCPURequest, "sidecar-cpu-request", c.SidecarCPURequest, "CPU request of the sidecar")
