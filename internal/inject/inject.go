@@ -54,6 +54,9 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 	sidecar := findSidecar(out)
 	if sidecar.c != nil {
 		st, err = stateOf(ref, sidecar)
+		if err == nil {
+			err = checkOwnSidecar(ref, out, sidecar, st, ids, cfg)
+		}
 	} else {
 		st, err = newState(ref, out, ids, cfg, secret)
 	}
@@ -61,6 +64,9 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 		return nil, Result{}, err
 	}
 	if err := checkPorts(ref, out, st.config.Port); err != nil {
+		return nil, Result{}, err
+	}
+	if err := checkUserHeader(ref, out, st); err != nil {
 		return nil, Result{}, err
 	}
 
@@ -77,8 +83,11 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 	if setAnnotation(out, names.InjectedAnnotation, injectedValue(st.config)) {
 		res.Changed = true
 	}
+	if err := checkPodResources(ref, pod, out); err != nil {
+		return nil, Result{}, err
+	}
 	res.DefaultIdentity = st.config.DefaultIdentity
-	res.Warnings = warnings(ref, out, sidecar)
+	res.Warnings = append(warnings(ref, out, sidecar), envWarnings(ref, out, st)...)
 	if procWarning != "" {
 		res.Warnings = append(res.Warnings, procWarning)
 	}
@@ -178,6 +187,11 @@ func stateOf(ref string, sc sidecarRef) (*state, error) {
 	return &state{config: parsed, configJSON: cfgEnv.Value, header: header}, nil
 }
 
+// MinAnnotatedPort is the lowest port the token-port annotation may choose:
+// below it are the privileged ports, which the sidecar, running as a
+// non-root user without capabilities, cannot bind.
+const MinAnnotatedPort = 1024
+
 // tokenPort is the operator's port unless the pod's annotation overrides it.
 func tokenPort(ref string, pod *corev1.Pod, def int) (int, error) {
 	v, ok := names.Lookup(pod.Annotations, names.TokenPortAnnotation)
@@ -190,9 +204,9 @@ func tokenPort(ref string, pod *corev1.Pod, def int) (int, error) {
 		key = names.LegacyKey(key)
 	}
 	p, err := strconv.ParseUint(strings.TrimSpace(v), 10, 16)
-	if err != nil || p == 0 {
-		return 0, fmt.Errorf("pod %s: metadata.annotations[%q] is %q: %w: want a port number in 1-65535; "+
-			"fix the value, or remove the annotation to use the default port %d", ref, key, v, ErrBadPortAnnotation, def)
+	if err != nil || p < MinAnnotatedPort {
+		return 0, fmt.Errorf("pod %s: metadata.annotations[%q] is %q: %w: want a port number in %d-65535 that no container of the pod declares; "+
+			"fix the value, or remove the annotation to use the default port %d", ref, key, v, ErrBadPortAnnotation, MinAnnotatedPort, def)
 	}
 	return int(p), nil
 }
@@ -210,11 +224,24 @@ func checkPorts(ref string, pod *corev1.Pod, port int) error {
 			if c.Name == names.SidecarContainerName {
 				continue
 			}
-			if field := portUse(c, port); field != "" {
-				return fmt.Errorf("pod %s: spec.%s[%d].%s of container %q is %d: %w; "+
-					"set the pod annotation %s to a port that no container uses",
-					ref, l.name, i, field, c.Name, port, ErrPortCollision, names.TokenPortAnnotation)
+			field := portUse(c, port)
+			if field == "" {
+				continue
 			}
+			if v, ok := names.Lookup(pod.Annotations, names.TokenPortAnnotation); ok && strings.TrimSpace(v) == strconv.Itoa(port) {
+				// The pod chose this port itself: say what it clashes
+				// with, not "set the annotation".
+				key := names.TokenPortAnnotation
+				if _, set := pod.Annotations[key]; !set {
+					key = names.LegacyKey(key)
+				}
+				return fmt.Errorf("pod %s: metadata.annotations[%q] is %d, which container %q already uses in spec.%s[%d].%s: %w; "+
+					"change the annotation to a port in %d-65535 that no container declares",
+					ref, key, port, c.Name, l.name, i, field, ErrPortCollision, MinAnnotatedPort)
+			}
+			return fmt.Errorf("pod %s: spec.%s[%d].%s of container %q is %d, the token sidecar's port: %w; "+
+				"set the pod annotation %s to a port in %d-65535 that no container uses",
+				ref, l.name, i, field, c.Name, port, ErrPortCollision, names.TokenPortAnnotation, MinAnnotatedPort)
 		}
 	}
 	return nil

@@ -62,6 +62,13 @@ func (c Config) Validate() error {
 	if c.Port < 1 || c.Port > 65535 {
 		return fmt.Errorf("%w: the token port %d is not in 1-65535; set the webhook's port flag to a free port", ErrInvalidConfig, c.Port)
 	}
+	// The API server refuses a container whose request exceeds its limit,
+	// and it would blame the sidecar of every pod.
+	for r, req := range c.Resources.Requests {
+		if lim, ok := c.Resources.Limits[r]; ok && req.Cmp(lim) > 0 {
+			return fmt.Errorf("%w: the sidecar requests %s of %s, above its limit %s; lower the webhook's sidecar request or raise the limit", ErrInvalidConfig, req.String(), r, lim.String())
+		}
+	}
 	return nil
 }
 
@@ -104,4 +111,11 @@ var (
 	// ErrNameConflict: the pod already uses a container or volume name that
 	// the injection needs, and it is not ours.
 	ErrNameConflict = errors.New("name already used in the pod")
+	// ErrUserIdentityHeader: a container sets IDENTITY_HEADER itself. The
+	// header is generated per pod at admission, so a value in a manifest
+	// can never match the sidecar's.
+	ErrUserIdentityHeader = errors.New("container sets IDENTITY_HEADER")
+	// ErrPodResources: the pod-level resources (spec.resources) leave no
+	// room for the token sidecar's requests or limits.
+	ErrPodResources = errors.New("pod-level resources leave no room for the token sidecar")
 )

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"time"
@@ -204,7 +205,13 @@ func (h *Handler) decide(ctx context.Context, req admission.Request) (d decision
 	if !result.Changed {
 		return decision{outcome: OutcomeNoChange, warnings: warnings, message: fmt.Sprintf("pod %s already has its identities", ref)}
 	}
-	ops, err := patchFor(pod, mutated)
+	orig, stale, ok := withoutStaleAnnotation(pod, mutated)
+	if ok {
+		warnings = append(warnings, fmt.Sprintf("pod %s: metadata.annotations[%q] was %q, which is not what the webhook injected; "+
+			"it was replaced with %q: remove that annotation from the pod's manifest or template, where it was most likely copied from an injected pod",
+			ref, names.InjectedAnnotation, stale, mutated.Annotations[names.InjectedAnnotation]))
+	}
+	ops, err := patchFor(orig, mutated)
 	if err != nil {
 		return decision{outcome: OutcomeErrored, err: fmt.Errorf("pod %s: %w", ref, err)}
 	}
@@ -215,6 +222,23 @@ func (h *Handler) decide(ctx context.Context, req admission.Request) (d decision
 	resp := admission.Allowed(fmt.Sprintf("injected identities of selector %q, default %s", selector, result.DefaultIdentity))
 	resp.Patch, resp.PatchType = patch, ptr.To(admissionv1.PatchTypeJSONPatch)
 	return decision{outcome: OutcomeInjected, warnings: warnings, resp: resp, patchOps: len(ops)}
+}
+
+// withoutStaleAnnotation returns pod, or, when pod already carries an
+// injected-identities annotation that differs from what inject wrote, a
+// copy of pod without it, the stale value and true. Diffing from that copy makes
+// the patch overwrite the annotation (a JSON Patch add replaces an existing
+// member) instead of failing as "not additive": the annotation is ours to
+// write, and one copied from an old manifest must not make the pod fail.
+func withoutStaleAnnotation(pod, mutated *corev1.Pod) (*corev1.Pod, string, bool) {
+	v, ok := pod.Annotations[names.InjectedAnnotation]
+	if !ok || v == mutated.Annotations[names.InjectedAnnotation] {
+		return pod, "", false
+	}
+	out := *pod
+	out.Annotations = maps.Clone(pod.Annotations)
+	delete(out.Annotations, names.InjectedAnnotation)
+	return &out, v, true
 }
 
 // optedIn reports whether the namespace carries the opt-in annotation or
@@ -247,7 +271,8 @@ func (h *Handler) optedIn(ctx context.Context, namespace string) (bool, []string
 }
 
 // exception returns the name of the first AzurePodIdentityException in the
-// pod's namespace whose podLabels the pod carries, or "", and warnings for
+// pod's namespace that exempts the pod (any one of its podLabels, see
+// Exempts), or "", and warnings for
 // exceptions that use legacy keys or cannot be read: a broken exception
 // matches nothing, and the warning says which one and why.
 func (h *Handler) exception(ctx context.Context, pod *corev1.Pod) (string, []string, error) {
@@ -263,21 +288,11 @@ func (h *Handler) exception(ctx context.Context, pod *corev1.Pod) (string, []str
 			warnings = append(warnings, fmt.Sprintf("%v; it exempts no pod until fixed", err))
 			continue
 		}
-		if hasLabels(pod.Labels, e.Spec.PodLabels) {
+		if e.Exempts(pod.Labels) {
 			return e.Name, warnings, nil
 		}
 	}
 	return "", warnings, nil
-}
-
-// hasLabels reports whether have contains every key and value of want.
-func hasLabels(have, want map[string]string) bool {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			return false
-		}
-	}
-	return true
 }
 
 // RandomSecret makes a pod's IDENTITY_HEADER value from crypto/rand.
