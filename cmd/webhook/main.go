@@ -103,9 +103,13 @@ func run(ctx context.Context, args []string) error {
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme: scheme,
 		// The handler only reads what it gets from the cache, so the cache
-		// may hand out its own objects instead of a deep copy per read.
+		// may hand out its own objects instead of a deep copy per read. The
+		// transforms keep only the fields it reads: the cache holds every
+		// namespace of the cluster. Watch failures feed readiness.
 		Cache: cache.Options{
 			DefaultUnsafeDisableDeepCopy: ptr.To(true),
+			DefaultTransform:             webhook.CacheDefaultTransform,
+			ByObject:                     webhook.CacheByObject(),
 			DefaultWatchErrorHandler:     watches.handler,
 		},
 		Metrics:                metricsOptions(cfg),

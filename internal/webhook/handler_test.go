@@ -53,7 +53,8 @@ func newTestHandler(t testing.TB, cache, live client.Reader, cfg inject.Config, 
 	h, err := NewHandler(Options{
 		Resolver: &Resolver{
 			Cache: cache, Live: live, LiveTimeout: 1e9,
-			Defaults: Defaults{TokenSource: names.TokenSourceFederated},
+			// The webhook gives the resolver and the sidecar one allow-list.
+			Defaults: Defaults{TokenSource: names.TokenSourceFederated, AllowedAuthorityHosts: cfg.AllowedAuthorityHosts},
 		},
 		Inject:       cfg,
 		RequireOptIn: true,
@@ -163,7 +164,6 @@ func TestHandlerGolden(t *testing.T) {
 			require.Empty(t, cmp.Diff(want, res.Identities), "the case's identities must be what its objects resolve to")
 
 			h := newTestHandler(t, cache, nil, c.Config, c.Secret)
-			h.opts.Resolver.Defaults.AllowedAuthorityHosts = c.Config.AllowedAuthorityHosts
 			resp := h.Handle(context.Background(), podRequest(t, ns, c.PodJSON))
 			require.True(t, resp.Allowed, "response: %+v", resp.Result)
 			patched := applyPatch(t, c.PodJSON, resp)

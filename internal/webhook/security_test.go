@@ -88,7 +88,6 @@ func TestHandlerAuthorityAllowList(t *testing.T) {
 			cfg := testInjectConfig()
 			cfg.AllowedAuthorityHosts = tc.allowed
 			h := newTestHandler(t, fakeReader(t, objs...), nil, cfg, testSecret)
-			h.opts.Resolver.Defaults.AllowedAuthorityHosts = tc.allowed
 			raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"team-a","labels":{"aadpodidbinding":"app"}},
 "spec":{"containers":[{"name":"app","image":"nginx"}]}}`)
 			resp := h.Handle(context.Background(), podRequest(t, ns, raw))
