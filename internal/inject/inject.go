@@ -23,10 +23,10 @@ import (
 // The pod's override annotations are read when the sidecar is injected; a
 // pod that has the sidecar keeps what it was injected with.
 //
-// Errors wrap ErrNoIdentities, ErrHostNetwork, ErrWindowsPod, ErrBadPortAnnotation,
-// ErrPortCollision, ErrInvalidIdentity, ErrInvalidConfig, ErrNameConflict,
-// ErrBadOverride or ErrContainerIdentities, and name the pod and the field
-// at fault.
+// Errors wrap ErrNoIdentities, ErrHostNetwork, ErrSharedProcessNamespace,
+// ErrWindowsPod, ErrBadPortAnnotation, ErrPortCollision, ErrInvalidIdentity,
+// ErrInvalidConfig, ErrNameConflict, ErrBadOverride or
+// ErrContainerIdentities, and name the pod and the field at fault.
 func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1.Pod, Result, error) {
 	if pod == nil {
 		return nil, Result{}, fmt.Errorf("%w: the pod is nil", ErrInvalidConfig)
@@ -40,6 +40,13 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 		return nil, Result{}, fmt.Errorf("pod %s: spec.hostNetwork is true: %w: the token sidecar listens on 127.0.0.1, "+
 			"which with hostNetwork is the node's loopback, so it would serve tokens to every pod on the node; "+
 			"run the pod without hostNetwork, or remove its %s label", ref, ErrHostNetwork, names.BindingLabel)
+	}
+	if err := checkSharedForContainers(ref, out); err != nil {
+		return nil, Result{}, err
+	}
+	procWarning, procErr := checkSharedProcessNamespace(ref, out)
+	if procErr != nil {
+		return nil, Result{}, procErr
 	}
 
 	if field := windowsField(out); field != "" {
@@ -101,6 +108,9 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 	}
 	res.DefaultIdentity = st.config.DefaultIdentity
 	res.Warnings = append(append(warnings(ref, out, sidecar), envWarns...), envWarnings(ref, out, st)...)
+	if procWarning != "" {
+		res.Warnings = append(res.Warnings, procWarning)
+	}
 	return out, res, nil
 }
 
@@ -186,7 +196,7 @@ func buildState(ref string, pod *corev1.Pod, ids []Identity, cfg Config, secret 
 	if err != nil {
 		return nil, err
 	}
-	sc, err := sidecarConfig(ids, port)
+	sc, err := sidecarConfig(ids, port, cfg.AllowedAuthorityHosts)
 	if err != nil {
 		return nil, fmt.Errorf("pod %s: %w", ref, err)
 	}

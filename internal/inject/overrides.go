@@ -205,13 +205,25 @@ func readGrants(ref string, pod *corev1.Pod, ids []Identity) (map[string]string,
 		}
 		grants[c] = id
 	}
-	if pod.Spec.ShareProcessNamespace != nil && *pod.Spec.ShareProcessNamespace {
-		return nil, fmt.Errorf("pod %s: metadata.annotations[%q] is set and spec.shareProcessNamespace is true: %w: "+
-			"per-container identities rest on each container's IDENTITY_HEADER being its own, and with a shared process namespace "+
-			"every container can read the others' environment through /proc/<pid>/environ; remove the annotation, or set spec.shareProcessNamespace to false "+
-			"(no opt-out annotation lifts this)", ref, key, ErrContainerIdentities)
+	if err := checkSharedForContainers(ref, pod); err != nil {
+		return nil, err
 	}
 	return grants, nil
+}
+
+// checkSharedForContainers refuses per-container identities in a pod that
+// shares its process namespace. It runs before the general check of
+// shareProcessNamespace, whose opt-out annotation does not apply here, so
+// that the user reads why.
+func checkSharedForContainers(ref string, pod *corev1.Pod) error {
+	key := names.ContainerIdentitiesAnnotation
+	if _, ok := pod.Annotations[key]; !ok || pod.Spec.ShareProcessNamespace == nil || !*pod.Spec.ShareProcessNamespace {
+		return nil
+	}
+	return fmt.Errorf("pod %s: metadata.annotations[%q] is set and spec.shareProcessNamespace is true: %w: "+
+		"per-container identities rest on each container's IDENTITY_HEADER being its own, and with a shared process namespace "+
+		"every container can read the others' environment through /proc/<pid>/environ; remove the annotation, or set spec.shareProcessNamespace to false "+
+		"(%s does not lift this)", ref, key, ErrContainerIdentities, names.AllowSharedProcessNamespaceAnnotation)
 }
 
 // containerSecret is the IDENTITY_HEADER of one container, derived from the

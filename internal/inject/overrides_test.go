@@ -129,7 +129,7 @@ func TestOverrideAndContainerIdentityErrors(t *testing.T) {
 	shared := withAnnotations(names.ContainerIdentitiesAnnotation, "data-init=blob-reader",
 		// The opt-out of the shared-process-namespace deny does not lift
 		// this one.
-		names.Prefix+"/allow-shared-process-namespace", "true")
+		names.AllowSharedProcessNamespaceAnnotation, "true")
 	shared.Spec.ShareProcessNamespace = ptrTo(true)
 	tests := map[string]struct {
 		pod     *corev1.Pod
@@ -181,7 +181,7 @@ func TestOverrideAndContainerIdentityErrors(t *testing.T) {
 		"container not opted in": {withAnnotations(names.ContainerIdentitiesAnnotation, "my-app=queue-writer", names.InjectContainersAnnotation, "data-init"), inject.ErrContainerIdentities,
 			[]string{`container "my-app" gets no identity environment`, names.InjectContainersAnnotation}},
 		"shared process namespace, even with the opt-out": {shared, inject.ErrContainerIdentities,
-			[]string{names.ContainerIdentitiesAnnotation, "spec.shareProcessNamespace is true", "/proc/<pid>/environ", "no opt-out annotation lifts this"}},
+			[]string{names.ContainerIdentitiesAnnotation, "spec.shareProcessNamespace is true", "/proc/<pid>/environ", names.AllowSharedProcessNamespaceAnnotation + " does not lift this"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -93,6 +93,11 @@ const (
 	SidecarCPULimitAnnotation      = Prefix + "/sidecar-cpu-limit"
 	SidecarMemoryRequestAnnotation = Prefix + "/sidecar-memory-request"
 	SidecarMemoryLimitAnnotation   = Prefix + "/sidecar-memory-limit"
+	// AllowSharedProcessNamespaceAnnotation on a Pod, set to "true",
+	// accepts the risk of spec.shareProcessNamespace: every container of the
+	// pod can then see the sidecar's process. Without it such a pod is
+	// denied. See docs/security.md.
+	AllowSharedProcessNamespaceAnnotation = Prefix + "/allow-shared-process-namespace"
 
 	// InjectedAnnotation is written on every injected Pod. Its value names
 	// the AzureIdentity objects the sidecar serves, so that an operator can

@@ -64,6 +64,7 @@ type Server struct {
 	byClientID map[string]*identity
 	byResID    map[string]*identity
 	shutdown   time.Duration
+	port       int // the config's port, for requests served without a listener
 	mux        *http.ServeMux
 	// now is the cache's clock, so that expires_in and refresh_in agree
 	// with the cache's idea of freshness.
@@ -126,13 +127,16 @@ func New(o Options) (*Server, error) {
 		byClientID: map[string]*identity{},
 		byResID:    map[string]*identity{},
 		shutdown:   o.ShutdownTimeout,
+		port:       o.Config.Port,
 	}
+	byName := map[string]*identity{}
 	for _, c := range o.Config.Identities {
 		src := o.Sources[c.Name]
 		if src == nil {
 			return nil, fmt.Errorf("tokenserver: no source for identity %q", c.Name)
 		}
 		id := &identity{cfg: c, label: c.Namespace + "/" + c.Name, source: src}
+		byName[c.Name] = id
 		if c.Name == o.Config.DefaultIdentity {
 			s.def = id
 		}
@@ -147,7 +151,7 @@ func New(o Options) (*Server, error) {
 		}
 	}
 	s.byClientID[strings.ToLower(s.def.cfg.ClientID)] = s.def
-	s.grants, s.headerless = grants(o.Config, s.byName())
+	s.grants, s.headerless = grants(o.Config, byName)
 	s.cache = NewCache(o.Cache)
 	s.now = s.cache.o.Now
 	s.mux = http.NewServeMux()
@@ -157,18 +161,6 @@ func New(o Options) (*Server, error) {
 	s.mux.HandleFunc("GET "+names.PathHealth, s.handleHealth)
 	s.mux.HandleFunc("/", s.handleOther)
 	return s, nil
-}
-
-// byName indexes the server's identities by name.
-func (s *Server) byName() map[string]*identity {
-	m := map[string]*identity{}
-	for _, id := range s.byClientID {
-		m[id.cfg.Name] = id
-	}
-	for _, id := range s.byResID {
-		m[id.cfg.Name] = id
-	}
-	return m
 }
 
 // grants builds the per-container grants of c and the grant of headerless
@@ -248,6 +240,15 @@ func (s *Server) authorize(p protocol, got []string) (*grant, *apiError) {
 	return match, nil
 }
 
+// localPort is the port the request arrived on: the listener's, which
+// --port may have set, else the config's.
+func (s *Server) localPort(r *http.Request) int {
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return s.port
+}
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
@@ -309,7 +310,7 @@ func (s *Server) handleOther(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	req, e := parseRequest(r, s.authorize)
+	req, e := parseRequest(r, s.authorize, s.localPort(r))
 	if e != nil {
 		writeError(w, e)
 		s.logRequest(r, start, nil, req.resource, e.status, false, e)
@@ -591,9 +592,11 @@ func (s *Server) logRequest(r *http.Request, start time.Time, id *identity, reso
 	}
 	attrs := make([]slog.Attr, 0, 8)
 	attrs = append(attrs,
-		slog.String("path", r.URL.Path),
+		// The client chose path and resource: escaped, so that a log line
+		// always reads unambiguously.
+		slog.String("path", truncate(r.URL.Path)),
 		slog.String("identity", identityLabel(id)),
-		slog.String("resource", resource),
+		slog.String("resource", logValue(resource)),
 		slog.Int("status", status),
 		slog.Bool("cacheHit", hit),
 		slog.Duration("latency", time.Since(start)),
@@ -602,6 +605,15 @@ func (s *Server) logRequest(r *http.Request, start time.Time, id *identity, reso
 		attrs = append(attrs, slog.String("error", e.code), slog.String("reason", e.description))
 	}
 	s.log.LogAttrs(r.Context(), level, "token request", attrs...)
+}
+
+// logValue is a client's value for a log line: at most maxResourceLen
+// bytes, escaped.
+func logValue(s string) string {
+	if len(s) > maxResourceLen {
+		return escape(s[:maxResourceLen]) + "..."
+	}
+	return escape(s)
 }
 
 func identityLabel(id *identity) string {
