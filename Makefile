@@ -3,9 +3,19 @@
 
 GO        ?= go
 BIN       := $(CURDIR)/bin
-GOFLAGS_BUILD := -trimpath -ldflags "-s -w"
-REGISTRY  ?= ghcr.io/podidentity
-TAG       ?= v0.1.0
+# The version both binaries print with --version, and the images' tag.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+# Every timestamp in the images: the commit's time, so that two builds of
+# one commit give the same digests.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+LDFLAGS   := -s -w -X github.com/podidentity/injector/internal/version.Version=$(VERSION) -X github.com/podidentity/injector/internal/version.Commit=$(COMMIT)
+GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
+# make images REGISTRY=myacr.azurecr.io [TAG=...] pushes both images there.
+REGISTRY  ?=
+TAG       ?= $(VERSION)
+PLATFORMS ?= linux/amd64,linux/arm64
+IMAGES_OUT ?= $(CURDIR)/_output/images
 CERTS_DIR ?= $(CURDIR)/.cache/certs
 
 .PHONY: all build deps test unit vet fmt-check e2e demo tools bench bench-e2e bench-sidecar images certs generate verify-generated fuzz clean
@@ -72,14 +82,18 @@ bench-e2e: build tools
 bench-sidecar: build
 	$(GO) run ./hack/loadgen bench -sidecar $(BIN)/pod-identity-sidecar -n 100000 -c 8
 
-## images: webhook and sidecar images (untested here: no Docker on these machines)
+## images: webhook and sidecar images for $(PLATFORMS), without Docker
+## (hack/images), as an OCI layout in _output/images/oci; with REGISTRY set,
+## also pushed to $(REGISTRY)/pod-identity-{webhook,sidecar}:$(TAG)
 images:
-	docker build --target webhook -t $(REGISTRY)/pod-identity-webhook:$(TAG) .
-	docker build --target sidecar -t $(REGISTRY)/pod-identity-sidecar:$(TAG) .
+	@test -f /etc/ssl/certs/ca-certificates.crt || hack/install-deps.sh
+	$(GO) run ./hack/images --out $(IMAGES_OUT) --platforms $(PLATFORMS) \
+		--ldflags "$(LDFLAGS)" --tag $(TAG) --version $(VERSION) --revision $(COMMIT) \
+		--source-date-epoch $(SOURCE_DATE_EPOCH) --registry "$(REGISTRY)"
 
 ## certs: dev TLS without cert-manager; rerun to rotate under the kept CA
 certs:
 	$(GO) run ./hack/certgen --out $(CERTS_DIR)/tls --ca-dir $(CERTS_DIR)/ca --ip-addresses 127.0.0.1 --secret-yaml $(CERTS_DIR)/secret.yaml
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(CURDIR)/_output

@@ -30,7 +30,7 @@ import (
 
 const (
 	seedClientID = "11111111-2222-3333-4444-555555555555"
-	denyPrefix   = `admission webhook "pod-identity-webhook.aadpodidentity.k8s.io" denied the request: `
+	denyPrefix   = `admission webhook "pod-identity-injector.podidentity.github.io" denied the request: `
 )
 
 func seedDir(t *testing.T) string {
@@ -133,6 +133,8 @@ func TestSeedVerbatim(t *testing.T) {
 	}
 	assert.Contains(t, joined, "AzureIdentity default/blob-reader")
 	assert.Contains(t, joined, "AzureIdentityBinding default/blob-reader-to-my-app")
+	// namespace.yaml opts in with the legacy key, which still works.
+	assert.Contains(t, joined, `Namespace default: annotation "aadpodidentity.k8s.io/inject" is deprecated; rename it to "`+names.InjectAnnotation+`"`)
 
 	out, err := kubectl(t, "apply", "-f", filepath.Join(dir, "deployment.yaml"))
 	require.NoError(t, err, out)

@@ -48,13 +48,16 @@ func TestE2EManifests(t *testing.T) {
 	kubectl(ctx, t, c, "apply", "-f", "namespace.yaml")
 	t.Run("server-side dry run", func(t *testing.T) {
 		out := kubectl(ctx, t, c, "apply", "-k", ".", "--dry-run=server")
-		assert.Contains(t, string(out), "mutatingwebhookconfiguration.admissionregistration.k8s.io/pod-identity-webhook created (server dry run)")
+		assert.Contains(t, string(out), "mutatingwebhookconfiguration.admissionregistration.k8s.io/"+clusterName+" created (server dry run)")
 	})
 	kubectl(ctx, t, c, "apply", "-k", ".")
 	kubectl(ctx, t, c, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
 
 	t.Run("RBAC of the webhook's ServiceAccount", func(t *testing.T) {
 		testRBAC(ctx, t, c)
+	})
+	t.Run("namespace admins, editors and viewers through the built-in roles", func(t *testing.T) {
+		testUserRoles(ctx, t, c)
 	})
 	t.Run("cainjector fills caBundle", func(t *testing.T) {
 		testCAInjection(ctx, t, c)
@@ -115,6 +118,46 @@ func testRBAC(ctx context.Context, t *testing.T, c *testcluster.Cluster) {
 	assert.True(t, apierrors.IsForbidden(err), "list secrets as the webhook: want Forbidden, got %v", err)
 }
 
+// testUserRoles binds three users to the built-in admin, edit and view
+// ClusterRoles in one namespace, as a platform team would, and asks the API
+// server what each may do with the project's objects: the aggregated
+// ClusterRoles of user-roles.yaml reach them through the
+// clusterrole-aggregation controller of kube-controller-manager.
+func testUserRoles(ctx context.Context, t *testing.T, c *testcluster.Cluster) {
+	const team = "team-roles"
+	kubectl(ctx, t, c, "create", "namespace", team)
+	users := map[string]string{"admin": "alice", "edit": "erin", "view": "victor"}
+	for role, user := range users {
+		kubectl(ctx, t, c, "create", "rolebinding", user+"-"+role, "-n", team, "--clusterrole="+role, "--user="+user)
+	}
+	canI := func(user, verb, resource, ns string) string {
+		out, _ := c.Kubectl(ctx, "auth", "can-i", verb, resource, "-n", ns, "--as="+user)
+		return strings.TrimSpace(string(out))
+	}
+	// Aggregation is asynchronous: wait until the admin can write.
+	require.Eventually(t, func() bool {
+		return canI(users["admin"], "create", "azureidentities."+names.Group, team) == "yes" &&
+			canI(users["view"], "list", "azurepodidentityexceptions."+names.Group, team) == "yes"
+	}, 60*time.Second, 250*time.Millisecond, "the clusterrole-aggregation controller folds user-roles.yaml into admin, edit and view")
+
+	write := []string{"create", "update", "patch", "delete"}
+	read := []string{"get", "list", "watch"}
+	for _, res := range []string{"azureidentities", "azureidentitybindings", "azurepodidentityexceptions"} {
+		resource := res + "." + names.Group
+		for role, user := range users {
+			for _, verb := range append(slices.Clone(read), write...) {
+				want := "yes"
+				if role == "view" && slices.Contains(write, verb) {
+					want = "no"
+				}
+				assert.Equal(t, want, canI(user, verb, resource, team), "%s (%s in %s) can-i %s %s", user, role, team, verb, resource)
+			}
+			// A RoleBinding grants nothing in another namespace.
+			assert.Equal(t, "no", canI(user, "get", resource, "default"), "%s (%s in %s) can-i get %s -n default", user, role, team, resource)
+		}
+	}
+}
+
 func testCAInjection(ctx context.Context, t *testing.T, c *testcluster.Cluster) {
 	cs, err := kubernetes.NewForConfig(c.RESTConfig())
 	require.NoError(t, err)
@@ -167,7 +210,7 @@ func waitForCABundle(ctx context.Context, t *testing.T, cs kubernetes.Interface,
 	var last []string
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
-		cfg, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, webhookName, metav1.GetOptions{})
+		cfg, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, clusterName, metav1.GetOptions{})
 		require.NoError(t, err)
 		require.Len(t, cfg.Webhooks, 1)
 		last = pemSubjects(t, cfg.Webhooks[0].ClientConfig.CABundle)
@@ -180,7 +223,7 @@ func waitForCABundle(ctx context.Context, t *testing.T, cs kubernetes.Interface,
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-	t.Fatalf("caBundle of MutatingWebhookConfiguration %s after 90s:\n  have %q\n  want %q", webhookName, last, want)
+	t.Fatalf("caBundle of MutatingWebhookConfiguration %s after 90s:\n  have %q\n  want %q", clusterName, last, want)
 }
 
 // pemSubjects names each certificate in a PEM bundle by subject and serial

@@ -1,7 +1,7 @@
 // Package manifests_test renders the kustomize base in this directory with
 // kustomize's own library, as `kubectl apply -k manifests/` does, and checks
 // what an operator relies on: the inventory, least-privilege RBAC, the
-// webhook configuration of DESIGN.md section 5, the Deployment's hardening,
+// webhook configuration of docs/design/contract.md section 5, the Deployment's hardening,
 // and that both images follow `kustomize edit set image`.
 package manifests_test
 
@@ -22,6 +22,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -37,8 +38,12 @@ import (
 )
 
 const (
-	namespace      = "pod-identity-system"
-	webhookName    = "pod-identity-webhook"
+	namespace   = "pod-identity-system"
+	webhookName = "pod-identity-webhook"
+	// clusterName names the cluster-scoped objects, which must not collide
+	// with the EKS pod identity webhook's pod-identity-webhook.
+	clusterName    = "pod-identity-injector"
+	webhookFQDN    = clusterName + "." + names.Prefix
 	webhookImage   = "ghcr.io/podidentity/pod-identity-webhook"
 	sidecarImage   = "ghcr.io/podidentity/pod-identity-sidecar"
 	sidecarEnvName = "SIDECAR_IMAGE"
@@ -60,6 +65,7 @@ type rendered struct {
 	webhooks     []admissionregistrationv1.MutatingWebhookConfiguration
 	issuers      []cmapi.Issuer
 	certificates []cmapi.Certificate
+	netpols      []networkingv1.NetworkPolicy
 }
 
 // repoFS copies manifests/ and certs/ (everything kustomize may read) into
@@ -125,6 +131,8 @@ func build(t *testing.T, fsys filesys.FileSystem, dir string) *rendered {
 			target = appendNew(&r.issuers)
 		case "Certificate":
 			target = appendNew(&r.certificates)
+		case "NetworkPolicy":
+			target = appendNew(&r.netpols)
 		default:
 			t.Fatalf("%s: a kind this test does not know; add it to the inventory", id)
 		}
@@ -158,17 +166,25 @@ func TestInventory(t *testing.T) {
 		"CustomResourceDefinition//azurepodidentityexceptions.aadpodidentity.k8s.io",
 		"Namespace//" + namespace,
 		"ServiceAccount/" + namespace + "/" + webhookName,
-		"ClusterRole//" + webhookName,
-		"ClusterRoleBinding//" + webhookName,
+		"ClusterRole//" + clusterName,
+		"ClusterRole//" + clusterName + "-aggregate-to-edit",
+		"ClusterRole//" + clusterName + "-aggregate-to-view",
+		"ClusterRoleBinding//" + clusterName,
 		"Deployment/" + namespace + "/" + webhookName,
 		"Service/" + namespace + "/" + webhookName,
 		"PodDisruptionBudget/" + namespace + "/" + webhookName,
-		"MutatingWebhookConfiguration//" + webhookName,
+		"MutatingWebhookConfiguration//" + clusterName,
 		"Issuer/" + namespace + "/pod-identity-selfsigned",
 		"Issuer/" + namespace + "/pod-identity-ca",
 		"Certificate/" + namespace + "/pod-identity-webhook-ca",
 		"Certificate/" + namespace + "/" + webhookName,
 	}, r.ids)
+	for _, id := range r.ids {
+		if strings.Contains(id, "//") && !strings.HasPrefix(id, "CustomResourceDefinition//") && !strings.HasPrefix(id, "Namespace//") {
+			assert.True(t, strings.HasPrefix(id, strings.SplitN(id, "/", 2)[0]+"//"+clusterName),
+				"cluster-scoped %s is named %s...: the EKS pod identity webhook owns pod-identity-webhook", id, clusterName)
+		}
+	}
 	ns := one(t, r.namespaces)
 	assert.Equal(t, "restricted", ns.Labels["pod-security.kubernetes.io/enforce"],
 		"the webhook's namespace enforces the restricted Pod Security Standard")
@@ -176,7 +192,7 @@ func TestInventory(t *testing.T) {
 
 func TestRBAC(t *testing.T) {
 	r := buildBase(t)
-	role, binding, sa := one(t, r.clusterRoles), one(t, r.bindings), one(t, r.sas)
+	role, binding, sa := clusterRole(t, r, clusterName), one(t, r.bindings), one(t, r.sas)
 	deploy := one(t, r.deployments)
 
 	assert.Equal(t, sa.Name, deploy.Spec.Template.Spec.ServiceAccountName, "the Deployment runs as the bound ServiceAccount")
@@ -233,11 +249,12 @@ func TestWebhookConfiguration(t *testing.T) {
 	svc := one(t, r.services)
 	serving := servingCertificate(t, r)
 
-	assert.Equal(t, webhookName, cfg.Name)
+	assert.Equal(t, clusterName, cfg.Name)
 	assert.Equal(t, serving.Namespace+"/"+serving.Name, cfg.Annotations["cert-manager.io/inject-ca-from"],
 		"cainjector fills caBundle from the serving Certificate")
 
 	wh := one(t, cfg.Webhooks)
+	assert.Equal(t, webhookFQDN, wh.Name)
 	assert.Empty(t, wh.ClientConfig.CABundle, "caBundle is cainjector's to fill")
 	assert.Nil(t, wh.ClientConfig.URL)
 	require.NotNil(t, wh.ClientConfig.Service)
@@ -469,6 +486,14 @@ func writeKustomization(t *testing.T, fsys filesys.FileSystem, dir string, k *ty
 	require.NoError(t, err)
 	require.NoError(t, fsys.MkdirAll(dir))
 	require.NoError(t, fsys.WriteFile(path.Join(dir, "kustomization.yaml"), data))
+}
+
+// clusterRole returns the rendered ClusterRole called name.
+func clusterRole(t *testing.T, r *rendered, name string) *rbacv1.ClusterRole {
+	t.Helper()
+	i := slices.IndexFunc(r.clusterRoles, func(c rbacv1.ClusterRole) bool { return c.Name == name })
+	require.GreaterOrEqual(t, i, 0, "ClusterRole %s", name)
+	return &r.clusterRoles[i]
 }
 
 func servingCertificate(t *testing.T, r *rendered) *cmapi.Certificate {

@@ -15,16 +15,21 @@ import (
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/sidecarconfig"
 	"github.com/podidentity/injector/internal/tokenserver"
+	"github.com/podidentity/injector/internal/version"
 )
 
 // errUsage is wrapped when the command line names no known subcommand.
-var errUsage = errors.New("usage: pod-identity-sidecar serve|probe [flags]")
+var errUsage = errors.New("usage: pod-identity-sidecar serve|probe [flags], or --version")
 
 // run is the whole program: parse the command line, then serve or probe.
 // getenv and stderr are parameters so that tests drive it like main does.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errUsage
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		_, err := fmt.Fprintln(os.Stdout, version.String("pod-identity-sidecar"))
+		return err
 	}
 	sub := args[0]
 	if sub != names.SidecarServeCommand && sub != names.SidecarProbeCommand {

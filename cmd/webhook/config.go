@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/internal/version"
 )
 
 // Config is everything the webhook binary can be told, with defaults.
@@ -59,6 +60,7 @@ func defaultConfig() Config {
 		Port:                  9443,
 		MetricsAddr:           ":8080",
 		ProbeAddr:             ":8081",
+		SidecarImage:          version.DefaultSidecarImage,
 		SidecarPullPolicy:     string(corev1.PullIfNotPresent),
 		TokenPort:             names.DefaultTokenPort,
 		SidecarCPURequest:     "10m",
@@ -81,7 +83,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Port, "port", c.Port, "port of the HTTPS admission endpoint")
 	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", c.MetricsAddr, "address of the Prometheus endpoint; 0 disables it")
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", c.ProbeAddr, "address of /healthz and /readyz")
-	fs.StringVar(&c.SidecarImage, "sidecar-image", c.SidecarImage, "image of the token-server sidecar (required)")
+	fs.StringVar(&c.SidecarImage, "sidecar-image", c.SidecarImage, "image of the token-server sidecar; the default is this release's")
 	fs.StringVar(&c.SidecarPullPolicy, "sidecar-image-pull-policy", c.SidecarPullPolicy, "Always, IfNotPresent or Never")
 	fs.IntVar(&c.TokenPort, "token-port", c.TokenPort, "loopback port of the sidecar; pods may override it with the "+names.TokenPortAnnotation+" annotation")
 	fs.StringVar(&c.SidecarCPURequest, "sidecar-cpu-request", c.SidecarCPURequest, "CPU request of the sidecar")

@@ -37,7 +37,7 @@ func TestConfigValidate(t *testing.T) {
 		args []string
 		want string // a substring of the error
 	}{
-		"no sidecar image":   {nil, "--sidecar-image is required"},
+		"no sidecar image":   {[]string{"--sidecar-image="}, "--sidecar-image is required"},
 		"bad port":           {[]string{"--sidecar-image=x", "--port=0"}, "--port 0"},
 		"bad token port":     {[]string{"--sidecar-image=x", "--token-port=70000"}, "--token-port 70000"},
 		"bad pull policy":    {[]string{"--sidecar-image=x", "--sidecar-image-pull-policy=Sometimes"}, "Always, IfNotPresent or Never"},

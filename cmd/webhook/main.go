@@ -40,6 +40,7 @@ import (
 
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
 	"github.com/podidentity/injector/internal/inject"
+	buildinfo "github.com/podidentity/injector/internal/version"
 	"github.com/podidentity/injector/internal/webhook"
 )
 
@@ -58,8 +59,13 @@ func run(ctx context.Context, args []string) error {
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("pod-identity-webhook", flag.ContinueOnError)
 	cfg.AddFlags(fs)
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Println(buildinfo.String("pod-identity-webhook"))
+		return nil
 	}
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -38,15 +38,15 @@ const (
 	benchClientID  = "00000000-0000-0000-0000-00000000b3c4"
 	// webhookName is the webhook's name in the MutatingWebhookConfiguration,
 	// which is the "name" label of the apiserver's webhook metrics.
-	webhookName = "pod-identity-webhook.aadpodidentity.k8s.io"
+	webhookName = "pod-identity-injector.podidentity.github.io"
 
 	apiserverWebhookLatency  = "apiserver_admission_webhook_admission_duration_seconds"
 	apiserverWebhookRequests = "apiserver_admission_webhook_request_total"
 	apiserverWebhookRejected = "apiserver_admission_webhook_rejection_count"
 	apiserverWebhookFailOpen = "apiserver_admission_webhook_fail_open_count"
 	handlerHTTPLatency       = "controller_runtime_webhook_latency_seconds"
-	handlerLatency           = "pod_identity_webhook_admission_duration_seconds"
-	handlerDecisions         = "pod_identity_webhook_decisions_total"
+	handlerLatency           = "pod_identity_injector_admission_duration_seconds"
+	handlerDecisions         = "pod_identity_injector_decisions_total"
 )
 
 // Label filters of the series above.

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/podidentity/injector/internal/inject"
+	"github.com/podidentity/injector/internal/inject/injecttest"
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/sidecarconfig"
 )
@@ -21,11 +22,12 @@ import (
 // them is unclassified and fails the fuzz target.
 var sentinels = []error{
 	inject.ErrNoIdentities, inject.ErrHostNetwork, inject.ErrBadPortAnnotation, inject.ErrPortCollision,
-	inject.ErrInvalidIdentity, inject.ErrInvalidConfig, inject.ErrNameConflict,
+	inject.ErrInvalidIdentity, inject.ErrInvalidConfig, inject.ErrNameConflict, inject.ErrUserIdentityHeader,
+	inject.ErrPodResources,
 }
 
-// fuzzContainers turns "name:port:ENV1/ENV2,name2" into containers. The
-// port and env parts are optional.
+// fuzzContainers turns "name:port:ENV1/ENV2=value,name2" into containers.
+// The port and env parts are optional, and so is an env value.
 func fuzzContainers(spec string) []corev1.Container {
 	if spec == "" {
 		return nil
@@ -44,7 +46,11 @@ func fuzzContainers(spec string) []corev1.Container {
 		}
 		if len(fields) > 2 {
 			for _, e := range strings.Split(fields[2], "/") {
-				c.Env = append(c.Env, corev1.EnvVar{Name: e, Value: "user"})
+				name, value, ok := strings.Cut(e, "=")
+				if !ok {
+					value = "user"
+				}
+				c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: value})
 			}
 		}
 		cs = append(cs, c)
@@ -81,6 +87,7 @@ func FuzzInject(f *testing.F) {
 	f.Add("init", "app", "", "", "x", []byte{1}, uint16(8181), false, true, true, "late:0:IDENTITY_ENDPOINT,late-init")
 	f.Add("", names.SidecarContainerName, "", "", "x", []byte{1}, uint16(8181), false, true, false, "")
 	f.Add("", "app", "", "abc", "x", []byte{}, uint16(0), true, false, false, "")
+	f.Add("", "app:0:URL=$(IDENTITY_ENDPOINT)?resource=x/AZURE_CLIENT_ID=c/A=$(AZCOPY_MSI_CLIENT_ID)$$(IDENTITY_HEADER)", "", "", "x", []byte{0}, uint16(8181), false, true, false, "")
 	f.Fuzz(func(t *testing.T, inits, apps, skip, portAnn, idPrefix string, kinds []byte, port uint16, hostNetwork, native, reinvoke bool, late string) {
 		pod := &corev1.Pod{}
 		pod.Namespace, pod.GenerateName = "ns", "fuzz-"
@@ -129,6 +136,11 @@ func FuzzInject(f *testing.F) {
 			return
 		}
 		checkOutput(t, before, out, res)
+		if injecttest.CheckStructure(before) == nil {
+			if err := injecttest.CheckStructure(out); err != nil {
+				t.Fatalf("a well-formed pod became malformed: %v", err)
+			}
+		}
 
 		again, res2, err := inject.Inject(out, ids, cfg, "another-secret")
 		if err != nil {
@@ -212,8 +224,36 @@ func checkOutput(t *testing.T, in, out *corev1.Pod, res inject.Result) {
 					t.Fatalf("container %q got %s", c.Name, n)
 				}
 			}
-			if !equality.Semantic.DeepEqual(orig.Env, c.Env[:len(orig.Env)]) {
-				t.Fatalf("container %q: the user's env changed: %s", c.Name, cmp.Diff(orig.Env, c.Env[:len(orig.Env)]))
+			// The user's entries keep their values and order; identity
+			// variables are only inserted among them.
+			if user := withoutAdded(c.Env, orig.Env); !equality.Semantic.DeepEqual(orig.Env, user) {
+				t.Fatalf("container %q: the user's env changed: %s", c.Name, cmp.Diff(orig.Env, user))
+			}
+			checkExpansion(t, c, orig.Env)
+		}
+	}
+}
+
+// withoutAdded drops from env the identity variables that orig lacks.
+func withoutAdded(env, orig []corev1.EnvVar) []corev1.EnvVar {
+	return slices.DeleteFunc(slices.Clone(env), func(e corev1.EnvVar) bool {
+		return slices.Contains(identityEnv, e.Name) && countEnv(orig, e.Name) == 0
+	})
+}
+
+// checkExpansion asserts that every $(VAR) reference to an identity
+// variable that Inject added comes after that variable, so that the
+// kubelet expands it.
+func checkExpansion(t *testing.T, c corev1.Container, orig []corev1.EnvVar) {
+	t.Helper()
+	for i, e := range c.Env {
+		for _, n := range identityEnv {
+			// "$$" escapes a "$"; values with it are left to the unit tests.
+			if countEnv(orig, n) > 0 || !strings.Contains(e.Value, "$("+n+")") || strings.Contains(e.Value, "$$") {
+				continue
+			}
+			if j := slices.IndexFunc(c.Env, func(d corev1.EnvVar) bool { return d.Name == n }); j > i {
+				t.Fatalf("container %q: env[%d] %q references $(%s), defined only later at env[%d]", c.Name, i, e.Name, n, j)
 			}
 		}
 	}

@@ -30,8 +30,10 @@ func TestGolden(t *testing.T) {
 			require.NoError(t, err)
 			input := c.Pod.DeepCopy()
 
+			require.NoError(t, injecttest.CheckStructure(&c.Pod), "the case's input must be well formed")
 			got, res, err := c.Inject()
 			require.NoError(t, err)
+			assert.NoError(t, injecttest.CheckStructure(got), "Inject's output is not well formed")
 			assert.True(t, equality.Semantic.DeepEqual(input, &c.Pod), "Inject modified its input pod")
 			assert.Equal(t, !equality.Semantic.DeepEqual(input, got), res.Changed, "Result.Changed must say whether the pod changed")
 			assert.Equal(t, inject.DefaultIdentity(c.Identities).Name, res.DefaultIdentity)

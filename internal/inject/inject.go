@@ -17,7 +17,7 @@ import (
 // annotation. It never modifies pod. secret becomes IDENTITY_HEADER unless
 // the pod already has a sidecar, whose value is then reused.
 //
-// Errors wrap ErrNoIdentities, ErrHostNetwork, ErrBadPortAnnotation,
+// Errors wrap ErrNoIdentities, ErrHostNetwork, ErrWindowsPod, ErrBadPortAnnotation,
 // ErrPortCollision, ErrInvalidIdentity, ErrInvalidConfig or ErrNameConflict,
 // and name the pod and the field at fault.
 func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1.Pod, Result, error) {
@@ -35,6 +35,12 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 			"run the pod without hostNetwork, or remove its %s label", ref, ErrHostNetwork, names.BindingLabel)
 	}
 
+	if field := windowsField(out); field != "" {
+		return nil, Result{}, fmt.Errorf("pod %s: %s is windows: %w: the token sidecar is a Linux image and cannot run on a Windows node; "+
+			"run the workload on Linux nodes, or remove its %s label and give it credentials another way "+
+			"(for example Azure workload identity, which needs no sidecar)", ref, field, ErrWindowsPod, names.BindingLabel)
+	}
+
 	var (
 		res Result
 		st  *state
@@ -43,6 +49,9 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 	sidecar := findSidecar(out)
 	if sidecar.c != nil {
 		st, err = stateOf(ref, sidecar)
+		if err == nil {
+			err = checkOwnSidecar(ref, out, sidecar, st, ids, cfg)
+		}
 	} else {
 		st, err = newState(ref, out, ids, cfg, secret)
 	}
@@ -50,6 +59,9 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 		return nil, Result{}, err
 	}
 	if err := checkPorts(ref, out, st.config.Port); err != nil {
+		return nil, Result{}, err
+	}
+	if err := checkUserHeader(ref, out, st); err != nil {
 		return nil, Result{}, err
 	}
 
@@ -66,9 +78,23 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 	if setAnnotation(out, names.InjectedAnnotation, injectedValue(st.config)) {
 		res.Changed = true
 	}
+	if err := checkPodResources(ref, pod, out); err != nil {
+		return nil, Result{}, err
+	}
 	res.DefaultIdentity = st.config.DefaultIdentity
-	res.Warnings = warnings(ref, out, sidecar)
+	res.Warnings = append(warnings(ref, out, sidecar), envWarnings(ref, out, st)...)
 	return out, res, nil
+}
+
+// windowsField names the field that puts pod on a Windows node, or "".
+func windowsField(pod *corev1.Pod) string {
+	if pod.Spec.OS != nil && strings.EqualFold(string(pod.Spec.OS.Name), string(corev1.Windows)) {
+		return "spec.os.name"
+	}
+	if strings.EqualFold(pod.Spec.NodeSelector[corev1.LabelOSStable], string(corev1.Windows)) {
+		return fmt.Sprintf("spec.nodeSelector[%q]", corev1.LabelOSStable)
+	}
+	return ""
 }
 
 // DefaultIdentity is the identity whose client ID the containers get as
@@ -153,16 +179,26 @@ func stateOf(ref string, sc sidecarRef) (*state, error) {
 	return &state{config: parsed, configJSON: cfgEnv.Value, header: header}, nil
 }
 
+// MinAnnotatedPort is the lowest port the token-port annotation may choose:
+// below it are the privileged ports, which the sidecar, running as a
+// non-root user without capabilities, cannot bind.
+const MinAnnotatedPort = 1024
+
 // tokenPort is the operator's port unless the pod's annotation overrides it.
 func tokenPort(ref string, pod *corev1.Pod, def int) (int, error) {
-	v, ok := pod.Annotations[names.TokenPortAnnotation]
+	v, ok := names.Lookup(pod.Annotations, names.TokenPortAnnotation)
 	if !ok {
 		return def, nil
 	}
+	// Name the key the user wrote, which may be the legacy one.
+	key := names.TokenPortAnnotation
+	if _, set := pod.Annotations[key]; !set {
+		key = names.LegacyKey(key)
+	}
 	p, err := strconv.ParseUint(strings.TrimSpace(v), 10, 16)
-	if err != nil || p == 0 {
-		return 0, fmt.Errorf("pod %s: metadata.annotations[%q] is %q: %w: want a port number in 1-65535; "+
-			"fix the value, or remove the annotation to use the default port %d", ref, names.TokenPortAnnotation, v, ErrBadPortAnnotation, def)
+	if err != nil || p < MinAnnotatedPort {
+		return 0, fmt.Errorf("pod %s: metadata.annotations[%q] is %q: %w: want a port number in %d-65535 that no container of the pod declares; "+
+			"fix the value, or remove the annotation to use the default port %d", ref, key, v, ErrBadPortAnnotation, MinAnnotatedPort, def)
 	}
 	return int(p), nil
 }
@@ -180,11 +216,24 @@ func checkPorts(ref string, pod *corev1.Pod, port int) error {
 			if c.Name == names.SidecarContainerName {
 				continue
 			}
-			if field := portUse(c, port); field != "" {
-				return fmt.Errorf("pod %s: spec.%s[%d].%s of container %q is %d: %w; "+
-					"set the pod annotation %s to a port that no container uses",
-					ref, l.name, i, field, c.Name, port, ErrPortCollision, names.TokenPortAnnotation)
+			field := portUse(c, port)
+			if field == "" {
+				continue
 			}
+			if v, ok := names.Lookup(pod.Annotations, names.TokenPortAnnotation); ok && strings.TrimSpace(v) == strconv.Itoa(port) {
+				// The pod chose this port itself: say what it clashes
+				// with, not "set the annotation".
+				key := names.TokenPortAnnotation
+				if _, set := pod.Annotations[key]; !set {
+					key = names.LegacyKey(key)
+				}
+				return fmt.Errorf("pod %s: metadata.annotations[%q] is %d, which container %q already uses in spec.%s[%d].%s: %w; "+
+					"change the annotation to a port in %d-65535 that no container declares",
+					ref, key, port, c.Name, l.name, i, field, ErrPortCollision, MinAnnotatedPort)
+			}
+			return fmt.Errorf("pod %s: spec.%s[%d].%s of container %q is %d, the token sidecar's port: %w; "+
+				"set the pod annotation %s to a port in %d-65535 that no container uses",
+				ref, l.name, i, field, c.Name, port, ErrPortCollision, names.TokenPortAnnotation, MinAnnotatedPort)
 		}
 	}
 	return nil

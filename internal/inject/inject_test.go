@@ -10,7 +10,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
 	"github.com/podidentity/injector/internal/inject"
 	"github.com/podidentity/injector/internal/inject/injecttest"
@@ -120,11 +122,12 @@ func TestCaseProperties(t *testing.T) {
 				for _, m := range ctr.VolumeMounts {
 					assert.False(t, credVolumes[m.Name], "container %q mounts credential volume %q", ctr.Name, m.Name)
 				}
-				for _, e := range ctr.Env {
-					assert.NotEqual(t, "MSI_ENDPOINT", e.Name, "container %q", ctr.Name)
-					assert.NotEqual(t, "AZURE_FEDERATED_TOKEN_FILE", e.Name, "container %q", ctr.Name)
-				}
 				orig := in[ctr.Name]
+				// The webhook never adds the variables of other credential
+				// kinds (azure-workload-identity's may be there already).
+				for _, n := range []string{"MSI_ENDPOINT", "AZURE_FEDERATED_TOKEN_FILE"} {
+					assert.Equal(t, countEnv(envOf(orig), n), countEnv(ctr.Env, n), "container %q got %s", ctr.Name, n)
+				}
 				for _, n := range identityEnv {
 					count := countEnv(ctr.Env, n)
 					switch {
@@ -205,6 +208,26 @@ func TestInjectErrors(t *testing.T) {
 			wantMsg: []string{"pod default/my-app-7c9d8b6f5-", "spec.hostNetwork", "every pod on the node", "without hostNetwork"},
 		},
 		{
+			name:    "Windows by spec.os.name",
+			pod:     withPod(func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} }),
+			wantErr: inject.ErrWindowsPod,
+			wantMsg: []string{"pod default/my-app-7c9d8b6f5-", "spec.os.name is windows", "Linux image", "run the workload on Linux nodes", names.BindingLabel},
+		},
+		{
+			name:    "Windows by nodeSelector",
+			pod:     withPod(func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{corev1.LabelOSStable: "windows"} }),
+			wantErr: inject.ErrWindowsPod,
+			wantMsg: []string{`spec.nodeSelector["kubernetes.io/os"] is windows`, "Linux image", "remove its " + names.BindingLabel + " label"},
+		},
+		{
+			name: "legacy token-port annotation is read, and named in the error",
+			pod: withPod(func(p *corev1.Pod) {
+				p.Annotations = map[string]string{names.LegacyKey(names.TokenPortAnnotation): "http"}
+			}),
+			wantErr: inject.ErrBadPortAnnotation,
+			wantMsg: []string{`metadata.annotations["aadpodidentity.k8s.io/token-port"]`, `"http"`},
+		},
+		{
 			name: "port collision in a container",
 			pod: withPod(func(p *corev1.Pod) {
 				p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 80}, {ContainerPort: 8181}}
@@ -237,7 +260,96 @@ func TestInjectErrors(t *testing.T) {
 				p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 9000}}
 			}),
 			wantErr: inject.ErrPortCollision,
-			wantMsg: []string{"spec.containers[0].ports[0].containerPort", "9000"},
+			// The clash comes from the annotation itself: say which port
+			// clashes with which container, not "set the annotation".
+			wantMsg: []string{`metadata.annotations["` + names.TokenPortAnnotation + `"] is 9000, which container "my-app" already uses in spec.containers[0].ports[0].containerPort`,
+				"change the annotation to a port in 1024-65535 that no container declares"},
+		},
+		{
+			name: "a user IDENTITY_HEADER",
+			pod: withPod(func(p *corev1.Pod) {
+				p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, corev1.EnvVar{Name: names.EnvIdentityHeader, Value: "mine"})
+			}),
+			wantErr: inject.ErrUserIdentityHeader,
+			wantMsg: []string{`spec.containers[0].env[0] of container "my-app": container sets IDENTITY_HEADER`, "generates this header per pod", names.SkipContainersAnnotation},
+		},
+		{
+			name: "pod-level requests leave no room for the sidecar",
+			pod: withPod(func(p *corev1.Pod) {
+				p.Spec.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}}
+				p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}
+			}),
+			wantErr: inject.ErrPodResources,
+			wantMsg: []string{`spec.resources.requests["cpu"] is 100m, but with the token sidecar the containers request 110m of cpu in total`,
+				`raise spec.resources.requests["cpu"] by at least 10m, to 110m`},
+		},
+		{
+			name: "pod-level memory limit without a request",
+			pod: withPod(func(p *corev1.Pod) {
+				p.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}}
+				p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("60Mi")}
+			}),
+			wantErr: inject.ErrPodResources,
+			wantMsg: []string{`spec.resources.limits["memory"] is 64Mi`, "76Mi of memory", "by at least 12Mi"},
+		},
+		{
+			name: "pod-level limit below the sidecar's limit, sidecar as a regular container",
+			pod: withPod(func(p *corev1.Pod) {
+				p.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi")}, Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi")}}
+			}),
+			cfg:     func(c *inject.Config) { c.NativeSidecar = false },
+			wantErr: inject.ErrPodResources,
+			wantMsg: []string{`spec.resources.limits["memory"] is 32Mi, below the token sidecar's limit of 64Mi`},
+		},
+		{
+			name: "a sidecar the webhook did not write: other image",
+			pod: func() *corev1.Pod {
+				golden, _, err := injecttest.LoadGolden(injecttest.Dir(), "seed")
+				require.NoError(t, err)
+				golden.Spec.InitContainers[0].Image = "attacker.example/sidecar"
+				return golden
+			}(),
+			wantErr: inject.ErrNameConflict,
+			wantMsg: []string{`spec.initContainers[0] (container "pod-identity-sidecar") is not the token sidecar this webhook would inject: its field "image" differs`, "remove that container"},
+		},
+		{
+			name: "a sidecar the webhook did not write: an extra lifecycle hook",
+			pod: func() *corev1.Pod {
+				golden, _, err := injecttest.LoadGolden(injecttest.Dir(), "seed")
+				require.NoError(t, err)
+				golden.Spec.InitContainers[0].Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh"}}}}
+				return golden
+			}(),
+			wantErr: inject.ErrNameConflict,
+			wantMsg: []string{`its field "lifecycle" differs`},
+		},
+		{
+			name: "a sidecar the webhook did not write: other identities",
+			pod: func() *corev1.Pod {
+				golden, _, err := injecttest.LoadGolden(injecttest.Dir(), "seed")
+				require.NoError(t, err)
+				return golden
+			}(),
+			ids: []inject.Identity{{
+				Name: "other", Namespace: "default", Source: names.TokenSourceFederated, ClientID: "c", TenantID: "t",
+			}},
+			wantErr: inject.ErrNameConflict,
+			wantMsg: []string{names.EnvSidecarConfig + " differs from what the pod's bindings and token port give now"},
+		},
+		{
+			name: "a sidecar the webhook did not write: its token volume differs",
+			pod: func() *corev1.Pod {
+				golden, _, err := injecttest.LoadGolden(injecttest.Dir(), "seed")
+				require.NoError(t, err)
+				for i := range golden.Spec.Volumes {
+					if golden.Spec.Volumes[i].Name == names.TokenVolumeName {
+						golden.Spec.Volumes[i].Projected.Sources[0].ServiceAccountToken.Audience = "api://other"
+					}
+				}
+				return golden
+			}(),
+			wantErr: inject.ErrNameConflict,
+			wantMsg: []string{`("pod-identity-token") differs`},
 		},
 		{
 			name: "port collision after injection, by a container another webhook added",
@@ -256,7 +368,13 @@ func TestInjectErrors(t *testing.T) {
 			name:    "bad port annotation",
 			pod:     withPod(func(p *corev1.Pod) { p.Annotations = map[string]string{names.TokenPortAnnotation: "http"} }),
 			wantErr: inject.ErrBadPortAnnotation,
-			wantMsg: []string{`metadata.annotations["` + names.TokenPortAnnotation + `"]`, `"http"`, "1-65535", "remove the annotation"},
+			wantMsg: []string{`metadata.annotations["` + names.TokenPortAnnotation + `"]`, `"http"`, "1024-65535", "remove the annotation"},
+		},
+		{
+			name:    "privileged port annotation",
+			pod:     withPod(func(p *corev1.Pod) { p.Annotations = map[string]string{names.TokenPortAnnotation: "80"} }),
+			wantErr: inject.ErrBadPortAnnotation,
+			wantMsg: []string{`"80"`, "1024-65535"},
 		},
 		{
 			name:    "port annotation out of range",
@@ -373,6 +491,8 @@ func TestWarnings(t *testing.T) {
 		pod  func(t *testing.T) *corev1.Pod
 		cfg  func(*inject.Config)
 		want []string
+		// count is the number of warnings when it is not 1.
+		count int
 	}{
 		{
 			name: "native sidecar, nothing to warn about",
@@ -415,6 +535,25 @@ func TestWarnings(t *testing.T) {
 			},
 			want: []string{names.SkipContainersAnnotation, `"myapp"`, "spelling"},
 		},
+		{
+			name: "envFrom and a container azure-workload-identity mutated",
+			pod:  func(t *testing.T) *corev1.Pod { return loadCase(t, "envfrom-and-workload-identity").Pod.DeepCopy() },
+			want: []string{
+				// The user's own AZURE_CLIENT_ID is not the webhook's.
+				`container "configured" has envFrom, and the webhook's env IDENTITY_ENDPOINT, IDENTITY_HEADER, AZURE_POD_IDENTITY_AUTHORITY_HOST, AZCOPY_AUTO_LOGIN_TYPE, AZCOPY_MSI_CLIENT_ID takes precedence over keys of the same name in its ConfigMaps and Secrets`,
+				`containers "azwi" already have AZURE_FEDERATED_TOKEN_FILE from azure-workload-identity's webhook`,
+				"DefaultAzureCredential tries workload identity before managed identity",
+			},
+			count: 2,
+		},
+		{
+			name: "envFrom of a skipped container is not ours to warn about",
+			pod: func(t *testing.T) *corev1.Pod {
+				p := loadCase(t, "envfrom-and-workload-identity").Pod.DeepCopy()
+				p.Annotations = map[string]string{names.SkipContainersAnnotation: "configured,azwi"}
+				return p
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -429,11 +568,16 @@ func TestWarnings(t *testing.T) {
 				assert.Empty(t, res.Warnings)
 				return
 			}
-			require.Len(t, res.Warnings, 1)
-			for _, part := range tt.want {
-				assert.Contains(t, res.Warnings[0], part)
+			n := 1
+			if tt.count != 0 {
+				n = tt.count
 			}
-			assert.NotContains(t, res.Warnings[0], seed.Secret, "a warning must never carry the header value")
+			require.Len(t, res.Warnings, n)
+			all := strings.Join(res.Warnings, "\n")
+			for _, part := range tt.want {
+				assert.Contains(t, all, part)
+			}
+			assert.NotContains(t, all, seed.Secret, "a warning must never carry the header value")
 		})
 	}
 }
@@ -460,8 +604,9 @@ func TestDefaultIdentity(t *testing.T) {
 	}
 }
 
-// A sidecar whose header comes from a Secret is honoured: the other
-// containers get the same valueFrom rather than a new literal.
+// A sidecar whose header comes from a Secret is not one the webhook wrote
+// (it always writes a literal per-pod value), so it is refused rather than
+// trusted.
 func TestExistingSidecarHeaderValueFrom(t *testing.T) {
 	seed := loadCase(t, "seed")
 	golden, _, err := injecttest.LoadGolden(injecttest.Dir(), "seed")
@@ -475,15 +620,39 @@ func TestExistingSidecarHeaderValueFrom(t *testing.T) {
 			sc.Env[i] = corev1.EnvVar{Name: names.EnvIdentityHeader, ValueFrom: from}
 		}
 	}
-	golden.Spec.Containers = append(golden.Spec.Containers, corev1.Container{Name: "late"})
-	out, res, err := inject.Inject(golden, seed.Identities, seed.Config, "unused")
+	_, _, err = inject.Inject(golden, seed.Identities, seed.Config, "unused")
+	require.ErrorIs(t, err, inject.ErrNameConflict)
+	assert.Contains(t, err.Error(), "IDENTITY_HEADER comes from valueFrom")
+}
+
+// TestOwnSidecarWithAPIDefaults: the API server fills in defaults before it
+// calls the webhook again (reinvocation); the webhook's own sidecar must
+// still be recognised.
+func TestOwnSidecarWithAPIDefaults(t *testing.T) {
+	seed := loadCase(t, "seed")
+	cfg := seed.Config
+	cfg.ImagePullPolicy = ""
+	cfg.Resources = *cfg.Resources.DeepCopy()
+	cfg.Resources.Limits[corev1.ResourceEphemeralStorage] = resource.MustParse("10Mi")
+	first, _, err := inject.Inject(&seed.Pod, seed.Identities, cfg, seed.Secret)
+	require.NoError(t, err)
+	sc := &first.Spec.InitContainers[0]
+	sc.TerminationMessagePath = "/dev/termination-log"
+	sc.ImagePullPolicy = corev1.PullIfNotPresent
+	sc.Resources.Requests[corev1.ResourceEphemeralStorage] = resource.MustParse("10Mi")
+	for _, p := range []*corev1.Probe{sc.StartupProbe, sc.LivenessProbe} {
+		p.SuccessThreshold = 1
+	}
+	for i := range first.Spec.Volumes {
+		if p := first.Spec.Volumes[i].Projected; p != nil {
+			p.DefaultMode = ptr.To[int32](0o644)
+		}
+	}
+	first.Spec.Containers = append(first.Spec.Containers, corev1.Container{Name: "late", Image: "x"})
+	out, res, err := inject.Inject(first, seed.Identities, cfg, "another")
 	require.NoError(t, err)
 	assert.True(t, res.Changed)
-	late := out.Spec.Containers[1]
-	got := envValue(&late, names.EnvIdentityHeader)
-	require.NotNil(t, got)
-	assert.Equal(t, corev1.EnvVar{Name: names.EnvIdentityHeader, ValueFrom: from}, *got)
-	assert.NotSame(t, sc.Env[1].ValueFrom, got.ValueFrom, "the output must not alias the input")
+	assert.NotNil(t, envValue(&out.Spec.Containers[1], names.EnvIdentityHeader))
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -496,6 +665,10 @@ func TestConfigValidate(t *testing.T) {
 		{name: "no image", cfg: inject.Config{Port: 8181}, wantErr: true},
 		{name: "port zero", cfg: inject.Config{SidecarImage: "i"}, wantErr: true},
 		{name: "port too large", cfg: inject.Config{SidecarImage: "i", Port: 65536}, wantErr: true},
+		{name: "request above limit", cfg: inject.Config{SidecarImage: "i", Port: 8181, Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+		}}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -558,7 +731,8 @@ func countEnv(env []corev1.EnvVar, name string) int {
 
 func skipped(pod *corev1.Pod) map[string]bool {
 	set := map[string]bool{}
-	for n := range strings.SplitSeq(pod.Annotations[names.SkipContainersAnnotation], ",") {
+	v, _ := names.Lookup(pod.Annotations, names.SkipContainersAnnotation)
+	for n := range strings.SplitSeq(v, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			set[n] = true
 		}
@@ -567,3 +741,51 @@ func skipped(pod *corev1.Pod) map[string]bool {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// TestEnvReferenceOrder: an injected variable goes before the first user
+// entry that references it, as the kubelet expands $(VAR) only from
+// earlier entries; "$$(" is an escaped dollar, not a reference.
+func TestEnvReferenceOrder(t *testing.T) {
+	seed := loadCase(t, "seed")
+	tests := []struct {
+		name string
+		env  []corev1.EnvVar
+		// want is the order of names after injection.
+		want []string
+	}{
+		{
+			name: "no references: appended",
+			env:  []corev1.EnvVar{{Name: "A", Value: "1"}},
+			want: []string{"A", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "AZURE_CLIENT_ID", "AZURE_POD_IDENTITY_AUTHORITY_HOST", "AZCOPY_AUTO_LOGIN_TYPE", "AZCOPY_MSI_CLIENT_ID"},
+		},
+		{
+			name: "a reference pulls the variable before it",
+			env:  []corev1.EnvVar{{Name: "A", Value: "1"}, {Name: "URL", Value: "$(AZURE_POD_IDENTITY_AUTHORITY_HOST)/metadata"}, {Name: "B", Value: "$(IDENTITY_ENDPOINT)"}},
+			want: []string{"A", "AZURE_POD_IDENTITY_AUTHORITY_HOST", "URL", "IDENTITY_ENDPOINT", "B", "IDENTITY_HEADER", "AZURE_CLIENT_ID", "AZCOPY_AUTO_LOGIN_TYPE", "AZCOPY_MSI_CLIENT_ID"},
+		},
+		{
+			name: "an escaped dollar is no reference",
+			env:  []corev1.EnvVar{{Name: "A", Value: "$$(IDENTITY_ENDPOINT)"}, {Name: "B", Value: "$$$(IDENTITY_HEADER)"}},
+			want: []string{"A", "IDENTITY_HEADER", "B", "IDENTITY_ENDPOINT", "AZURE_CLIENT_ID", "AZURE_POD_IDENTITY_AUTHORITY_HOST", "AZCOPY_AUTO_LOGIN_TYPE", "AZCOPY_MSI_CLIENT_ID"},
+		},
+		{
+			name: "an unterminated reference is no reference",
+			env:  []corev1.EnvVar{{Name: "A", Value: "$(IDENTITY_ENDPOINT"}},
+			want: []string{"A", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "AZURE_CLIENT_ID", "AZURE_POD_IDENTITY_AUTHORITY_HOST", "AZCOPY_AUTO_LOGIN_TYPE", "AZCOPY_MSI_CLIENT_ID"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := seed.Pod.DeepCopy()
+			pod.Spec.InitContainers = nil
+			pod.Spec.Containers = []corev1.Container{{Name: "app", Image: "x", Env: tt.env}}
+			out, _, err := inject.Inject(pod, seed.Identities, seed.Config, seed.Secret)
+			require.NoError(t, err)
+			var got []string
+			for _, e := range out.Spec.Containers[0].Env {
+				got = append(got, e.Name)
+			}
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}

@@ -58,6 +58,13 @@ func (c Config) Validate() error {
 	if c.Port < 1 || c.Port > 65535 {
 		return fmt.Errorf("%w: the token port %d is not in 1-65535; set the webhook's port flag to a free port", ErrInvalidConfig, c.Port)
 	}
+	// The API server refuses a container whose request exceeds its limit,
+	// and it would blame the sidecar of every pod.
+	for r, req := range c.Resources.Requests {
+		if lim, ok := c.Resources.Limits[r]; ok && req.Cmp(lim) > 0 {
+			return fmt.Errorf("%w: the sidecar requests %s of %s, above its limit %s; lower the webhook's sidecar request or raise the limit", ErrInvalidConfig, req.String(), r, lim.String())
+		}
+	}
 	return nil
 }
 
@@ -78,6 +85,9 @@ var (
 	// ErrHostNetwork: on the node's loopback the sidecar would serve every
 	// pod of the node.
 	ErrHostNetwork = errors.New("hostNetwork pods cannot be injected")
+	// ErrWindowsPod: the sidecar is a Linux image; on a Windows node the
+	// pod could not start.
+	ErrWindowsPod = errors.New("Windows pods cannot be injected")
 	// ErrPortCollision: a container already uses the sidecar's port.
 	ErrPortCollision = errors.New("container port collides with the token sidecar port")
 	// ErrBadPortAnnotation: the token-port annotation is not a valid port.
@@ -94,4 +104,11 @@ var (
 	// ErrNameConflict: the pod already uses a container or volume name that
 	// the injection needs, and it is not ours.
 	ErrNameConflict = errors.New("name already used in the pod")
+	// ErrUserIdentityHeader: a container sets IDENTITY_HEADER itself. The
+	// header is generated per pod at admission, so a value in a manifest
+	// can never match the sidecar's.
+	ErrUserIdentityHeader = errors.New("container sets IDENTITY_HEADER")
+	// ErrPodResources: the pod-level resources (spec.resources) leave no
+	// room for the token sidecar's requests or limits.
+	ErrPodResources = errors.New("pod-level resources leave no room for the token sidecar")
 )

@@ -5,11 +5,16 @@
 // into a pod starts here.
 package names
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Prefix is the annotation and label prefix the project owns: the GitHub
 // Pages domain of the project's organisation. New pod and namespace
 // annotations live under it, never under the reserved k8s.io domain. The
-// aadpodidentity.k8s.io keys below stay accepted, with a deprecation
-// warning, because users have them.
+// aadpodidentity.k8s.io spellings of the keys below (LegacyKey) stay
+// accepted, with a deprecation warning, because users have them.
 const Prefix = "podidentity.github.io"
 
 // The sidecar's dedicated user and group. It is not 65532 (distroless's
@@ -37,28 +42,71 @@ const (
 	Group = "aadpodidentity.k8s.io"
 
 	// InjectAnnotation opts a Namespace in when it is "enabled" (as an
-	// annotation or a label), and opts a Pod out when it is "disabled".
-	InjectAnnotation = Group + "/inject"
+	// annotation or a label), and opts a Pod out when it is "disabled". As
+	// a namespace label it is also what the label-opt-in kustomize
+	// component's namespaceSelector matches.
+	InjectAnnotation = Prefix + "/inject"
 	// InjectEnabled and InjectDisabled are the values of InjectAnnotation.
 	InjectEnabled  = "enabled"
 	InjectDisabled = "disabled"
 
 	// SkipContainersAnnotation on a Pod lists, comma-separated, containers
 	// that get no identity environment.
-	SkipContainersAnnotation = Group + "/skip-containers"
+	SkipContainersAnnotation = Prefix + "/skip-containers"
 
 	// TokenPortAnnotation on a Pod overrides the sidecar's loopback port.
-	TokenPortAnnotation = Group + "/token-port"
+	TokenPortAnnotation = Prefix + "/token-port"
 
 	// TokenSourceAnnotation on an AzureIdentity of type 0 chooses how the
 	// sidecar gets its tokens: TokenSourceFederated or TokenSourceIMDS.
-	TokenSourceAnnotation = Group + "/token-source"
+	TokenSourceAnnotation = Prefix + "/token-source"
 
 	// InjectedAnnotation is written on every injected Pod. Its value names
 	// the AzureIdentity objects the sidecar serves, so that an operator can
 	// see at a glance what a pod was given.
-	InjectedAnnotation = Group + "/injected-identities"
+	InjectedAnnotation = Prefix + "/injected-identities"
 )
+
+// LegacyKey is the aadpodidentity.k8s.io/ spelling that key, one of the
+// Prefix keys above, replaces. Users have these on their namespaces, pods
+// and AzureIdentity objects, so they are still read, with a deprecation
+// warning (see Lookup). Only the Prefix key is ever written.
+func LegacyKey(key string) string {
+	if rest, ok := strings.CutPrefix(key, Prefix+"/"); ok {
+		return Group + "/" + rest
+	}
+	return key
+}
+
+// Lookup reads key from m (the annotations or labels of an object) and
+// falls back to LegacyKey(key). The key wins when both are set;
+// DeprecationWarning says what to tell the user about the legacy one.
+func Lookup(m map[string]string, key string) (value string, ok bool) {
+	if v, found := m[key]; found {
+		return v, true
+	}
+	if legacy := LegacyKey(key); legacy != key {
+		v, found := m[legacy]
+		return v, found
+	}
+	return "", false
+}
+
+// DeprecationWarning is the admission warning for an object that carries
+// the legacy spelling of key. object is "Kind namespace/name" (or "Kind
+// name" for a cluster-scoped object); kind says "annotation" or "label".
+func DeprecationWarning(object, kind string, m map[string]string, key string) string {
+	legacy := LegacyKey(key)
+	if _, ok := m[legacy]; !ok || legacy == key {
+		return ""
+	}
+	if _, ok := m[key]; ok {
+		return fmt.Sprintf("%s: %s %q is deprecated and ignored, because %q is set too; remove %q",
+			object, kind, legacy, key, legacy)
+	}
+	return fmt.Sprintf("%s: %s %q is deprecated; rename it to %q (the old key keeps working until then)",
+		object, kind, legacy, key)
+}
 
 // Token sources, as they appear in the annotation and in the sidecar config.
 const (

@@ -12,7 +12,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -42,7 +44,8 @@ type Options struct {
 	// Inject is passed to inject.Inject for every pod.
 	Inject inject.Config
 	// RequireOptIn, when true, injects only into namespaces that carry
-	// names.InjectAnnotation=enabled as an annotation or a label.
+	// names.InjectAnnotation=enabled (or its legacy spelling, with a
+	// deprecation warning) as an annotation or a label.
 	RequireOptIn bool
 	// NewSecret makes the per-pod IDENTITY_HEADER value; nil means
 	// RandomSecret.
@@ -106,10 +109,10 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		log.V(1).Info("pod left unchanged", "reason", d.message)
 	}
 	if m := h.opts.Metrics; m != nil {
-		m.Decisions.WithLabelValues(d.outcome).Inc()
+		m.Decisions.WithLabelValues(req.Namespace, d.outcome).Inc()
 		m.Duration.WithLabelValues(d.outcome).Observe(time.Since(start).Seconds())
 		if d.resolve {
-			m.ResolveErrors.WithLabelValues(reason(d.err)).Inc()
+			m.ResolveErrors.WithLabelValues(req.Namespace, reason(d.err)).Inc()
 		}
 	}
 	return resp.WithWarnings(d.warnings...)
@@ -118,8 +121,12 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 // errBadRequest marks admission requests that are malformed.
 var errBadRequest = errors.New("bad admission request")
 
+// podKeys are the pod annotations the webhook reads whose legacy
+// aadpodidentity.k8s.io/ spelling is still accepted.
+var podKeys = []string{names.InjectAnnotation, names.SkipContainersAnnotation, names.TokenPortAnnotation}
+
 // decide runs the pipeline: decode, scope, resolve, inject, patch.
-func (h *Handler) decide(ctx context.Context, req admission.Request) decision {
+func (h *Handler) decide(ctx context.Context, req admission.Request) (d decision) {
 	if req.Kind.Kind != "Pod" || req.Kind.Group != "" {
 		return decision{outcome: OutcomeSkipped, message: fmt.Sprintf("not a pod (%s); nothing to do", req.Kind.Kind)}
 	}
@@ -147,11 +154,21 @@ func (h *Handler) decide(ctx context.Context, req admission.Request) decision {
 	if !ok {
 		return decision{outcome: OutcomeSkipped, message: fmt.Sprintf("pod %s has no %s label", ref, names.BindingLabel)}
 	}
-	if pod.Annotations[names.InjectAnnotation] == names.InjectDisabled {
+	// Every answer from here on carries the deprecation warnings of the
+	// pod's and the namespace's legacy keys.
+	var deprecated []string
+	defer func() { d.warnings = append(deprecated, d.warnings...) }()
+	for _, key := range podKeys {
+		if w := names.DeprecationWarning("Pod "+ref, "annotation", pod.Annotations, key); w != "" {
+			deprecated = append(deprecated, w)
+		}
+	}
+	if v, _ := names.Lookup(pod.Annotations, names.InjectAnnotation); v == names.InjectDisabled {
 		return decision{outcome: OutcomeSkipped, message: fmt.Sprintf("pod %s opted out with %s=%s", ref, names.InjectAnnotation, names.InjectDisabled)}
 	}
 	if h.opts.RequireOptIn {
-		in, err := h.optedIn(ctx, namespace)
+		in, nsWarnings, err := h.optedIn(ctx, namespace)
+		deprecated = append(deprecated, nsWarnings...)
 		if err != nil {
 			return decision{outcome: OutcomeErrored, err: err, resolve: true}
 		}
@@ -188,7 +205,13 @@ func (h *Handler) decide(ctx context.Context, req admission.Request) decision {
 	if !result.Changed {
 		return decision{outcome: OutcomeNoChange, warnings: warnings, message: fmt.Sprintf("pod %s already has its identities", ref)}
 	}
-	ops, err := patchFor(pod, mutated)
+	orig, stale, ok := withoutStaleAnnotation(pod, mutated)
+	if ok {
+		warnings = append(warnings, fmt.Sprintf("pod %s: metadata.annotations[%q] was %q, which is not what the webhook injected; "+
+			"it was replaced with %q: remove that annotation from the pod's manifest or template, where it was most likely copied from an injected pod",
+			ref, names.InjectedAnnotation, stale, mutated.Annotations[names.InjectedAnnotation]))
+	}
+	ops, err := patchFor(orig, mutated)
 	if err != nil {
 		return decision{outcome: OutcomeErrored, err: fmt.Errorf("pod %s: %w", ref, err)}
 	}
@@ -201,9 +224,27 @@ func (h *Handler) decide(ctx context.Context, req admission.Request) decision {
 	return decision{outcome: OutcomeInjected, warnings: warnings, resp: resp, patchOps: len(ops)}
 }
 
+// withoutStaleAnnotation returns pod, or, when pod already carries an
+// injected-identities annotation that differs from what inject wrote, a
+// copy of pod without it, the stale value and true. Diffing from that copy makes
+// the patch overwrite the annotation (a JSON Patch add replaces an existing
+// member) instead of failing as "not additive": the annotation is ours to
+// write, and one copied from an old manifest must not make the pod fail.
+func withoutStaleAnnotation(pod, mutated *corev1.Pod) (*corev1.Pod, string, bool) {
+	v, ok := pod.Annotations[names.InjectedAnnotation]
+	if !ok || v == mutated.Annotations[names.InjectedAnnotation] {
+		return pod, "", false
+	}
+	out := *pod
+	out.Annotations = maps.Clone(pod.Annotations)
+	delete(out.Annotations, names.InjectedAnnotation)
+	return &out, v, true
+}
+
 // optedIn reports whether the namespace carries the opt-in annotation or
-// label. Namespaces are cached as metadata only.
-func (h *Handler) optedIn(ctx context.Context, namespace string) (bool, error) {
+// label, with deprecation warnings for their legacy spellings. Namespaces
+// are cached as metadata only.
+func (h *Handler) optedIn(ctx context.Context, namespace string) (bool, []string, error) {
 	ns := &metav1.PartialObjectMetadata{}
 	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
 	key := client.ObjectKey{Name: namespace}
@@ -215,14 +256,23 @@ func (h *Handler) optedIn(ctx context.Context, namespace string) (bool, error) {
 		cancel()
 	}
 	if err != nil {
-		return false, fmt.Errorf("%w: get namespace %s: %w", ErrLookup, namespace, err)
+		return false, nil, fmt.Errorf("%w: get namespace %s: %w", ErrLookup, namespace, err)
 	}
-	return ns.Annotations[names.InjectAnnotation] == names.InjectEnabled ||
-		ns.Labels[names.InjectAnnotation] == names.InjectEnabled, nil
+	var warnings []string
+	for kind, m := range map[string]map[string]string{"annotation": ns.Annotations, "label": ns.Labels} {
+		if w := names.DeprecationWarning("Namespace "+namespace, kind, m, names.InjectAnnotation); w != "" {
+			warnings = append(warnings, w)
+		}
+	}
+	slices.Sort(warnings)
+	annotation, _ := names.Lookup(ns.Annotations, names.InjectAnnotation)
+	label, _ := names.Lookup(ns.Labels, names.InjectAnnotation)
+	return annotation == names.InjectEnabled || label == names.InjectEnabled, warnings, nil
 }
 
 // exception returns the name of the first AzurePodIdentityException in the
-// pod's namespace whose podLabels the pod carries, or "", and warnings for
+// pod's namespace that exempts the pod (any one of its podLabels, see
+// Exempts), or "", and warnings for
 // exceptions that use legacy keys or cannot be read: a broken exception
 // matches nothing, and the warning says which one and why.
 func (h *Handler) exception(ctx context.Context, pod *corev1.Pod) (string, []string, error) {
@@ -238,21 +288,11 @@ func (h *Handler) exception(ctx context.Context, pod *corev1.Pod) (string, []str
 			warnings = append(warnings, fmt.Sprintf("%v; it exempts no pod until fixed", err))
 			continue
 		}
-		if hasLabels(pod.Labels, e.Spec.PodLabels) {
+		if e.Exempts(pod.Labels) {
 			return e.Name, warnings, nil
 		}
 	}
 	return "", warnings, nil
-}
-
-// hasLabels reports whether have contains every key and value of want.
-func hasLabels(have, want map[string]string) bool {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			return false
-		}
-	}
-	return true
 }
 
 // RandomSecret makes a pod's IDENTITY_HEADER value from crypto/rand.
@@ -264,9 +304,9 @@ func RandomSecret() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// reason is the label of pod_identity_webhook_resolve_errors_total: why
+// reason is the label of pod_identity_injector_resolve_errors_total: why
 // a selector could not be resolved. Denials by inject and malformed
-// requests are counted by pod_identity_webhook_decisions_total alone.
+// requests are counted by pod_identity_injector_decisions_total alone.
 func reason(err error) string {
 	for _, r := range []struct {
 		err  error

@@ -11,6 +11,7 @@ import (
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -245,6 +246,8 @@ func TestHandlerDecisions(t *testing.T) {
 		code    int32
 		message []string // substrings of the message the user reads
 		reason  error
+		// warnings are substrings of the admission warnings, joined.
+		warnings []string
 	}{
 		{
 			name: "injects", objs: good, allowed: true, patched: true,
@@ -254,7 +257,72 @@ func TestHandlerDecisions(t *testing.T) {
 			name: "namespace not opted in",
 			objs: []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, identity("reader-id", nil), binding("b", "reader-id", "reader")},
 			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) }, allowed: true,
-			message: []string{"namespace team-a has not opted in", "aadpodidentity.k8s.io/inject=enabled"},
+			message: []string{"namespace team-a has not opted in", "podidentity.github.io/inject=enabled"},
+		},
+		{
+			name: "namespace opted in by the legacy annotation, with a deprecation warning",
+			objs: []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Annotations: map[string]string{"aadpodidentity.k8s.io/inject": names.InjectEnabled}}}, identity("reader-id", nil), binding("b", "reader-id", "reader")},
+			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) }, allowed: true, patched: true,
+			warnings: []string{`Namespace team-a: annotation "aadpodidentity.k8s.io/inject" is deprecated; rename it to "podidentity.github.io/inject"`},
+		},
+		{
+			name: "namespace opted in by the legacy label, with a deprecation warning",
+			objs: []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"aadpodidentity.k8s.io/inject": names.InjectEnabled}}}, identity("reader-id", nil), binding("b", "reader-id", "reader")},
+			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) }, allowed: true, patched: true,
+			warnings: []string{`Namespace team-a: label "aadpodidentity.k8s.io/inject" is deprecated; rename it to "podidentity.github.io/inject"`},
+		},
+		{
+			name: "the new namespace annotation wins over the legacy one",
+			objs: []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Annotations: map[string]string{"aadpodidentity.k8s.io/inject": names.InjectEnabled, names.InjectAnnotation: "no"}}}, identity("reader-id", nil), binding("b", "reader-id", "reader")},
+			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) }, allowed: true,
+			message:  []string{"namespace team-a has not opted in"},
+			warnings: []string{`Namespace team-a: annotation "aadpodidentity.k8s.io/inject" is deprecated and ignored, because "podidentity.github.io/inject" is set too`},
+		},
+		{
+			name: "pod opted out by the legacy annotation", objs: good, allowed: true,
+			req: func() admission.Request {
+				return podRequest(t, ns, pod(func(p *corev1.Pod) {
+					p.Annotations = map[string]string{"aadpodidentity.k8s.io/inject": names.InjectDisabled}
+				}))
+			},
+			message:  []string{"pod team-a/web opted out"},
+			warnings: []string{`Pod team-a/web: annotation "aadpodidentity.k8s.io/inject" is deprecated; rename it to "podidentity.github.io/inject"`},
+		},
+		{
+			name: "legacy skip-containers and token-port on the pod are read, with warnings", objs: good, allowed: true, patched: true,
+			req: func() admission.Request {
+				return podRequest(t, ns, pod(func(p *corev1.Pod) {
+					p.Annotations = map[string]string{"aadpodidentity.k8s.io/skip-containers": "app", "aadpodidentity.k8s.io/token-port": "9000"}
+				}))
+			},
+			warnings: []string{
+				`Pod team-a/web: annotation "aadpodidentity.k8s.io/skip-containers" is deprecated; rename it to "podidentity.github.io/skip-containers"`,
+				`Pod team-a/web: annotation "aadpodidentity.k8s.io/token-port" is deprecated; rename it to "podidentity.github.io/token-port"`,
+			},
+		},
+		{
+			name: "legacy token-source on the identity is read, with a warning",
+			objs: []client.Object{optedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) {
+				a.Annotations = map[string]string{"aadpodidentity.k8s.io/token-source": "magic"}
+			})},
+			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) },
+			code: http.StatusForbidden, message: []string{"token-source is \"magic\""},
+			reason:   ErrInvalidIdentity,
+			warnings: []string{`AzureIdentity team-a/reader-id: annotation "aadpodidentity.k8s.io/token-source" is deprecated; rename it to "podidentity.github.io/token-source"`},
+		},
+		{
+			name: "Windows pod by spec.os.name", objs: good,
+			req: func() admission.Request {
+				return podRequest(t, ns, pod(func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} }))
+			},
+			code: http.StatusForbidden, message: []string{"spec.os.name is windows", "Linux image", "run the workload on Linux nodes"}, reason: inject.ErrWindowsPod,
+		},
+		{
+			name: "Windows pod by nodeSelector", objs: good,
+			req: func() admission.Request {
+				return podRequest(t, ns, pod(func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{corev1.LabelOSStable: "windows"} }))
+			},
+			code: http.StatusForbidden, message: []string{`spec.nodeSelector["kubernetes.io/os"] is windows`, "remove its aadpodidbinding label"}, reason: inject.ErrWindowsPod,
 		},
 		{
 			name: "namespace opted in by label",
@@ -361,7 +429,7 @@ func TestHandlerDecisions(t *testing.T) {
 				a.Annotations = map[string]string{names.TokenSourceAnnotation: "magic"}
 			})},
 			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) },
-			code: http.StatusForbidden, message: []string{"annotation aadpodidentity.k8s.io/token-source is \"magic\""},
+			code: http.StatusForbidden, message: []string{"annotation podidentity.github.io/token-source is \"magic\""},
 			reason: ErrInvalidIdentity,
 		},
 		{
@@ -402,6 +470,12 @@ func TestHandlerDecisions(t *testing.T) {
 			}
 			for _, m := range tc.message {
 				assert.Contains(t, resp.Result.Message, m)
+			}
+			for _, w := range tc.warnings {
+				assert.Contains(t, strings.Join(resp.Warnings, "\n"), w)
+			}
+			if tc.warnings == nil {
+				assert.NotContains(t, strings.Join(resp.Warnings, "\n"), "deprecated", "new keys draw no deprecation warning")
 			}
 			if tc.reason != nil {
 				d := h.decide(context.Background(), tc.req())
@@ -625,4 +699,26 @@ func TestNewHandlerChecksOptions(t *testing.T) {
 	s2, _ := h.opts.NewSecret()
 	assert.Len(t, s1, 43, "32 random bytes, base64url")
 	assert.NotEqual(t, s1, s2, "a fresh secret per pod")
+}
+
+// TestMetricsByNamespace: the decision and resolve-error counters carry the
+// pod's namespace, so that an alert can name the team.
+func TestMetricsByNamespace(t *testing.T) {
+	objs := []client.Object{optedIn("team-a"), optedIn("team-b"),
+		&aadv1.AzureIdentity{ObjectMeta: metav1.ObjectMeta{Name: "id", Namespace: "team-a"}, Spec: aadv1.AzureIdentitySpec{ClientID: "c", TenantID: "t"}},
+		&aadv1.AzureIdentityBinding{ObjectMeta: metav1.ObjectMeta{Name: "b", Namespace: "team-a"}, Spec: aadv1.AzureIdentityBindingSpec{AzureIdentity: "id", Selector: "reader"}},
+	}
+	h := newTestHandler(t, fakeReader(t, objs...), nil, testInjectConfig(), testSecret)
+	for _, ns := range []string{"team-a", "team-b", "team-b"} {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns, Labels: map[string]string{names.BindingLabel: "reader"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}}}
+		raw, err := json.Marshal(p)
+		require.NoError(t, err)
+		h.Handle(context.Background(), podRequest(t, ns, raw))
+	}
+	m := h.opts.Metrics
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.Decisions.WithLabelValues("team-a", OutcomeInjected)))
+	assert.Equal(t, 2.0, testutil.ToFloat64(m.Decisions.WithLabelValues("team-b", OutcomeDenied)))
+	assert.Equal(t, 2.0, testutil.ToFloat64(m.ResolveErrors.WithLabelValues("team-b", "no_binding")))
+	assert.Equal(t, 0.0, testutil.ToFloat64(m.ResolveErrors.WithLabelValues("team-a", "no_binding")))
 }

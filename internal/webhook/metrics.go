@@ -16,11 +16,15 @@ const (
 // Metrics are the webhook's Prometheus collectors. Construct them with
 // NewMetrics and register them once.
 type Metrics struct {
-	// Duration is the handler's admission latency by outcome.
+	// Duration is the handler's admission latency by outcome. It has no
+	// namespace label: a histogram per namespace costs a dozen series each.
 	Duration *prometheus.HistogramVec
-	// Decisions counts admissions by outcome.
+	// Decisions counts admissions by namespace and outcome, so that alerts
+	// can be per team. The namespace is the pod's, which the API server
+	// vouches for; the number of series is bounded by the namespaces that
+	// create labelled pods.
 	Decisions *prometheus.CounterVec
-	// ResolveErrors counts failed resolutions by reason.
+	// ResolveErrors counts failed resolutions by namespace and reason.
 	ResolveErrors *prometheus.CounterVec
 }
 
@@ -28,18 +32,18 @@ type Metrics struct {
 func NewMetrics() *Metrics {
 	return &Metrics{
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "pod_identity_webhook_admission_duration_seconds",
+			Name:    "pod_identity_injector_admission_duration_seconds",
 			Help:    "Time the pod identity webhook spent on one admission, by outcome.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}, []string{"outcome"}),
 		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pod_identity_webhook_decisions_total",
-			Help: "Admissions of labelled pods, by outcome: injected, skipped, denied, errored, unchanged.",
-		}, []string{"outcome"}),
+			Name: "pod_identity_injector_decisions_total",
+			Help: "Admissions of labelled pods, by namespace and outcome: injected, skipped, denied, errored, unchanged.",
+		}, []string{"namespace", "outcome"}),
 		ResolveErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pod_identity_webhook_resolve_errors_total",
-			Help: "Failed binding to identity resolutions, by reason.",
-		}, []string{"reason"}),
+			Name: "pod_identity_injector_resolve_errors_total",
+			Help: "Failed binding to identity resolutions, by namespace and reason.",
+		}, []string{"namespace", "reason"}),
 	}
 }
 

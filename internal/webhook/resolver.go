@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,17 +93,36 @@ type Resolution struct {
 // Resolve returns the identities that the bindings with selector in
 // namespace name. Every error names the namespace, the selector and the
 // object at fault, and says what to do.
+//
+// As aad-pod-identity did, a binding whose AzureIdentity does not exist is
+// skipped when another binding of the selector still gives the pod an
+// identity: the pod gets the rest, and a warning names the binding. Only
+// when no identity is left is the pod denied. A binding whose selector
+// cannot be read matches no pod; it is named in a warning, and in the
+// denial when the pod finds no binding, since it may be the one meant.
 func (r *Resolver) Resolve(ctx context.Context, namespace, selector string) (Resolution, error) {
 	var res Resolution
-	bindings, err := r.matchingBindings(ctx, namespace, selector)
+	bindings, unreadable, err := r.matchingBindings(ctx, namespace, selector)
 	if err != nil {
 		return res, err
 	}
+	var unreadableErrs []string
+	for i := range unreadable {
+		unreadableErrs = append(unreadableErrs, unreadable[i].SelectorErr().Error())
+	}
 	if len(bindings) == 0 {
+		if len(unreadable) > 0 {
+			return res, reasonf(ErrInvalidBinding, "no AzureIdentityBinding in namespace %s has selector %q, but %s: %s; a binding whose selector cannot be read matches no pod, so fix it, or create a binding with selector %q",
+				namespace, selector, unreadableWhat(len(unreadable)), strings.Join(unreadableErrs, "; "), selector)
+		}
 		return res, reasonf(ErrNoBinding, "no AzureIdentityBinding in namespace %s has selector %q; create one or fix the pod label %s",
 			namespace, selector, names.BindingLabel)
 	}
+	for _, e := range unreadableErrs {
+		res.Warnings = append(res.Warnings, e+"; it binds no pod until fixed")
+	}
 	byName := map[string]int{} // identity name -> index in res.Identities
+	var missing []error
 	for i := range bindings {
 		b := &bindings[i]
 		res.Warnings = append(res.Warnings, b.Warnings()...)
@@ -116,6 +136,10 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, selector string) (Res
 		}
 		id, warnings, err := r.identity(ctx, namespace, selector, b)
 		res.Warnings = append(res.Warnings, warnings...)
+		if errors.Is(err, ErrIdentityNotFound) {
+			missing = append(missing, err)
+			continue
+		}
 		if err != nil {
 			return res, err
 		}
@@ -123,40 +147,68 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, selector string) (Res
 		byName[id.Name] = len(res.Identities)
 		res.Identities = append(res.Identities, id)
 	}
+	if len(res.Identities) == 0 {
+		if len(missing) == 1 {
+			return res, missing[0]
+		}
+		msgs := make([]string, len(missing))
+		for i, err := range missing {
+			msgs[i] = err.Error()
+		}
+		return res, reasonf(ErrIdentityNotFound, "%s", strings.Join(msgs, "; "))
+	}
+	for _, err := range missing {
+		res.Warnings = append(res.Warnings, err.Error()+"; the pod gets the other identities of selector "+strconv.Quote(selector)+" without it")
+	}
 	slices.SortFunc(res.Identities, func(a, b inject.Identity) int { return strings.Compare(a.Name, b.Name) })
 	return res, nil
 }
 
+// unreadableWhat introduces the list of unreadable bindings.
+func unreadableWhat(n int) string {
+	if n == 1 {
+		return "one binding's selector cannot be read"
+	}
+	return strconv.Itoa(n) + " bindings' selectors cannot be read"
+}
+
 // matchingBindings lists the bindings of namespace whose selector equals
-// selector, from the cache, else once from the API server.
-func (r *Resolver) matchingBindings(ctx context.Context, namespace, selector string) ([]aadv1.AzureIdentityBinding, error) {
+// selector, and those whose selector cannot be read, from the cache, else
+// once from the API server.
+func (r *Resolver) matchingBindings(ctx context.Context, namespace, selector string) (found, unreadable []aadv1.AzureIdentityBinding, err error) {
 	var list aadv1.AzureIdentityBindingList
 	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace)); err != nil {
-		return nil, fmt.Errorf("%w: list AzureIdentityBindings in namespace %s: %w", ErrLookup, namespace, err)
+		return nil, nil, fmt.Errorf("%w: list AzureIdentityBindings in namespace %s: %w", ErrLookup, namespace, err)
 	}
-	found := filterBindings(list.Items, selector)
+	found, unreadable = filterBindings(list.Items, selector)
 	if len(found) > 0 || r.Live == nil {
-		return found, nil
+		return found, unreadable, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.LiveTimeout)
 	defer cancel()
 	if err := r.Live.List(ctx, &list, client.InNamespace(namespace)); err != nil {
-		return nil, fmt.Errorf("%w: list AzureIdentityBindings in namespace %s: %w", ErrLookup, namespace, err)
+		return nil, nil, fmt.Errorf("%w: list AzureIdentityBindings in namespace %s: %w", ErrLookup, namespace, err)
 	}
-	return filterBindings(list.Items, selector), nil
+	found, unreadable = filterBindings(list.Items, selector)
+	return found, unreadable, nil
 }
 
 // filterBindings keeps the bindings whose selector equals selector exactly,
-// as aad-pod-identity compared them, sorted by name for determinism.
-func filterBindings(items []aadv1.AzureIdentityBinding, selector string) []aadv1.AzureIdentityBinding {
-	var out []aadv1.AzureIdentityBinding
+// as aad-pod-identity compared them, and apart those whose selector cannot
+// be read, each sorted by name for determinism.
+func filterBindings(items []aadv1.AzureIdentityBinding, selector string) (found, unreadable []aadv1.AzureIdentityBinding) {
 	for i := range items {
-		if items[i].Spec.Selector == selector {
-			out = append(out, items[i])
+		switch {
+		case items[i].SelectorErr() != nil:
+			unreadable = append(unreadable, items[i])
+		case items[i].Spec.Selector == selector:
+			found = append(found, items[i])
 		}
 	}
-	slices.SortFunc(out, func(a, b aadv1.AzureIdentityBinding) int { return strings.Compare(a.Name, b.Name) })
-	return out
+	byName := func(a, b aadv1.AzureIdentityBinding) int { return strings.Compare(a.Name, b.Name) }
+	slices.SortFunc(found, byName)
+	slices.SortFunc(unreadable, byName)
+	return found, unreadable
 }
 
 // identity fetches and converts the AzureIdentity that b names. The
@@ -180,6 +232,9 @@ func (r *Resolver) identity(ctx context.Context, namespace, selector string, b *
 		return inject.Identity{}, nil, fmt.Errorf("%w: get AzureIdentity %s/%s: %w", ErrLookup, namespace, b.Spec.AzureIdentity, err)
 	}
 	warnings := ai.Warnings()
+	if w := names.DeprecationWarning(fmt.Sprintf("AzureIdentity %s/%s", ai.Namespace, ai.Name), "annotation", ai.Annotations, names.TokenSourceAnnotation); w != "" {
+		warnings = append(warnings, w)
+	}
 	id, err := r.convert(&ai)
 	if err != nil {
 		return inject.Identity{}, warnings, reasonf(ErrInvalidIdentity, "selector %q: %w", selector, err)
@@ -206,7 +261,8 @@ func (r *Resolver) convert(ai *aadv1.AzureIdentity) (inject.Identity, error) {
 	id.DisableInstanceDiscovery = !isPublicAuthority(id.AuthorityHost)
 	switch ai.Spec.Type {
 	case aadv1.IdentityTypeUserAssignedMSI:
-		id.Source = cmp.Or(ai.Annotations[names.TokenSourceAnnotation], r.Defaults.TokenSource, names.TokenSourceFederated)
+		source, _ := names.Lookup(ai.Annotations, names.TokenSourceAnnotation)
+		id.Source = cmp.Or(source, r.Defaults.TokenSource, names.TokenSourceFederated)
 		if id.Source != names.TokenSourceFederated && id.Source != names.TokenSourceIMDS {
 			return inject.Identity{}, fmt.Errorf("%s: annotation %s is %q; set it to %q or %q",
 				ref, names.TokenSourceAnnotation, id.Source, names.TokenSourceFederated, names.TokenSourceIMDS)

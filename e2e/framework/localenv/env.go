@@ -52,7 +52,9 @@ import (
 const (
 	WebhookNamespace      = "pod-identity-system"
 	WebhookServiceAccount = "pod-identity-webhook"
-	WebhookConfigName     = "pod-identity-webhook"
+	// WebhookConfigName is cluster-scoped, so it is not pod-identity-webhook,
+	// which the EKS pod identity webhook uses.
+	WebhookConfigName = "pod-identity-injector"
 	// TenantID is the fake tenant the webhook uses as its default.
 	TenantID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 	// SidecarImage is written into pods; nothing pulls it here.
@@ -473,7 +475,7 @@ func (e *Env) registerWebhook(ctx context.Context) error {
 // waitForWebhook dry-runs a labelled pod until the API server's webhook
 // informer has the configuration and the webhook injects.
 func (e *Env) waitForWebhook(ctx context.Context) error {
-	const ns = "localenv-readiness"
+	const ns = readinessNamespace
 	if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
@@ -499,9 +501,13 @@ func (e *Env) waitForWebhook(ctx context.Context) error {
 	}
 }
 
-// skippedCount reads pod_identity_webhook_decisions_total{outcome="skipped"}.
+// readinessNamespace holds waitForWebhook's dry-run pods.
+const readinessNamespace = "localenv-readiness"
+
+// skippedCount reads pod_identity_injector_decisions_total for skipped pods
+// of readinessNamespace.
 func (e *Env) skippedCount() float64 {
-	v, _ := e.Metric(`pod_identity_webhook_decisions_total{outcome="skipped"}`)
+	v, _ := e.Metric(`pod_identity_injector_decisions_total{namespace="` + readinessNamespace + `",outcome="skipped"}`)
 	return v
 }
 

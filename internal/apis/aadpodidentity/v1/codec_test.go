@@ -145,7 +145,7 @@ func TestBindingListWithBrokenObjectDecodes(t *testing.T) {
 
 	err := got.Items[0].Validate()
 	require.ErrorIs(t, err, v1.ErrInvalidField)
-	assert.EqualError(t, err, `AzureIdentityBinding team-a/broken: spec key "weight" must be a whole number, not a string; fix its value`)
+	assert.EqualError(t, err, `AzureIdentityBinding team-a/broken: spec key "weight" must be a whole number, not the string "high"; fix its value`)
 
 	assert.Equal(t, v1.AzureIdentityBindingSpec{AzureIdentity: "id", Selector: "app", Weight: 3}, withoutNotes(got.Items[1].Spec))
 	assert.NoError(t, got.Items[1].Validate())

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -24,7 +25,11 @@ import (
 //   - a bad value never fails the decode, because an informer decodes a
 //     whole List at once and one broken object must not empty the cache for
 //     everyone: it earns an error note and leaves its field zero;
-//   - keys that match no field are ignored, as the CRD preserves them.
+//   - keys that match no field are kept by the CRD and ignored here, but
+//     each earns a NoteUnknownKey warning, so that a misspelling such as
+//     `clientIDs` is not silently without effect; the only exception is
+//     aad-pod-identity's own `metadata` key inside spec (its v1 Go types
+//     embedded an ObjectMeta there), which it never read either.
 //
 // Marshalling needs no code: the json tags write canonical keys only.
 
@@ -32,7 +37,8 @@ import (
 // documentation. It fails only when data is not a JSON object. A number
 // written as a string for `type` (`type: "1"`) is accepted with a warning
 // note: such objects were stored before aad-pod-identity's CRDs had a schema.
-// Numbers written as strings in other fields are invalid.
+// The binding's `weight` is treated the same way; numbers written as strings
+// in other fields are invalid.
 func (s *AzureIdentitySpec) UnmarshalJSON(data []byte) error {
 	var out AzureIdentitySpec
 	fields := []field{
@@ -62,7 +68,7 @@ func (s *AzureIdentityBindingSpec) UnmarshalJSON(data []byte) error {
 	fields := []field{
 		{"azureIdentity", parseString, func(v any) { out.AzureIdentity = v.(string) }},
 		{"selector", parseString, func(v any) { out.Selector = v.(string) }},
-		{"weight", parseInt, func(v any) { out.Weight = v.(int) }},
+		{"weight", parseWeight, func(v any) { out.Weight = v.(int) }},
 	}
 	if err := decodeSpec(KindAzureIdentityBinding, data, fields, &out.Decoding); err != nil {
 		return err
@@ -138,6 +144,12 @@ func decodeSpec(kind string, data []byte, fields []field, notes *DecodeNotes) er
 	return nil
 }
 
+// ignoredSpecKeys are keys aad-pod-identity's own v1 types had in every
+// spec and never read: its Go structs embedded a metav1.ObjectMeta as
+// `metadata`. They earn no unknown-key warning. docs/migration.md lists
+// them.
+var ignoredSpecKeys = []string{"metadata"}
+
 // decodeMembers matches members to fields case-insensitively, sets each
 // field that has exactly one usable value, and notes everything else.
 func decodeMembers(ms []member, at path, fields []field, notes *DecodeNotes) {
@@ -147,11 +159,17 @@ func decodeMembers(ms []member, at path, fields []field, notes *DecodeNotes) {
 			// As in encoding/json, null means absent.
 			continue
 		}
+		known := false
 		for i, f := range fields {
 			if strings.EqualFold(m.key, f.name) {
 				byField[i] = append(byField[i], m)
+				known = true
 				break
 			}
+		}
+		if !known && (at.written != "" || !slices.ContainsFunc(ignoredSpecKeys, func(k string) bool { return strings.EqualFold(k, m.key) })) {
+			written := at.child(m.key, m.key).written
+			*notes = append(*notes, DecodeNote{Kind: NoteUnknownKey, Field: written, Keys: []string{written}})
 		}
 	}
 	for i, f := range fields {
@@ -307,14 +325,6 @@ func wholeNumber(raw json.RawMessage, lo, hi int64) (int64, string) {
 	return n, ""
 }
 
-func parseInt(raw json.RawMessage, _ path, _ *DecodeNotes) (any, string) {
-	n, problem := wholeNumber(raw, math.MinInt, math.MaxInt)
-	if problem != "" {
-		return nil, problem
-	}
-	return int(n), ""
-}
-
 func parseInt32Pointer(raw json.RawMessage, _ path, _ *DecodeNotes) (any, string) {
 	n, problem := wholeNumber(raw, math.MinInt32, math.MaxInt32)
 	if problem != "" {
@@ -324,31 +334,51 @@ func parseInt32Pointer(raw json.RawMessage, _ path, _ *DecodeNotes) (any, string
 	return &v, ""
 }
 
-// parseIdentityType accepts a number, or a string that holds a whole
-// number, which earns a NoteQuotedNumber. Unknown numbers parse; Validate
-// rejects them with a message that lists the known ones.
-func parseIdentityType(raw json.RawMessage, at path, notes *DecodeNotes) (any, string) {
-	const want = "must be the number 0, 1 or 2"
+// quotedWhole parses a whole number within [lo, hi], or a string that
+// holds one, which earns a NoteQuotedNumber. want starts the problem
+// message, such as "must be the number 0, 1 or 2".
+func quotedWhole(raw json.RawMessage, at path, notes *DecodeNotes, lo, hi int64, want string) (int64, string) {
 	if describeJSON(raw) == "a string" {
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, want + ", not " + describeJSON(raw)
+			return 0, want + ", not " + describeJSON(raw)
 		}
-		n, err := strconv.ParseInt(s, 10, 32)
-		if err != nil {
-			return nil, fmt.Sprintf("%s, not the string %q", want, s)
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < lo || n > hi {
+			return 0, fmt.Sprintf("%s, not the string %q", want, s)
 		}
 		*notes = append(*notes, DecodeNote{Kind: NoteQuotedNumber, Field: at.canonical, Keys: []string{at.written}, Detail: s})
-		return IdentityType(n), ""
+		return n, ""
 	}
 	if describeJSON(raw) != "a number" {
-		return nil, want + ", not " + describeJSON(raw)
+		return 0, want + ", not " + describeJSON(raw)
 	}
-	n, problem := wholeNumber(raw, math.MinInt32, math.MaxInt32)
+	n, problem := wholeNumber(raw, lo, hi)
 	if problem != "" {
-		return nil, want + ", not " + string(bytes.TrimSpace(raw))
+		return 0, want + ", not " + string(bytes.TrimSpace(raw))
+	}
+	return n, ""
+}
+
+// parseIdentityType accepts a number, or a string that holds a whole
+// number. Unknown numbers parse; Validate rejects them with a message that
+// lists the known ones.
+func parseIdentityType(raw json.RawMessage, at path, notes *DecodeNotes) (any, string) {
+	n, problem := quotedWhole(raw, at, notes, math.MinInt32, math.MaxInt32, "must be the number 0, 1 or 2")
+	if problem != "" {
+		return nil, problem
 	}
 	return IdentityType(n), ""
+}
+
+// parseWeight accepts a whole number, or a string that holds one, like
+// parseIdentityType: aad-pod-identity's schema-less CRDs stored both.
+func parseWeight(raw json.RawMessage, at path, notes *DecodeNotes) (any, string) {
+	n, problem := quotedWhole(raw, at, notes, math.MinInt32, math.MaxInt32, "must be a whole number")
+	if problem != "" {
+		return nil, problem
+	}
+	return int(n), ""
 }
 
 // parseSecretReference decodes {name, namespace} with the same tolerance as

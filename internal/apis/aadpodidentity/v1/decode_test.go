@@ -237,9 +237,15 @@ func TestAzureIdentitySpecDecoding(t *testing.T) {
 				ref + `spec key "clientID" must be a string, not a list; fix its value`,
 		},
 		{
-			name: "unknown keys are ignored",
-			spec: `{"clientID":"c","resourceGroup":"rg","metadata":{"name":"old"},"Selector":"x"}`,
-			want: v1.AzureIdentitySpec{ClientID: "c"},
+			name: "unknown keys are ignored, each with a warning, except aad-pod-identity's own metadata",
+			spec: `{"clientID":"c","resourceGroup":"rg","metadata":{"name":"old"},"Selector":"x","clientIDs":"d","clientPassword":{"name":"s","nmae":"t"}}`,
+			want: v1.AzureIdentitySpec{ClientID: "c", ClientPassword: corev1.SecretReference{Name: "s"}},
+			wantWarnings: []string{
+				ref + `spec key "resourceGroup" is not a field this webhook or aad-pod-identity reads, so it has no effect; check its spelling, or delete it`,
+				ref + `spec key "Selector" is not a field this webhook or aad-pod-identity reads, so it has no effect; check its spelling, or delete it`,
+				ref + `spec key "clientIDs" is not a field this webhook or aad-pod-identity reads, so it has no effect; check its spelling, or delete it`,
+				ref + `spec key "clientPassword.nmae" is not a field this webhook or aad-pod-identity reads, so it has no effect; check its spelling, or delete it`,
+			},
 		},
 		{
 			name:         "null means absent",
@@ -295,11 +301,25 @@ func TestAzureIdentityBindingSpecDecoding(t *testing.T) {
 			wantErr:  ref + `spec has both "selector" and "Selector" with different values; delete one of them`,
 		},
 		{
-			name:     "wrong type: weight is a quoted number",
-			spec:     `{"azureIdentity":"id","selector":"app","weight":"3"}`,
+			// As type: "0" is: aad-pod-identity's schema-less CRDs stored both.
+			name:         "quoted weight is used, with a warning",
+			spec:         `{"azureIdentity":"id","selector":"app","weight":"10"}`,
+			want:         v1.AzureIdentityBindingSpec{AzureIdentity: "id", Selector: "app", Weight: 10},
+			wantWarnings: []string{ref + `spec key "weight" holds the string "10"; write it as the number 10, without quotes`},
+		},
+		{
+			name:     "wrong type: weight is a word",
+			spec:     `{"azureIdentity":"id","selector":"app","weight":"high"}`,
 			want:     v1.AzureIdentityBindingSpec{AzureIdentity: "id", Selector: "app"},
 			wantErrs: []error{v1.ErrInvalidField},
-			wantErr:  ref + `spec key "weight" must be a whole number, not a string; fix its value`,
+			wantErr:  ref + `spec key "weight" must be a whole number, not the string "high"; fix its value`,
+		},
+		{
+			name:     "wrong type: weight is a boolean",
+			spec:     `{"azureIdentity":"id","selector":"app","weight":true}`,
+			want:     v1.AzureIdentityBindingSpec{AzureIdentity: "id", Selector: "app"},
+			wantErrs: []error{v1.ErrInvalidField},
+			wantErr:  ref + `spec key "weight" must be a whole number, not a boolean; fix its value`,
 		},
 		{
 			name:     "wrong type: selector is an object",

@@ -37,8 +37,11 @@ const (
 	// A warning.
 	NoteDuplicateKey NoteKind = "DuplicateKey"
 	// NoteQuotedNumber: a number was written as a string, as in
-	// `type: "1"`. The number is used. A warning.
+	// `type: "1"` or `weight: "10"`. The number is used. A warning.
 	NoteQuotedNumber NoteKind = "QuotedNumber"
+	// NoteUnknownKey: a key matches no field, as `clientIDs` for
+	// `clientID`. The CRD keeps it and nothing reads it. A warning.
+	NoteUnknownKey NoteKind = "UnknownKey"
 	// NoteConflict: several spellings of one key hold different values.
 	// The field is left zero. An error (ErrLegacyConflict).
 	NoteConflict NoteKind = "Conflict"
@@ -140,6 +143,8 @@ func (n DecodeNote) message() string {
 			return fmt.Sprintf("spec keys %s set the same value; delete %s", quoteList(keys), quoteList(others))
 		}
 		return fmt.Sprintf("spec keys %s set the same value; keep one of them and rename it to %q", quoteList(keys), canonical)
+	case NoteUnknownKey:
+		return fmt.Sprintf("spec key %q is not a field this webhook or aad-pod-identity reads, so it has no effect; check its spelling, or delete it", n.Keys[0])
 	case NoteQuotedNumber:
 		return fmt.Sprintf("spec key %q holds the string %q; write it as the number %s, without quotes", n.Keys[0], n.Detail, n.Detail)
 	case NoteConflict:

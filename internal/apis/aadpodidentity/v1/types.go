@@ -200,7 +200,8 @@ type AzurePodIdentityException struct {
 // AzurePodIdentityExceptionSpec selects the exempt pods. Its JSON keys are
 // matched case-insensitively; see UnmarshalJSON.
 type AzurePodIdentityExceptionSpec struct {
-	// PodLabels exempts a pod whose labels contain every one of these.
+	// PodLabels exempts a pod that carries any one of these labels, with
+	// the value compared case-insensitively, as aad-pod-identity did.
 	PodLabels map[string]string `json:"podLabels,omitempty"`
 
 	// Decoding is what the tolerant decoder noticed about the keys. It is

@@ -2,6 +2,7 @@ package v1
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/podidentity/injector/internal/names"
 )
@@ -85,6 +86,20 @@ func (b *AzureIdentityBinding) DecodeErr() error {
 	return joinErrors(b.Spec.Decoding.fieldErrors(KindAzureIdentityBinding, &b.ObjectMeta))
 }
 
+// SelectorErr returns nil, or the error that made spec.selector unusable:
+// a value that is not a string (`selector: 1234`, the map-form `Selector:`
+// of 2019-era manifests) or spellings that disagree. Such a binding matches
+// no pod, so the webhook names it when a pod finds no binding.
+func (b *AzureIdentityBinding) SelectorErr() error {
+	var errs []error
+	for _, err := range b.Spec.Decoding.fieldErrors(KindAzureIdentityBinding, &b.ObjectMeta) {
+		if fe, ok := err.(*FieldError); ok && fe.Field == "selector" {
+			errs = append(errs, err)
+		}
+	}
+	return joinErrors(errs)
+}
+
 // Validate returns nil when the binding names an identity and a selector.
 // Otherwise its error lists every problem, each a *FieldError wrapping one
 // of ErrLegacyConflict, ErrInvalidField or ErrMissingField.
@@ -126,4 +141,20 @@ func (e *AzurePodIdentityException) Validate() error {
 			"spec.podLabels is empty, which would exempt every pod of the namespace; list the labels of the pods to exempt"))
 	}
 	return joinErrors(errs)
+}
+
+// Exempts reports whether the exception exempts a pod with these labels:
+// when the pod carries any one of spec.podLabels, with the label key equal
+// and the value equal ignoring case. These are aad-pod-identity's
+// semantics (its labelInExceptionList), whose docs told users to "include
+// at least one of the labels"; an exception that carried over with them
+// must exempt the same pods. An exception whose podLabels are empty exempts
+// nothing (see Validate).
+func (e *AzurePodIdentityException) Exempts(labels map[string]string) bool {
+	for k, want := range e.Spec.PodLabels {
+		if have, ok := labels[k]; ok && strings.EqualFold(have, want) {
+			return true
+		}
+	}
+	return false
 }

@@ -266,3 +266,32 @@ func TestIdentityTypeString(t *testing.T) {
 		assert.Equal(t, typ >= 0 && typ <= 2, typ.Known())
 	}
 }
+
+// TestExceptionExempts follows aad-pod-identity's labelInExceptionList: any
+// one label of the exception exempts the pod, the key exactly and the value
+// ignoring case. The exception is the example of aad-pod-identity's docs
+// ("AzurePodIdentityException", podLabels foo: bar and app: custom).
+func TestExceptionExempts(t *testing.T) {
+	e := decodeObject(t, v1.KindAzurePodIdentityException, `{"podLabels":{"foo":"bar","app":"custom"}}`).(*v1.AzurePodIdentityException)
+	require.NoError(t, e.Validate())
+	tests := []struct {
+		name   string
+		labels map[string]string
+		want   bool
+	}{
+		{"one of the labels, as in aad-pod-identity's docs", map[string]string{"aadpodidbinding": "reader", "foo": "bar"}, true},
+		{"the other label", map[string]string{"aadpodidbinding": "reader", "app": "custom"}, true},
+		{"both labels", map[string]string{"foo": "bar", "app": "custom"}, true},
+		{"value in another case", map[string]string{"app": "Custom"}, true},
+		{"key in another case is another label", map[string]string{"App": "custom"}, false},
+		{"same key, other value", map[string]string{"foo": "baz", "app": "web"}, false},
+		{"no labels", nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, e.Exempts(tc.labels))
+		})
+	}
+	empty := &v1.AzurePodIdentityException{}
+	assert.False(t, empty.Exempts(map[string]string{"foo": "bar"}), "an exception without podLabels exempts nothing")
+}
