@@ -117,9 +117,7 @@ func run(ctx context.Context, args []string) error {
 	resources, _ := cfg.resources()
 	handler, err := webhook.NewHandler(webhook.Options{
 		Resolver: &webhook.Resolver{
-			Cache:       mgr.GetCache(),
-			Live:        mgr.GetAPIReader(),
-			LiveTimeout: cfg.LiveReadTimeout,
+			Lookup: webhook.CacheThenLive(mgr.GetCache(), mgr.GetAPIReader(), cfg.LiveReadTimeout),
 			Defaults: webhook.Defaults{
 				TenantID:      cfg.DefaultTenantID,
 				AuthorityHost: cfg.AuthorityHost,

@@ -183,9 +183,9 @@ func BenchmarkFloor(b *testing.B) {
 func BenchmarkAdmission(b *testing.B) {
 	review, reader := seedRequest(b)
 	h := newTestHandler(b, reader, nil, testInjectConfig(), testSecret)
-	h.opts.Metrics = nil
+	h.metrics = nil
 	// The seed's identity names no tenant; the operator's flag supplies it.
-	h.opts.Resolver.Defaults.TenantID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+	h.planner.Resolver.Defaults.TenantID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
