@@ -52,7 +52,7 @@ func newTestHandler(t testing.TB, cache, live client.Reader, cfg inject.Config, 
 	t.Helper()
 	h, err := NewHandler(Options{
 		Resolver: &Resolver{
-			Lookup: CacheThenLive(cache, live, 1e9),
+			Lookup:   CacheThenLive(cache, live, 1e9),
 			Defaults: Defaults{TokenSource: names.TokenSourceFederated},
 		},
 		Inject:       cfg,
