@@ -17,8 +17,10 @@ TAG       ?= $(VERSION)
 PLATFORMS ?= linux/amd64,linux/arm64
 IMAGES_OUT ?= $(CURDIR)/_output/images
 CERTS_DIR ?= $(CURDIR)/.cache/certs
+# SCALE is bench-scale's namespace counts.
+SCALE     ?= 1,1000,5000
 
-.PHONY: all build deps test unit vet fmt-check e2e demo tools bench bench-e2e bench-sidecar images certs generate verify-generated fuzz clean
+.PHONY: all build deps test unit vet fmt-check e2e demo tools bench bench-e2e bench-sidecar bench-scale images certs generate verify-generated fuzz clean
 
 all: build
 
@@ -77,6 +79,12 @@ bench:
 ## admission latency, through the real apiserver (hack/benche2e; ~1 min)
 bench-e2e: build tools
 	$(GO) run ./hack/benche2e --markdown
+
+## bench-scale: the webhook's RSS, admission latency and ready-after-restart
+## at 1, 1,000 and 5,000 namespaces (hack/benche2e -scale; ~15 min). Run it
+## under the e2e lock on a shared machine.
+bench-scale: build tools
+	$(GO) run ./hack/benche2e -scale $(SCALE) -paced-pods 100 -paced-rate 20 -warmup 10 -webhook-log-level warn
 
 ## bench-sidecar: the token server under load, as a real binary on loopback
 bench-sidecar: build

@@ -13,6 +13,7 @@ import (
 )
 
 func main() {
+	tuneRuntime(os.Getenv, os.ReadFile)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
 	stop()

@@ -131,7 +131,10 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stderr i
 	for _, id := range sc.Identities {
 		ids = append(ids, id.Namespace+"/"+id.Name+" ("+id.Source+")")
 	}
-	log.Info("serving", "address", ln.Addr().String(), "identities", ids, "defaultIdentity", sc.DefaultIdentity)
+	// In the background: the listener is open, so the probe passes
+	// without waiting for it.
+	go releaseStartupMemory()
+	log.Info("serving", "address", ln.Addr().String(), "identities", ids, "defaultIdentity", sc.DefaultIdentity, "memoryLimit", memoryLimit())
 	err = srv.Serve(ctx, ln)
 	log.Info("stopped")
 	return err

@@ -64,7 +64,7 @@ func defaultConfig() Config {
 		SidecarPullPolicy:     string(corev1.PullIfNotPresent),
 		TokenPort:             names.DefaultTokenPort,
 		SidecarCPURequest:     "10m",
-		SidecarMemoryRequest:  "16Mi",
+		SidecarMemoryRequest:  "10Mi",
 		SidecarCPULimit:       "200m",
 		SidecarMemoryLimit:    "64Mi",
 		NativeSidecar:         "auto",

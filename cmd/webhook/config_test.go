@@ -28,7 +28,7 @@ func TestConfigDefaults(t *testing.T) {
 	assert.Equal(t, "federated", cfg.DefaultTokenSource)
 	rr, err := cfg.resources()
 	require.NoError(t, err)
-	assert.Equal(t, "16Mi", rr.Requests.Memory().String())
+	assert.Equal(t, "10Mi", rr.Requests.Memory().String())
 	assert.Equal(t, "64Mi", rr.Limits.Memory().String())
 }
 

@@ -98,8 +98,14 @@ func run(ctx context.Context, args []string) error {
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme: scheme,
 		// The handler only reads what it gets from the cache, so the cache
-		// may hand out its own objects instead of a deep copy per read.
-		Cache:                  cache.Options{DefaultUnsafeDisableDeepCopy: ptr.To(true)},
+		// may hand out its own objects instead of a deep copy per read. The
+		// transforms keep only the fields it reads: the cache holds every
+		// namespace of the cluster.
+		Cache: cache.Options{
+			DefaultUnsafeDisableDeepCopy: ptr.To(true),
+			DefaultTransform:             webhook.CacheDefaultTransform,
+			ByObject:                     webhook.CacheByObject(),
+		},
 		Metrics:                metricsserver.Options{BindAddress: cfg.MetricsAddr},
 		HealthProbeBindAddress: cfg.ProbeAddr,
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{

@@ -159,37 +159,13 @@ type bench struct {
 }
 
 func runBench(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
-	// controller-runtime's client logs through this; keep its warnings.
-	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	rep := &Report{Config: cfg, Date: time.Now().UTC(), CPUs: runtime.NumCPU(), LoadBefore: loadAverage()}
-	var envLog io.Writer = io.Discard
-	if cfg.Verbose {
-		envLog = log
-	}
-	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	start := time.Now()
-	env, err := localenv.Start(startCtx, localenv.Options{
-		RepoRoot:      cfg.RepoRoot,
-		WebhookBinary: cfg.WebhookBinary,
-		SidecarBinary: cfg.SidecarBinary,
-		Log:           envLog,
-		WebhookArgs:   []string{"--log-level=" + cfg.WebhookLogLevel},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start the local environment: %w", err)
-	}
-	defer env.Stop()
-	fmt.Fprintf(log, ">> environment ready in %s\n", time.Since(start).Round(time.Millisecond))
-
-	rc := env.Cluster.RESTConfig()
-	rc.QPS, rc.Burst, rc.UserAgent = float32(cfg.QPS), cfg.Burst, "benche2e"
-	cs, err := kubernetes.NewForConfig(rc)
+	b, stop, err := startBench(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{cfg: cfg, env: env, cs: cs, http: &http.Client{Timeout: 10 * time.Second}}
-	if v, err := cs.Discovery().ServerVersion(); err == nil {
+	defer stop()
+	if v, err := b.cs.Discovery().ServerVersion(); err == nil {
 		rep.ServerVersion = v.GitVersion
 	}
 	if err := b.setup(ctx); err != nil {
@@ -228,6 +204,39 @@ func runBench(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 	}
 	rep.LoadAfter = loadAverage()
 	return rep, nil
+}
+
+// startBench starts the local environment and the clients; stop stops it.
+func startBench(ctx context.Context, cfg Config, log io.Writer) (*bench, func(), error) {
+	// controller-runtime's client logs through this; keep its warnings.
+	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	var envLog io.Writer = io.Discard
+	if cfg.Verbose {
+		envLog = log
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	env, err := localenv.Start(startCtx, localenv.Options{
+		RepoRoot:      cfg.RepoRoot,
+		WebhookBinary: cfg.WebhookBinary,
+		SidecarBinary: cfg.SidecarBinary,
+		Log:           envLog,
+		WebhookArgs:   []string{"--log-level=" + cfg.WebhookLogLevel},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("start the local environment: %w", err)
+	}
+	fmt.Fprintf(log, ">> environment ready in %s\n", time.Since(start).Round(time.Millisecond))
+
+	rc := env.Cluster.RESTConfig()
+	rc.QPS, rc.Burst, rc.UserAgent = float32(cfg.QPS), cfg.Burst, "benche2e"
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		env.Stop()
+		return nil, nil, err
+	}
+	return &bench{cfg: cfg, env: env, cs: cs, http: &http.Client{Timeout: 10 * time.Second}}, env.Stop, nil
 }
 
 // setup makes the opted-in namespace, its identity and binding.

@@ -91,6 +91,9 @@ type Config struct {
 	// after each round's saturating phases; 0 skips this phase.
 	PacedPods int
 	PacedRate float64
+	// Scale, when set, runs the scale mode instead (scale.go): increasing
+	// counts of namespaces, each with an identity and a binding.
+	Scale string
 	// Markdown also prints a section for BENCHMARKS.md.
 	Markdown bool
 	// Verbose prints the environment's start-up steps.
@@ -134,6 +137,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Preinjected, "preinjected", c.Preinjected, "add a phase of pre-injected pods without the webhook, to split the cost")
 	fs.IntVar(&c.PacedPods, "paced-pods", c.PacedPods, "pods created with the webhook at -paced-rate each round, for unsaturated latencies (0: none)")
 	fs.Float64Var(&c.PacedRate, "paced-rate", c.PacedRate, "pods/s of the paced phase")
+	fs.StringVar(&c.Scale, "scale", c.Scale, "scale mode: comma-separated increasing namespace counts, e.g. 1,1000,5000 (each with an identity and a binding); reports webhook RSS, admission latency and ready-after-restart per count")
 	fs.BoolVar(&c.Markdown, "markdown", c.Markdown, "also print a section for BENCHMARKS.md")
 	fs.BoolVar(&c.Verbose, "v", c.Verbose, "print the environment's start-up steps")
 }
@@ -167,6 +171,11 @@ func (c *Config) Validate() error {
 	}
 	if c.PhaseTimeout <= 0 || c.PhaseTimeout > 30*time.Minute {
 		errs = append(errs, fmt.Errorf("-phase-timeout %s is not in (0, 30m]", c.PhaseTimeout))
+	}
+	if c.Scale != "" {
+		if _, err := scaleSteps(c.Scale); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	switch c.Reinvocation {
 	case "", "IfNeeded", "Never":
@@ -208,6 +217,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig(args, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.Scale != "" {
+		return runScale(ctx, cfg, stdout, stderr)
 	}
 	rep, err := runBench(ctx, cfg, stderr)
 	if err != nil {

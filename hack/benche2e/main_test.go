@@ -69,3 +69,29 @@ func TestParseConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestScaleSteps(t *testing.T) {
+	tests := map[string]struct {
+		in      string
+		want    []int
+		wantErr bool
+	}{
+		"three counts":     {in: "1,1000,5000", want: []int{1, 1000, 5000}},
+		"spaces":           {in: "1, 10", want: []int{1, 10}},
+		"not increasing":   {in: "10,10", wantErr: true},
+		"zero":             {in: "0,10", wantErr: true},
+		"not a number":     {in: "1,many", wantErr: true},
+		"beyond the bound": {in: "1,50000", wantErr: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := scaleSteps(tc.in)
+			if tc.wantErr {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}

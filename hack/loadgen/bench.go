@@ -53,9 +53,22 @@ func newWorld(cfg Config, dir string) (*world, error) {
 	if err != nil {
 		return nil, err
 	}
-	pod, err := fakeaad.NewPod(fakeaad.PodOptions{Dir: dir, Port: port, Default: fakeaad.IdentitySecret})
+	def := fakeaad.IdentitySecret
+	if ids := cfg.identities(); len(ids) > 0 {
+		def = ids[0]
+	}
+	pod, err := fakeaad.NewPod(fakeaad.PodOptions{Dir: dir, Port: port, Default: def})
 	if err != nil {
 		return nil, err
+	}
+	if ids := cfg.identities(); len(ids) > 0 {
+		kept := pod.Config.Identities[:0]
+		for _, id := range pod.Config.Identities {
+			if slices.Contains(ids, id.Name) {
+				kept = append(kept, id)
+			}
+		}
+		pod.Config.Identities = kept
 	}
 	caFile := filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(caFile, pod.AAD.CAPEM(), 0o600); err != nil {
@@ -76,7 +89,7 @@ func newWorld(cfg Config, dir string) (*world, error) {
 		logs: logs,
 		pod:  pod,
 		bin:  bin,
-		env:  []string{names.EnvSidecarConfig + "=" + doc, names.EnvIdentityHeader + "=" + pod.IdentityHeader},
+		env:  append([]string{names.EnvSidecarConfig + "=" + doc, names.EnvIdentityHeader + "=" + pod.IdentityHeader}, cfg.sidecarEnv()...),
 		args: []string{names.SidecarServeCommand, "--ca-file", caFile, "--imds-endpoint", pod.IMDS.URL, "--log-level", cfg.LogLevel},
 	}, nil
 }
@@ -155,11 +168,24 @@ func (s *sidecar) cpuTime() (time.Duration, error) {
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
-// rss reads the process's resident set size and its peak from /proc.
-func (s *sidecar) rss() (cur, peak int64, err error) {
+// memory is a process's resident set from /proc/<pid>/status.
+type memory struct {
+	// RSS is VmRSS, Peak VmHWM; Anon is RssAnon (heap, stacks, runtime
+	// data: what the process allocated) and File is RssFile (the binary's
+	// pages the kernel mapped in).
+	RSS, Peak, Anon, File int64
+}
+
+func (m memory) String() string {
+	mib := func(b int64) string { return fmt.Sprintf("%.1f", float64(b)/(1<<20)) }
+	return fmt.Sprintf("%s MiB (anon %s + file %s)", mib(m.RSS), mib(m.Anon), mib(m.File))
+}
+
+// rss reads the process's resident set size, its parts and its peak from /proc.
+func (s *sidecar) rss() (m memory, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
 	if err != nil {
-		return 0, 0, err
+		return m, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -171,12 +197,16 @@ func (s *sidecar) rss() (cur, peak int64, err error) {
 		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 		switch k {
 		case "VmRSS":
-			cur = kb << 10
+			m.RSS = kb << 10
 		case "VmHWM":
-			peak = kb << 10
+			m.Peak = kb << 10
+		case "RssAnon":
+			m.Anon = kb << 10
+		case "RssFile":
+			m.File = kb << 10
 		}
 	}
-	return cur, peak, sc.Err()
+	return m, sc.Err()
 }
 
 func bench(ctx context.Context, cfg Config, out io.Writer) error {
@@ -185,6 +215,7 @@ func bench(ctx context.Context, cfg Config, out io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	loadAtStart := loadAvg()
 	w, err := newWorld(cfg, dir)
 	if err != nil {
 		return err
@@ -217,7 +248,7 @@ func bench(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	defer s.stop()
 	time.Sleep(time.Second) // let the runtime settle before reading idle RSS
-	idle, _, err := s.rss()
+	idle, err := s.rss()
 	if err != nil {
 		return err
 	}
@@ -246,7 +277,7 @@ func bench(ctx context.Context, cfg Config, out io.Writer) error {
 		return err
 	}
 	perReq := (cpu1 - cpu0) / time.Duration(thr.Requests)
-	afterLoad, _, err := s.rss()
+	afterLoad, err := s.rss()
 	if err != nil {
 		return err
 	}
@@ -260,7 +291,7 @@ func bench(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	final, peak, err := s.rss()
+	final, err := s.rss()
 	if err != nil {
 		return err
 	}
@@ -277,7 +308,8 @@ func bench(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 
 	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-	fmt.Fprintf(out, "machine: %d CPUs, %s, load average %s\n", runtime.NumCPU(), runtime.Version(), loadAvg())
+	fmt.Fprintf(out, "machine: %d CPUs, %s, load average %s at start, %s at end\n", runtime.NumCPU(), runtime.Version(), loadAtStart, loadAvg())
+	fmt.Fprintf(out, "identities: %s; sidecar env: %s\n", strings.Join(configured(w.pod), ","), strings.Join(cfg.sidecarEnv(), " "))
 	fmt.Fprintf(out, "closed loop: %s\n", thr)
 	fmt.Fprintf(out, "fixed rate %d/s: %s\n", fixed.Rate, lat)
 	fmt.Fprintf(out, "sidecar log: %d request lines\n\n", lines)
@@ -287,13 +319,21 @@ func bench(ctx context.Context, cfg Config, out io.Writer) error {
 	fmt.Fprintf(out, "| sidecar CPU time per cached request (user+system) -> capacity of 2 dedicated cores | %s -> %.0f req/s |\n", perReq, 2*float64(time.Second)/float64(perReq))
 	fmt.Fprintf(out, "| latency at %d req/s for %s, from due time: p50 / p99 / max | %s / %s / %s (errors %d) |\n", fixed.Rate, cfg.RateDuration, lat.Quantile(0.5), lat.Quantile(0.99), lat.Quantile(1), lat.Errors)
 	fmt.Fprintf(out, "| latency at %d req/s, from send: p50 / p99 | %s / %s |\n", fixed.Rate, lat.ServiceQuantile(0.5), lat.ServiceQuantile(0.99))
-	fmt.Fprintf(out, "| idle RSS after start | %s |\n", mib(idle))
-	fmt.Fprintf(out, "| RSS after %d requests | %s |\n", thr.Requests+1, mib(afterLoad))
-	fmt.Fprintf(out, "| RSS after the fixed-rate phase / peak (VmHWM) | %s / %s |\n", mib(final), mib(peak))
+	fmt.Fprintf(out, "| idle RSS after start | %s |\n", idle)
+	fmt.Fprintf(out, "| RSS after %d requests | %s |\n", thr.Requests+1, afterLoad)
+	fmt.Fprintf(out, "| RSS after the fixed-rate phase / peak (VmHWM) | %s / %s |\n", final, mib(final.Peak))
 	fmt.Fprintf(out, "| start to exec-probe success, median of %d (min-max) | %s (%s-%s) |\n", len(byProbe), median(byProbe), slices.Min(byProbe), slices.Max(byProbe))
 	fmt.Fprintf(out, "| start to /healthz 200 over HTTP, median of %d (min-max) | %s (%s-%s) |\n", len(byHTTP), median(byHTTP), slices.Min(byHTTP), slices.Max(byHTTP))
 	fmt.Fprintf(out, "| binary size | %s (%d bytes) |\n", mib(st.Size()), st.Size())
 	return nil
+}
+
+func configured(p *fakeaad.Pod) []string {
+	var ids []string
+	for _, id := range p.Config.Identities {
+		ids = append(ids, id.Name+"("+id.Source+")")
+	}
+	return ids
 }
 
 // countLines counts the lines of a file that contain substr.

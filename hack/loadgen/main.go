@@ -33,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podidentity/injector/e2e/framework/fakeaad"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -68,6 +69,13 @@ type Config struct {
 	// LogLevel is passed to the sidecar by bench; "warn" drops the
 	// per-request lines, to show what they cost.
 	LogLevel string
+	// Identities, when set, keeps only these identities of the fake pod
+	// (comma-separated fakeaad names), so that bench can show what a pod
+	// with one source pays; the first is the default identity.
+	Identities string
+	// SidecarEnv is extra NAME=value environment for the sidecar in bench,
+	// such as GOMEMLIMIT or GOGC, to compare runtime settings.
+	SidecarEnv string
 }
 
 // DefaultConfig is the configuration with no flags given.
@@ -96,6 +104,8 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RateDuration, "rate-duration", c.RateDuration, "length of bench's fixed-rate phase")
 	fs.IntVar(&c.Repeats, "repeats", c.Repeats, "start-up measurements in bench")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "the sidecar's --log-level in bench")
+	fs.StringVar(&c.Identities, "identities", c.Identities, "bench: comma-separated identities of the fake pod to configure (default all: "+strings.Join(fakeaad.PodIdentities, ",")+")")
+	fs.StringVar(&c.SidecarEnv, "sidecar-env", c.SidecarEnv, "bench: comma-separated NAME=value added to the sidecar's environment, e.g. GOMEMLIMIT=6MiB,GOGC=50")
 }
 
 // Validate checks the bounds that keep a run small and local.
@@ -116,12 +126,35 @@ func (c *Config) Validate(sub string) error {
 	if c.Repeats < 1 || c.Repeats > 100 {
 		errs = append(errs, fmt.Errorf("-repeats %d is not in 1-100", c.Repeats))
 	}
+	for _, n := range c.identities() {
+		if !slices.Contains(fakeaad.PodIdentities, n) {
+			errs = append(errs, fmt.Errorf("-identities: %q is not one of %s", n, strings.Join(fakeaad.PodIdentities, ",")))
+		}
+	}
+	for _, kv := range c.sidecarEnv() {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			errs = append(errs, fmt.Errorf("-sidecar-env: %q is not NAME=value", kv))
+		}
+	}
 	if sub == "load" {
 		if err := checkLoopback(c.URL); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (c *Config) identities() []string { return splitList(c.Identities) }
+func (c *Config) sidecarEnv() []string { return splitList(c.SidecarEnv) }
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // checkLoopback refuses any target that is not this machine's loopback.

@@ -1,0 +1,119 @@
+package webhook
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
+	"github.com/podidentity/injector/internal/names"
+)
+
+// The informer cache holds every namespace and every AzureIdentity,
+// AzureIdentityBinding and AzurePodIdentityException of the cluster. The
+// transforms below keep, of each object, only what the handler and the
+// resolver read, so that the cache grows with the cluster by a few hundred
+// bytes per object instead of by the whole object with its managedFields
+// and kubectl's last-applied-configuration. A new read of a field that is
+// dropped here must keep that field here too; TestCacheTransformKeepsReads
+// reads through the transforms to catch it.
+
+// CacheByObject is the cache configuration of every kind the handler reads,
+// for cache.Options.ByObject. Namespaces are the metadata-only kind that
+// warmCache and the handler use.
+func CacheByObject() map[client.Object]cache.ByObject {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	return map[client.Object]cache.ByObject{
+		ns:                                 {Transform: transformNamespace},
+		&aadv1.AzureIdentity{}:             {Transform: transformIdentity},
+		&aadv1.AzureIdentityBinding{}:      {Transform: transformBinding},
+		&aadv1.AzurePodIdentityException{}: {Transform: transformException},
+	}
+}
+
+// CacheDefaultTransform strips managedFields from any other kind that a
+// later change may cache.
+var CacheDefaultTransform toolscache.TransformFunc = cache.TransformStripManagedFields()
+
+// slimMeta is the metadata the handler reads: the name and namespace that
+// messages cite, the identity of the object for the informer, and the
+// annotations and labels named in keep, in their names.Prefix and legacy
+// spellings (names.Lookup reads both); the others are dropped.
+func slimMeta(m *metav1.ObjectMeta, keep ...string) metav1.ObjectMeta {
+	for _, k := range keep {
+		if legacy := names.LegacyKey(k); legacy != k {
+			keep = append(keep, legacy)
+		}
+	}
+	return metav1.ObjectMeta{
+		Name:            m.Name,
+		Namespace:       m.Namespace,
+		UID:             m.UID,
+		ResourceVersion: m.ResourceVersion,
+		Generation:      m.Generation,
+		Labels:          only(m.Labels, keep),
+		Annotations:     only(m.Annotations, keep),
+	}
+}
+
+// only returns the entries of m whose key is in keys, or nil.
+func only(m map[string]string, keys []string) map[string]string {
+	var out map[string]string
+	for _, k := range keys {
+		if v, ok := m[k]; ok {
+			if out == nil {
+				out = make(map[string]string, len(keys))
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// transformNamespace keeps the opt-in annotation and label (optedIn).
+func transformNamespace(obj any) (any, error) {
+	ns, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil
+	}
+	ns.ObjectMeta = slimMeta(&ns.ObjectMeta, names.InjectAnnotation)
+	return ns, nil
+}
+
+// transformIdentity keeps the spec and the token source annotation
+// (Resolver.convert); the status, written by aad-pod-identity's controller,
+// is never read.
+func transformIdentity(obj any) (any, error) {
+	ai, ok := obj.(*aadv1.AzureIdentity)
+	if !ok {
+		return obj, nil
+	}
+	ai.ObjectMeta = slimMeta(&ai.ObjectMeta, names.TokenSourceAnnotation)
+	ai.Status = aadv1.AzureIdentityStatus{}
+	return ai, nil
+}
+
+// transformBinding keeps the spec (Resolver.matchingBindings).
+func transformBinding(obj any) (any, error) {
+	b, ok := obj.(*aadv1.AzureIdentityBinding)
+	if !ok {
+		return obj, nil
+	}
+	b.ObjectMeta = slimMeta(&b.ObjectMeta)
+	b.Status = aadv1.AzureIdentityBindingStatus{}
+	return b, nil
+}
+
+// transformException keeps the spec (Handler.exception).
+func transformException(obj any) (any, error) {
+	e, ok := obj.(*aadv1.AzurePodIdentityException)
+	if !ok {
+		return obj, nil
+	}
+	e.ObjectMeta = slimMeta(&e.ObjectMeta)
+	e.Status = aadv1.AzurePodIdentityExceptionStatus{}
+	return e, nil
+}
