@@ -26,7 +26,7 @@ func TestConfigDefaults(t *testing.T) {
 	assert.Equal(t, 9443, cfg.Port)
 	assert.True(t, cfg.RequireNamespaceOptIn)
 	assert.Equal(t, "federated", cfg.DefaultTokenSource)
-	rr, err := cfg.resources()
+	rr, err := cfg.Resources()
 	require.NoError(t, err)
 	assert.Equal(t, "10Mi", rr.Requests.Memory().String())
 	assert.Equal(t, "64Mi", rr.Limits.Memory().String())
@@ -61,7 +61,7 @@ func TestConfigValidate(t *testing.T) {
 func TestConfigResourcesEmptyLimit(t *testing.T) {
 	cfg, err := parse(t, "--sidecar-image=x", "--sidecar-cpu-limit=", "--sidecar-memory-limit=")
 	require.NoError(t, err)
-	rr, err := cfg.resources()
+	rr, err := cfg.Resources()
 	require.NoError(t, err)
 	assert.Empty(t, rr.Limits)
 	assert.Contains(t, rr.Requests, corev1.ResourceCPU)

@@ -39,7 +39,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
-	"github.com/podidentity/injector/internal/inject"
 	buildinfo "github.com/podidentity/injector/internal/version"
 	"github.com/podidentity/injector/internal/webhook"
 )
@@ -120,23 +119,16 @@ func run(ctx context.Context, args []string) error {
 	if err := metrics.Register(ctrlmetrics.Registry); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
-	resources, _ := cfg.resources()
+	injectCfg, err := cfg.InjectConfig(native)
+	if err != nil {
+		return err
+	}
 	handler, err := webhook.NewHandler(webhook.Options{
 		Resolver: &webhook.Resolver{
-			Lookup: webhook.CacheThenLive(mgr.GetCache(), mgr.GetAPIReader(), cfg.LiveReadTimeout),
-			Defaults: webhook.Defaults{
-				TenantID:      cfg.DefaultTenantID,
-				AuthorityHost: cfg.AuthorityHost,
-				TokenSource:   cfg.DefaultTokenSource,
-			},
+			Lookup:   webhook.CacheThenLive(mgr.GetCache(), mgr.GetAPIReader(), cfg.LiveReadTimeout),
+			Defaults: cfg.Defaults(),
 		},
-		Inject: inject.Config{
-			SidecarImage:    cfg.SidecarImage,
-			ImagePullPolicy: corev1.PullPolicy(cfg.SidecarPullPolicy),
-			Port:            cfg.TokenPort,
-			Resources:       resources,
-			NativeSidecar:   native,
-		},
+		Inject:       injectCfg,
 		RequireOptIn: cfg.RequireNamespaceOptIn,
 		Metrics:      metrics,
 	})

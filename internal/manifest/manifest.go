@@ -7,6 +7,7 @@ package manifest
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
@@ -54,7 +56,53 @@ type Workload struct {
 	// Pod is the pod itself, or a pod built from the template: its
 	// metadata (labels, annotations, namespace) and spec.
 	Pod *corev1.Pod
+	// Object is the whole object as read, for writing it back mutated.
+	Object map[string]any
 	Source
+}
+
+// templatePath is where a kind keeps its pod template; nil for a Pod.
+var templatePath = map[string][]string{
+	"Deployment":  {"spec", "template"},
+	"StatefulSet": {"spec", "template"},
+	"DaemonSet":   {"spec", "template"},
+	"ReplicaSet":  {"spec", "template"},
+	"Job":         {"spec", "template"},
+	"CronJob":     {"spec", "jobTemplate", "spec", "template"},
+}
+
+// WithPod returns a copy of the object with pod's annotations and spec in
+// place of its own (a Pod's, or its template's): the object as the webhook
+// would have its pods. Labels and names are the object's own.
+func (w Workload) WithPod(pod *corev1.Pod) (map[string]any, error) {
+	out := runtime.DeepCopyJSON(w.Object)
+	spec, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&pod.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: convert the pod spec: %w", w.Ref(), err)
+	}
+	target := out
+	for _, k := range templatePath[w.Kind] {
+		next, ok := target[k].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			target[k] = next
+		}
+		target = next
+	}
+	meta, _ := target["metadata"].(map[string]any)
+	if meta == nil {
+		meta = map[string]any{}
+		target["metadata"] = meta
+	}
+	if len(pod.Annotations) > 0 {
+		annotations := map[string]any{}
+		for k, v := range pod.Annotations {
+			annotations[k] = v
+		}
+		meta["annotations"] = annotations
+	}
+	target["spec"] = spec
+	return out, nil
 }
 
 // Ref is "Deployment default/my-app".
@@ -197,6 +245,9 @@ func (s *Set) add(js []byte, src Source, defaultNamespace string) error {
 			return fmt.Errorf("%w: %s: %w", ErrInput, src, err)
 		}
 		w.Source = src
+		if err := json.Unmarshal(js, &w.Object); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrInput, src, err)
+		}
 		w.Namespace = orDefault(w.Namespace, defaultNamespace)
 		w.Pod.Namespace = w.Namespace
 		s.Workloads = append(s.Workloads, w)

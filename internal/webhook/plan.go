@@ -44,9 +44,11 @@ type Decision struct {
 	ResolveErr bool
 	// Warnings go back to the user as admission warnings.
 	Warnings []string
-	// Identities and DefaultIdentity are what an injected pod got.
+	// Identities and DefaultIdentity are what an injected pod got, and
+	// BoundBy the bindings that bound each identity.
 	Identities      []inject.Identity
 	DefaultIdentity string
+	BoundBy         map[string][]string
 	// Mutated is the injected pod, and PatchBase the pod the patch applies
 	// to: the input, less a stale injected-identities annotation that the
 	// patch overwrites.
@@ -150,6 +152,7 @@ func (p *Planner) Plan(ctx context.Context, pod *corev1.Pod) (d Decision) {
 		Warnings:        warnings,
 		Identities:      res.Identities,
 		DefaultIdentity: result.DefaultIdentity,
+		BoundBy:         res.BoundBy,
 		Mutated:         mutated,
 		PatchBase:       orig,
 	}

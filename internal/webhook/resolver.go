@@ -80,6 +80,9 @@ type Resolution struct {
 	Identities []inject.Identity
 	// Warnings name legacy spellings in the objects used.
 	Warnings []string
+	// BoundBy names, per identity, the bindings that bound it, for
+	// explaining the choice.
+	BoundBy map[string][]string
 }
 
 // Resolve returns the identities that the bindings with selector in
@@ -122,6 +125,10 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, selector string) (Res
 			return res, reasonf(ErrInvalidBinding, "selector %q: %w", selector, err)
 		}
 		weight := int(b.Spec.Weight)
+		if res.BoundBy == nil {
+			res.BoundBy = map[string][]string{}
+		}
+		res.BoundBy[b.Spec.AzureIdentity] = append(res.BoundBy[b.Spec.AzureIdentity], b.Name)
 		if at, ok := byName[b.Spec.AzureIdentity]; ok {
 			res.Identities[at].Weight = max(res.Identities[at].Weight, weight)
 			continue
