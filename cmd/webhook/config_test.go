@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/version"
 )
 
 // parse runs the same flag code as run.
@@ -65,32 +64,4 @@ func TestConfigResourcesEmptyLimit(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, rr.Limits)
 	assert.Contains(t, rr.Requests, corev1.ResourceCPU)
-}
-
-func TestSupportsNativeSidecar(t *testing.T) {
-	tests := map[string]struct {
-		major, minor string
-		want         bool
-		err          bool
-	}{
-		"1.37":      {"1", "37", true, false},
-		"1.29":      {"1", "29", true, false},
-		"1.28":      {"1", "28", false, false},
-		"1.30+":     {"1", "30+", true, false},
-		"2.0":       {"2", "0", true, false},
-		"garbage":   {"one", "x", false, true},
-		"empty":     {"", "", false, true},
-		"1.28+ eks": {"1", "28+", false, false},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			got, err := supportsNativeSidecar(&version.Info{Major: tc.major, Minor: tc.minor})
-			if tc.err {
-				require.Error(t, err)
-				return
-			}
-			require.NoError(t, err)
-			assert.Equal(t, tc.want, got)
-		})
-	}
 }

@@ -5,13 +5,18 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
+	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
 
 	"github.com/podidentity/injector/internal/inject"
 	"github.com/podidentity/injector/internal/names"
-	"github.com/podidentity/injector/internal/version"
+	buildinfo "github.com/podidentity/injector/internal/version"
 )
 
 // DecisionFlags are the operator's choices that shape every decision: the
@@ -44,7 +49,7 @@ type DecisionFlags struct {
 // DefaultDecisionFlags are the defaults, which the flags override.
 func DefaultDecisionFlags() DecisionFlags {
 	return DecisionFlags{
-		SidecarImage:          version.DefaultSidecarImage,
+		SidecarImage:          buildinfo.DefaultSidecarImage,
 		SidecarPullPolicy:     string(corev1.PullIfNotPresent),
 		TokenPort:             names.DefaultTokenPort,
 		SidecarCPURequest:     "10m",
@@ -153,4 +158,33 @@ func (c *DecisionFlags) InjectConfig(native bool) (inject.Config, error) {
 // Defaults are the identity defaults these flags choose.
 func (c *DecisionFlags) Defaults() Defaults {
 	return Defaults{TenantID: c.DefaultTenantID, AuthorityHost: c.AuthorityHost, TokenSource: c.DefaultTokenSource}
+}
+
+// NativeSidecar decides whether to inject a native sidecar. With "auto" it
+// asks the API server for its version: native sidecars need 1.29.
+func NativeSidecar(mode string, cfg *rest.Config) (bool, string, error) {
+	if mode != "auto" {
+		return mode == "true", "not asked", nil
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return false, "", fmt.Errorf("discovery client: %w", err)
+	}
+	v, err := dc.ServerVersion()
+	if err != nil {
+		return false, "", fmt.Errorf("get API server version: %w", err)
+	}
+	ok, err := SupportsNativeSidecar(v)
+	return ok, v.GitVersion, err
+}
+
+// SupportsNativeSidecar reports whether v is 1.29 or later. Minor versions
+// of some distributions carry a "+" suffix.
+func SupportsNativeSidecar(v *version.Info) (bool, error) {
+	major, err1 := strconv.Atoi(strings.TrimSuffix(v.Major, "+"))
+	minor, err2 := strconv.Atoi(strings.TrimSuffix(v.Minor, "+"))
+	if err := errors.Join(err1, err2); err != nil {
+		return false, fmt.Errorf("parse API server version %q.%q (set --native-sidecar): %w", v.Major, v.Minor, err)
+	}
+	return major > 1 || (major == 1 && minor >= 29), nil
 }
