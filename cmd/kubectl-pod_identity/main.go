@@ -34,6 +34,7 @@ func main() {
 const usage = `kubectl pod-identity: what pod-identity-injector will do, and how to migrate to it
 
 Usage:
+  kubectl pod-identity explain -f FILE... [-o text|yaml|diff] [--live]
   kubectl pod-identity migrate [--issuer URL] [-o text|json|terraform]
   kubectl pod-identity version
 
@@ -45,7 +46,7 @@ Run a command with -h for its flags.
 var errFindings = errors.New("findings")
 
 // run dispatches the subcommand and maps its outcome to an exit code.
-func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitBadInput
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	switch args[0] {
 	case "migrate":
 		err = runMigrate(ctx, args[1:], stdout, stderr)
+	case "explain":
+		err = runExplain(ctx, args[1:], stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
