@@ -312,7 +312,9 @@ func renderSidecar(b *strings.Builder, pod *corev1.Pod) {
 // renderEnv lists, per container, the variables the injection adds.
 func renderEnv(b *strings.Builder, before, after *corev1.Pod) {
 	b.WriteString("  env added:\n")
-	all := func(p *corev1.Pod) []corev1.Container { return append(slices.Clone(p.Spec.InitContainers), p.Spec.Containers...) }
+	all := func(p *corev1.Pod) []corev1.Container {
+		return append(slices.Clone(p.Spec.InitContainers), p.Spec.Containers...)
+	}
 	orig := all(before)
 	for _, c := range all(after) {
 		if c.Name == names.SidecarContainerName {
@@ -375,4 +377,3 @@ func orDash(s string) string {
 	}
 	return s
 }
-
