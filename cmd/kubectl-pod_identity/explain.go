@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -47,7 +48,7 @@ func (c *explainConfig) AddFlags(fs *flag.FlagSet) {
 	c.cluster.AddFlags(fs)
 	c.decision = webhook.DefaultDecisionFlags()
 	c.decision.AddFlags(fs)
-	fs.Func("f", "a manifest file (YAML or JSON, several documents), or - for standard input; repeat for more", func(s string) error {
+	fs.Func("f", "a manifest file (YAML or JSON, several documents), a directory of them, or - for standard input; repeat for more", func(s string) error {
 		c.Files = append(c.Files, s)
 		return nil
 	})
@@ -128,9 +129,26 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	return nil
 }
 
-// readFiles reads every -f into one set; "-" is standard input.
-func readFiles(files []string, stdin io.Reader, namespace string) (*manifest.Set, error) {
+// readFiles reads every -f into one set; "-" is standard input, and a
+// directory stands for its .yaml, .yml and .json files, as with kubectl.
+func readFiles(args []string, stdin io.Reader, namespace string) (*manifest.Set, error) {
 	set := &manifest.Set{}
+	var files []string
+	for _, f := range args {
+		if info, err := os.Stat(f); err == nil && info.IsDir() {
+			entries, err := os.ReadDir(f)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", manifest.ErrInput, err)
+			}
+			for _, e := range entries {
+				if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
+					files = append(files, filepath.Join(f, e.Name()))
+				}
+			}
+			continue
+		}
+		files = append(files, f)
+	}
 	for _, f := range files {
 		if f == "-" {
 			if err := set.Read("-", stdin, namespace); err != nil {

@@ -87,6 +87,12 @@ func TestExplainEveryOutcome(t *testing.T) {
 	}
 }
 
+func TestExplainReadsADirectory(t *testing.T) {
+	code, out, errOut := explain(t, "", "-f", examples.BlogPath(filepath.Join("..", "..")), tenant)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "Deployment default/my-app (../../examples/aad-pod-identity-blog/deployment.yaml: document 1)\n  decision: injected")
+}
+
 func TestExplainReadsStandardInput(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join("testdata", "mixed.yaml"))
 	require.NoError(t, err)

@@ -1,13 +1,7 @@
 package main
 
-import "runtime/debug"
+import "github.com/podidentity/injector/internal/version"
 
-// versionString names the plugin's module version, as `go install` records
-// it, and the Go version it was built with.
-func versionString() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "kubectl-pod_identity (unknown version)"
-	}
-	return "kubectl-pod_identity " + bi.Main.Version + " " + bi.GoVersion
-}
+// versionString is the plugin's version, commit and Go version, as the
+// webhook and the sidecar print theirs.
+func versionString() string { return version.String("kubectl-pod_identity") }
