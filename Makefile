@@ -60,9 +60,11 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-## deps: the Debian packages the node and tests need (only those missing)
+## deps: the Debian packages the node and tests need (only those missing),
+## and the e2e client matrix's npm packages (into the tools cache, by lockfile)
 deps:
 	hack/install-deps.sh
+	hack/install-npm.sh >/dev/null
 
 ## tools: the control plane, the node (kubelet, containerd, runc), Helm and
 ## azcopy, built from Go modules into the cache

@@ -17,6 +17,7 @@ AZCOPY_VERSION=v10.32.7
 CONTAINERD_VERSION=v2.4.2
 RUNC_VERSION=v1.5.3
 HELM_VERSION=v3.22.0
+AZURITE_VERSION=3.37.0 # must match hack/tools/azurite/package.json
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${POD_IDENTITY_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-identity-injector}
@@ -26,6 +27,7 @@ azcopy_dir=$cache/azcopy-${AZCOPY_VERSION}
 containerd_dir=$cache/containerd-${CONTAINERD_VERSION}
 runc_dir=$cache/runc-${RUNC_VERSION}
 helm_dir=$cache/helm-${HELM_VERSION}
+azurite_dir=$cache/azurite-${AZURITE_VERSION}
 mkdir -p "$kube_dir" "$etcd_dir" "$azcopy_dir" "$containerd_dir" "$runc_dir" "$helm_dir"
 
 # One build at a time per cache: a second `make tools` (say e2e and demo
@@ -62,8 +64,28 @@ major=${KUBE_VERSION#v}; major=${major%%.*}
 minor=${KUBE_VERSION#v*.}; minor=${minor%%.*}
 kube_ldflags="-X k8s.io/component-base/version.gitVersion=${KUBE_VERSION} -X k8s.io/component-base/version.gitMajor=${major} -X k8s.io/component-base/version.gitMinor=${minor} -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=${KUBE_VERSION} -X k8s.io/client-go/pkg/version.gitMajor=${major} -X k8s.io/client-go/pkg/version.gitMinor=${minor}"
 
+# azurite: the Azure Storage emulator from npm, for the real node's seed
+# test, installed exactly as hack/tools/azurite/package-lock.json pins it
+# (no install scripts run), outside the repository.
+install_azurite() {
+	if [ -x "$azurite_dir/node_modules/.bin/azurite-blob" ]; then
+		return
+	fi
+	if ! command -v npm >/dev/null; then
+		echo "build-tools: azurite needs Node.js and npm (Node.js 20 or later)" >&2
+		exit 1
+	fi
+	local start=$SECONDS
+	echo ">> installing azurite ${AZURITE_VERSION} from npm (cold: about a minute)" >&2
+	rm -rf "$azurite_dir.tmp" && mkdir -p "$azurite_dir.tmp"
+	cp "$root/hack/tools/azurite/package.json" "$root/hack/tools/azurite/package-lock.json" "$azurite_dir.tmp/"
+	(cd "$azurite_dir.tmp" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+	rm -rf "$azurite_dir" && mv "$azurite_dir.tmp" "$azurite_dir"
+	echo ">> installed azurite in $((SECONDS - start))s" >&2
+}
+
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet containerd runc helm azcopy)
+[ ${#tools[@]} -gt 0 ] || tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet containerd runc helm azcopy azurite)
 for t in "${tools[@]}"; do
 	case $t in
 	etcd) build hack/tools/etcd "$etcd_dir/etcd" go.etcd.io/etcd/server/v3 ;;
@@ -80,6 +102,7 @@ for t in "${tools[@]}"; do
 		CGO_ENABLED=1 build hack/tools/runc "$runc_dir/runc" github.com/opencontainers/runc "-X main.version=${RUNC_VERSION#v}" seccomp ;;
 	helm)
 		build hack/tools/helm "$helm_dir/helm" helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" ;;
+	azurite) install_azurite ;;
 	azcopy) build hack/tools/azcopy "$azcopy_dir/azcopy" github.com/Azure/azure-storage-azcopy/v10 ;;
 	*) echo "unknown tool $t" >&2; exit 2 ;;
 	esac

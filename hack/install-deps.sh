@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that make test and make demo need, and only
 # those that are missing, so that a warm machine spends no time here. Run as
-# root (CI and the e2e suite run as root).
+# root (CI and the e2e suite run as root). The npm packages of the e2e
+# client matrix come from hack/install-npm.sh, into the tools cache; Node.js
+# itself (20 or later, node and npm) must be on the machine, since Debian
+# 12's nodejs is 18 and @azure/identity 4.13 needs 20.
 set -euo pipefail
 
 packages=(
@@ -10,7 +13,17 @@ packages=(
 	iproute2                 # the suite's own network namespace
 	busybox-static           # the shell of the azcopy stand-in image
 	ca-certificates          # the images' CA bundle
+	python3-azure            # the e2e client matrix: azure.identity for Debian's python3
+	azure-cli                # the e2e client matrix: what `az login --identity` 2.45 does
+	curl                     # the e2e client matrix: README.md's curl commands
+	util-linux               # nsenter, to run the matrix's clients in a pod-like network
 )
+
+# Azurite (the node suite's blob emulator) comes from npm. Machines with
+# Node.js 20 from elsewhere keep it; others get Debian's nodejs and npm.
+if ! command -v npm >/dev/null; then
+	packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

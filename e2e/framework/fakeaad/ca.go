@@ -53,9 +53,9 @@ func newTestCA() (*testCA, error) {
 	}, nil
 }
 
-// serverCertificate issues a serving certificate for 127.0.0.1 and
-// localhost, the only names the fakes ever listen on.
-func (ca *testCA) serverCertificate() (tls.Certificate, error) {
+// serverCertificate issues a serving certificate for 127.0.0.1, localhost
+// and extraIPs.
+func (ca *testCA) serverCertificate(extraIPs ...net.IP) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("generate serving key: %w", err)
@@ -68,7 +68,7 @@ func (ca *testCA) serverCertificate() (tls.Certificate, error) {
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		IPAddresses:  append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, extraIPs...),
 		DNSNames:     []string{"localhost"},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
@@ -76,6 +76,35 @@ func (ca *testCA) serverCertificate() (tls.Certificate, error) {
 		return tls.Certificate{}, fmt.Errorf("sign serving certificate: %w", err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// ServingCertificatePEM issues, under the fake's CA (CAPEM), a serving
+// certificate for dnsNames, so that another test server (a blob emulator
+// standing in for *.blob.core.windows.net) is trusted wherever the fake is.
+// It returns the certificate and its PKCS #8 key, both PEM.
+func (s *Server) ServingCertificatePEM(dnsNames ...string) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate serving key: %w", err)
+	}
+	now := time.Now()
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: dnsNames[0]},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     dnsNames,
+	}, s.ca.cert, &key.PublicKey, s.ca.key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sign serving certificate for %v: %w", dnsNames, err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
 }
 
 func serial() *big.Int {

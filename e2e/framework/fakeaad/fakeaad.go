@@ -80,6 +80,10 @@ type Options struct {
 	TokenLifetime time.Duration
 	// Now is the fake's clock; default time.Now.
 	Now func() time.Time
+	// ListenAddress is the IP address to listen on; empty means 127.0.0.1.
+	// The real node's pods reach the fake at the node's address, which the
+	// serving certificate then names too.
+	ListenAddress string
 }
 
 // Request is one call to the token endpoint, as the fake saw it. It holds no
@@ -144,7 +148,16 @@ func Start(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	serving, err := ca.serverCertificate()
+	host := "127.0.0.1"
+	var extraIPs []net.IP
+	if o.ListenAddress != "" {
+		ip := net.ParseIP(o.ListenAddress)
+		if ip == nil {
+			return nil, fmt.Errorf("fakeaad: Options.ListenAddress %q is not an IP address", o.ListenAddress)
+		}
+		host, extraIPs = o.ListenAddress, []net.IP{ip}
+	}
+	serving, err := ca.serverCertificate(extraIPs...)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +165,7 @@ func Start(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate token signing key: %w", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return nil, fmt.Errorf("listen for fake Entra ID: %w", err)
 	}

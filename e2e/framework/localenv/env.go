@@ -72,6 +72,15 @@ type Options struct {
 	Log io.Writer
 	// WebhookArgs are appended to the webhook's flags.
 	WebhookArgs []string
+	// Cluster configures the control plane; a real node needs
+	// Cluster.NodeAddress (see package node).
+	Cluster testcluster.Options
+	// AADListenAddress is where the fake Entra ID listens; empty means
+	// 127.0.0.1. Pods on a real node reach it at the node's address.
+	AADListenAddress string
+	// SidecarImage is the image the webhook injects; empty means
+	// SidecarImage, which nothing pulls without a node.
+	SidecarImage string
 }
 
 // Env is a running environment. Stop it when done.
@@ -119,6 +128,12 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
+	if opts.Cluster.Log == nil {
+		opts.Cluster.Log = opts.Log
+	}
+	if opts.SidecarImage == "" {
+		opts.SidecarImage = SidecarImage
+	}
 	for _, b := range []string{opts.WebhookBinary, opts.SidecarBinary} {
 		if _, err := os.Stat(b); err != nil {
 			return nil, fmt.Errorf("binary %s: %w (run make build)", b, err)
@@ -134,14 +149,14 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		}
 	}()
 	e.logf("starting etcd, kube-apiserver and kube-controller-manager on 127.0.0.1")
-	if e.Cluster, err = testcluster.Start(ctx, testcluster.Options{Log: opts.Log}); err != nil {
+	if e.Cluster, err = testcluster.Start(ctx, opts.Cluster); err != nil {
 		return nil, err
 	}
 	if e.Client, err = client.New(e.Cluster.RESTConfig(), client.Options{Scheme: Scheme()}); err != nil {
 		return nil, err
 	}
 	e.jwks = &jwksCache{url: e.Cluster.Issuer() + "/openid/v1/jwks", client: e.Cluster.AnonymousHTTPClient()}
-	if e.AAD, err = fakeaad.Start(fakeaad.Options{VerifyAssertion: e.verifyAssertion}); err != nil {
+	if e.AAD, err = fakeaad.Start(fakeaad.Options{VerifyAssertion: e.verifyAssertion, ListenAddress: opts.AADListenAddress}); err != nil {
 		return nil, err
 	}
 	e.logf("fake Entra ID at %s", e.AAD.URL)
@@ -187,6 +202,25 @@ func (e *Env) Stop() {
 			_ = os.RemoveAll(e.dir)
 		}
 	})
+}
+
+// StopWebhook ends the webhook process, for a suite that runs the webhook
+// in the cluster instead (see ServiceWebhookConfiguration).
+func (e *Env) StopWebhook() {
+	if e.webhook != nil && e.webhook.Process != nil {
+		terminate(e.webhook.Process, e.whDone, 5*time.Second)
+	}
+	e.webhook = nil
+}
+
+// WebhookArgs are the flags, beyond manifests/' own, that the webhook
+// needs here: the sidecar image, the default tenant and the fake Entra ID.
+func (e *Env) WebhookArgs() []string {
+	return []string{
+		"--sidecar-image=" + e.opts.SidecarImage,
+		"--default-tenant-id=" + TenantID,
+		"--authority-host=" + e.AAD.AuthorityHost(),
+	}
 }
 
 // WebhookLogTail returns the last lines of the webhook's log.
@@ -393,7 +427,7 @@ func (e *Env) startWebhook(ctx context.Context) error {
 		"--port=" + strconv.Itoa(ports[0]),
 		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(ports[1]),
 		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(ports[2]),
-		"--sidecar-image=" + SidecarImage,
+		"--sidecar-image=" + e.opts.SidecarImage,
 		"--default-tenant-id=" + TenantID,
 		"--authority-host=" + e.AAD.AuthorityHost(),
 	}, e.opts.WebhookArgs...)
@@ -436,7 +470,8 @@ func (e *Env) startWebhook(ctx context.Context) error {
 }
 
 // WebhookConfiguration returns manifests/' MutatingWebhookConfiguration
-// with its service reference swapped for url and the caBundle set.
+// with its service reference swapped for url (kept when url is empty) and
+// the caBundle set, as the cainjector sets it.
 func (e *Env) WebhookConfiguration(ctx context.Context, url string, caBundle []byte) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
 	objs, err := e.Render(ctx)
 	if err != nil {
@@ -451,6 +486,11 @@ func (e *Env) WebhookConfiguration(ctx context.Context, url string, caBundle []b
 			return nil, err
 		}
 		for i := range mwc.Webhooks {
+			if url == "" {
+				// The Service reference, as manifests/ writes it.
+				mwc.Webhooks[i].ClientConfig.CABundle = caBundle
+				continue
+			}
 			mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: ptr.To(url), CABundle: caBundle}
 		}
 		return &mwc, nil

@@ -70,6 +70,15 @@ type Options struct {
 	// ExtraAPIServerFlags are appended to kube-apiserver's command line, so
 	// they override the defaults (for example --feature-gates=...).
 	ExtraAPIServerFlags []string
+	// NodeAddress, when set, prepares the control plane for a real node
+	// (package node): the apiserver listens on every address of its network
+	// namespace, advertises NodeAddress (which its serving certificate then
+	// names), reaches kubelets by their InternalIP with the admin client
+	// certificate, and calls webhook Services through their endpoints
+	// (--enable-aggregator-routing), since no kube-proxy runs. Set it only
+	// inside a network namespace of the caller's own, where NodeAddress is
+	// an address on its loopback: every address there is private.
+	NodeAddress string
 	// ReadyTimeout bounds the wait for each component to become ready.
 	ReadyTimeout time.Duration
 	// StopGracePeriod is how long Stop waits after SIGTERM before SIGKILL.
@@ -158,7 +167,15 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	if c.pki, err = newPKI(filepath.Join(workDir, "pki"), firstIP(serviceNet)); err != nil {
+	var extraIPs []net.IP
+	if opts.NodeAddress != "" {
+		ip := net.ParseIP(opts.NodeAddress)
+		if ip == nil {
+			return nil, fmt.Errorf("Options.NodeAddress %q is not an IP address", opts.NodeAddress)
+		}
+		extraIPs = append(extraIPs, ip)
+	}
+	if c.pki, err = newPKI(filepath.Join(workDir, "pki"), firstIP(serviceNet), extraIPs...); err != nil {
 		return nil, err
 	}
 	ports, err := freePorts(3)
@@ -191,7 +208,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 func (c *Cluster) startEtcd(ctx context.Context, clientPort, peerPort int) error {
 	clientURL := "http://127.0.0.1:" + strconv.Itoa(clientPort)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(peerPort)
-	p, err := c.run("etcd", c.opts.Binaries.Etcd,
+	p, err := c.run("etcd", c.opts.Binaries.Etcd, nil,
 		"--name=testcluster",
 		"--data-dir="+filepath.Join(c.workDir, "etcd"),
 		"--listen-client-urls="+clientURL,
@@ -237,7 +254,17 @@ func (c *Cluster) startAPIServer(ctx context.Context, port, etcdPort int) error 
 		"--allow-privileged=true",
 		"--profiling=false",
 	}
-	p, err := c.run("kube-apiserver", c.opts.Binaries.KubeAPIServer, append(args, c.opts.ExtraAPIServerFlags...)...)
+	if addr := c.opts.NodeAddress; addr != "" {
+		args = append(args,
+			"--bind-address=0.0.0.0",
+			"--advertise-address="+addr,
+			"--kubelet-preferred-address-types=InternalIP",
+			"--kubelet-client-certificate="+c.pki.adminCert,
+			"--kubelet-client-key="+c.pki.adminKey,
+			"--enable-aggregator-routing=true",
+		)
+	}
+	p, err := c.run("kube-apiserver", c.opts.Binaries.KubeAPIServer, nil, append(args, c.opts.ExtraAPIServerFlags...)...)
 	if err != nil {
 		return err
 	}
@@ -281,7 +308,7 @@ func (c *Cluster) allowAnonymousIssuerDiscovery(ctx context.Context, apiserver *
 }
 
 func (c *Cluster) startControllerManager(ctx context.Context) error {
-	p, err := c.run("kube-controller-manager", c.opts.Binaries.KubeControllerManager,
+	p, err := c.run("kube-controller-manager", c.opts.Binaries.KubeControllerManager, nil,
 		"--kubeconfig="+c.kubeconfig,
 		"--controllers=*",
 		"--service-account-private-key-file="+c.pki.saKey,
@@ -303,11 +330,12 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 }
 
 // run starts a component and records it for Stop.
-func (c *Cluster) run(name, bin string, args ...string) (*process, error) {
+func (c *Cluster) run(name, bin string, extraEnv []string, args ...string) (*process, error) {
 	env := []string{"HOME=" + c.workDir, "PATH=" + os.Getenv("PATH")}
 	if tmp := os.Getenv("TMPDIR"); tmp != "" {
 		env = append(env, "TMPDIR="+tmp)
 	}
+	env = append(env, extraEnv...)
 	p, err := startProcess(name, bin, args, c.workDir, filepath.Join(c.workDir, "logs", name+".log"), env)
 	if err != nil {
 		return nil, err
@@ -406,6 +434,29 @@ func (c *Cluster) ServiceAccountKubeconfig(ctx context.Context, namespace, name 
 	}
 	return path, cfg, nil
 }
+
+// NodeKubeconfig writes a kubeconfig for the kubelet of node name: a client
+// certificate for system:node:<name> in group system:nodes, so that the
+// Node authorizer and NodeRestriction treat it as that node. server is the
+// apiserver URL the kubelet dials; empty means Host().
+func (c *Cluster) NodeKubeconfig(name, server string) (string, error) {
+	if server == "" {
+		server = c.host
+	}
+	user := "system:node:" + name
+	certPEM, keyPEM, err := c.pki.clientCertificate(user, "system:nodes")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(c.workDir, "kubeconfig-node-"+name)
+	if err := writeKubeconfig(path, server, c.pki.caCertPEM, user, &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM}); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// CACertPath is the file of CACertPEM, for components that read a path.
+func (c *Cluster) CACertPath() string { return c.pki.caCert }
 
 // Kubectl runs kubectl with the admin kubeconfig and returns its stdout. On
 // failure the error carries kubectl's stderr. A later --kubeconfig in args

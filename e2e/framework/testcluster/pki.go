@@ -28,6 +28,8 @@ const adminGroup = "system:masters"
 // written as PEM files in one directory.
 type pki struct {
 	caCertPEM []byte
+	caX509    *x509.Certificate
+	caSigner  crypto.Signer // kept to issue node client certificates later
 
 	caCert     string // CA certificate; the apiserver trusts clients it signed
 	serverCert string // kube-apiserver serving certificate
@@ -45,7 +47,7 @@ type pki struct {
 // certificate and the service-account signing key pair, and writes them to
 // dir. serviceIP is the first address of the service range: in-cluster
 // clients reach the apiserver there as kubernetes.default.svc.
-func newPKI(dir string, serviceIP net.IP) (*pki, error) {
+func newPKI(dir string, serviceIP net.IP, extraIPs ...net.IP) (*pki, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create PKI directory %s: %w", dir, err)
 	}
@@ -76,6 +78,7 @@ func newPKI(dir string, serviceIP net.IP) (*pki, error) {
 	if serviceIP != nil {
 		ips = append(ips, serviceIP)
 	}
+	ips = append(ips, extraIPs...)
 	_, serverDER, err := sign(&x509.Certificate{
 		Subject:     pkix.Name{CommonName: "kube-apiserver"},
 		NotBefore:   now.Add(-time.Hour),
@@ -115,6 +118,8 @@ func newPKI(dir string, serviceIP net.IP) (*pki, error) {
 	}
 
 	p := &pki{
+		caX509:     caCert,
+		caSigner:   caKey,
 		caCertPEM:  pemBlock("CERTIFICATE", caDER),
 		caCert:     filepath.Join(dir, "ca.crt"),
 		serverCert: filepath.Join(dir, "apiserver.crt"),
@@ -159,6 +164,31 @@ func newPKI(dir string, serviceIP net.IP) (*pki, error) {
 		}
 	}
 	return p, nil
+}
+
+// clientCertificate issues a client certificate for user cn in groups
+// orgs, signed by the cluster's CA, and returns its PEM and key PEM.
+func (p *pki) clientCertificate(cn string, orgs ...string) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate client key for %s: %w", cn, err)
+	}
+	now := time.Now()
+	_, der, err := sign(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn, Organization: orgs},
+		NotBefore:   now.Add(-time.Hour),
+		NotAfter:    now.Add(certValidity),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, p.caX509, key.Public(), p.caSigner)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sign client certificate for %s: %w", cn, err)
+	}
+	keyPEM, err = privateKeyPEM(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pemBlock("CERTIFICATE", der), keyPEM, nil
 }
 
 // sign issues tmpl for pub, signed by parent's key, with a random serial.

@@ -165,3 +165,37 @@ func tailFile(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// Component is a process that Run started next to the control plane, such
+// as a node's container runtime or kubelet. Cluster.Stop ends it too, in
+// reverse start order, unless Stop already did.
+type Component struct{ p *process }
+
+// Run starts bin as a component of the cluster: its own process group, its
+// output in logs/<name>.log under WorkDir, HOME set to WorkDir and PATH
+// inherited, with extraEnv appended (a later PATH wins).
+func (c *Cluster) Run(name, bin string, extraEnv []string, args ...string) (*Component, error) {
+	p, err := c.run(name, bin, extraEnv, args...)
+	if err != nil {
+		return nil, err
+	}
+	return &Component{p: p}, nil
+}
+
+// WaitReady polls check until it succeeds; it fails with a *StartError
+// carrying the log tail when the process exits or timeout passes.
+func (x *Component) WaitReady(ctx context.Context, timeout time.Duration, check func(context.Context) error) error {
+	return x.p.waitReady(ctx, timeout, check)
+}
+
+// Stop ends the component: SIGTERM to its process group, SIGKILL after grace.
+func (x *Component) Stop(grace time.Duration) error { return x.p.stop(grace) }
+
+// LogPath is the component's log file.
+func (x *Component) LogPath() string { return x.p.logPath }
+
+// Pid is the process ID of the component's main process.
+func (x *Component) Pid() int { return x.p.cmd.Process.Pid }
+
+// LogTail returns the last n lines of the component's log.
+func (x *Component) LogTail(n int) string { return tailFile(x.p.logPath, n) }
