@@ -427,10 +427,8 @@ func (e *Env) startWebhook(ctx context.Context) error {
 		"--port=" + strconv.Itoa(ports[0]),
 		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(ports[1]),
 		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(ports[2]),
-		"--sidecar-image=" + e.opts.SidecarImage,
-		"--default-tenant-id=" + TenantID,
-		"--authority-host=" + e.AAD.AuthorityHost(),
-	}, e.opts.WebhookArgs...)
+	}, e.WebhookArgs()...)
+	args = append(args, e.opts.WebhookArgs...)
 	e.whLog, err = os.Create(filepath.Join(e.dir, "webhook.log"))
 	if err != nil {
 		return err
