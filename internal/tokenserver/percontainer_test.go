@@ -262,3 +262,26 @@ func FuzzPerContainerAccess(f *testing.F) {
 		}
 	})
 }
+
+// TestPerContainerSharedClientID: two identities with one client ID (say,
+// two sources) are both grantable; the one listed second is not lost
+// behind the first in the client-ID index.
+func TestPerContainerSharedClientID(t *testing.T) {
+	cfg := &sidecarconfig.Config{
+		APIVersion: sidecarconfig.APIVersion, Port: names.DefaultTokenPort, DefaultIdentity: "a",
+		Identities: []sidecarconfig.Identity{
+			{Name: "a", Namespace: "ns", Source: names.TokenSourceClientSecret, ClientID: "same", TenantID: "t", SecretDir: "/s"},
+			{Name: "b", Namespace: "ns", Source: names.TokenSourceIMDS, ClientID: "same"},
+		},
+		Containers: []sidecarconfig.Container{{Name: "app", HeaderSHA256: sidecarconfig.HeaderSum("h"), Identities: []string{"b"}}},
+	}
+	src := &fakeSource{now: time.Now, lifetime: time.Hour}
+	srv, err := New(Options{Config: cfg, Sources: map[string]Source{"a": src, "b": src}, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	defer srv.Close()
+	r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:8181/msi/token?api-version=2019-08-01&resource=https%3A%2F%2Fvault.azure.net", nil)
+	r.Header.Set(names.HeaderIdentity, "h")
+	w := httptest.NewRecorder()
+	srv.ServeHTTP(w, r)
+	assert.Equal(t, http.StatusOK, w.Code, w.Body.String())
+}
