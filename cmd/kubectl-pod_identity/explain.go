@@ -115,6 +115,8 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			// failed admission.
 			if _, err := d.Patch(); err != nil {
 				d = webhook.Decision{Outcome: webhook.OutcomeErrored, Err: err, Warnings: d.Warnings}
+			} else {
+				d.Mutated = redactHeaders(d.Mutated)
 			}
 		}
 		denied = denied || d.Outcome == webhook.OutcomeDenied || d.Outcome == webhook.OutcomeErrored
@@ -356,6 +358,24 @@ func renderEnv(b *strings.Builder, before, after *corev1.Pod) {
 		}
 		fmt.Fprintf(b, "    %s: %s\n", c.Name, strings.Join(added, " "))
 	}
+}
+
+// redactHeaders returns a copy of pod whose IDENTITY_HEADER values all
+// read headerPlaceholder. With per-container identities the webhook
+// derives each container's header from the pod's secret; derived from the
+// placeholder they would look like real values, and are not.
+func redactHeaders(pod *corev1.Pod) *corev1.Pod {
+	out := pod.DeepCopy()
+	for _, cs := range [][]corev1.Container{out.Spec.InitContainers, out.Spec.Containers} {
+		for i := range cs {
+			for j := range cs[i].Env {
+				if cs[i].Env[j].Name == names.EnvIdentityHeader {
+					cs[i].Env[j].Value = headerPlaceholder
+				}
+			}
+		}
+	}
+	return out
 }
 
 // reasonOf is why a pod was skipped, denied or failed, as kubectl would

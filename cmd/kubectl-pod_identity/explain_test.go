@@ -87,6 +87,58 @@ func TestExplainEveryOutcome(t *testing.T) {
 	}
 }
 
+func TestExplainNeverShowsAHeader(t *testing.T) {
+	// Per-container identities derive a header per container from the
+	// pod's secret: explain shows the placeholder for each.
+	const pod = `
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a, annotations: {podidentity.github.io/inject: enabled}}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentity
+metadata: {name: blob-reader, namespace: team-a}
+spec: {type: 0, clientID: 11111111-0000-0000-0000-000000000001, tenantID: t}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentity
+metadata: {name: queue-writer, namespace: team-a}
+spec: {type: 0, clientID: 22222222-0000-0000-0000-000000000002, tenantID: t}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: b1, namespace: team-a}
+spec: {azureIdentity: blob-reader, selector: app}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: b2, namespace: team-a}
+spec: {azureIdentity: queue-writer, selector: app}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+  namespace: team-a
+  labels: {aadpodidbinding: app}
+  annotations: {podidentity.github.io/container-identities: "init=blob-reader;app=queue-writer"}
+spec:
+  initContainers: [{name: init, image: i}]
+  containers: [{name: app, image: a}]
+`
+	for _, format := range []string{outputText, outputYAML} {
+		code, out, errOut := explain(t, pod, "-f", "-", "-o", format)
+		require.Equal(t, exitOK, code, errOut)
+		n := strings.Count(out, headerPlaceholder)
+		assert.Equal(t, 2, n, "init and app each show the placeholder; the sidecar holds only hashes (%s):\n%s", format, out)
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, "IDENTITY_HEADER=") {
+				assert.Contains(t, line, "IDENTITY_HEADER="+headerPlaceholder+" ", "no derived header value: %s", line)
+			}
+		}
+	}
+}
+
 func TestExplainReadsADirectory(t *testing.T) {
 	code, out, errOut := explain(t, "", "-f", examples.BlogPath(filepath.Join("..", "..")), tenant)
 	require.Equal(t, exitOK, code, errOut)
