@@ -259,13 +259,14 @@ func EnsureTools(ctx context.Context, repoRoot string, out io.Writer) error {
 		missing = append(missing, err)
 	}
 	err := errors.Join(missing...)
+	cache, _ := testcluster.CacheDir()
 	if err == nil {
+		fmt.Fprintf(out, ">> every tool is built already, in %s\n", cache)
 		return nil
 	}
 	if !errors.Is(err, testcluster.ErrBinariesMissing) {
 		return err
 	}
-	cache, _ := testcluster.CacheDir()
 	fmt.Fprintf(out, ">> some tools are not built yet:\n%v\n", err)
 	fmt.Fprintf(out, ">> building them once into %s with hack/build-tools.sh (Azurite from npm).\n", cache)
 	fmt.Fprintf(out, ">> A cold build of everything takes about 25-30 minutes on 2 cores; with a warm Go build cache, a few minutes.\n")
