@@ -20,7 +20,7 @@ CERTS_DIR ?= $(CURDIR)/.cache/certs
 # SCALE is bench-scale's namespace counts.
 SCALE     ?= 1,1000,5000
 
-.PHONY: all build deps test unit vet fmt-check e2e demo tools bench bench-e2e bench-sidecar bench-scale images certs generate verify-generated fuzz clean
+.PHONY: all build deps test unit vet fmt-check e2e demo tools bench bench-e2e bench-sidecar bench-scale images certs generate verify-generated fuzz clean chart chart-update chart-e2e
 
 all: build
 
@@ -40,7 +40,24 @@ unit:
 
 ## e2e: the e2e-tagged suites alone (real control plane)
 e2e: tools
-	$(GO) test -tags e2e -count=1 -timeout 30m ./e2e/... ./manifests/...
+	$(GO) test -tags e2e -count=1 -timeout 30m ./e2e/... ./manifests/... ./charts/...
+
+## chart: the Helm chart's tests with the real Helm CLI: lint, the goldens,
+## the schema's refusals, the CRDs, the drift from manifests/ and the values
+## table in docs/install.md
+chart:
+	hack/build-tools.sh helm kubectl >/dev/null
+	$(GO) test -count=1 ./charts/
+
+## chart-update: rewrite the chart's goldens, its crds/ and the values table
+## in docs/install.md after changing the chart; review the diff
+chart-update:
+	hack/build-tools.sh helm kubectl >/dev/null
+	$(GO) test -count=1 ./charts/ -update
+
+## chart-e2e: helm install, upgrade and uninstall on a real control plane
+chart-e2e: tools
+	$(GO) test -tags e2e -count=1 -timeout 20m -run TestE2EHelm ./charts/
 
 ## verify-generated: the committed DeepCopy and CRDs match the API types
 verify-generated:

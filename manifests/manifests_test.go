@@ -47,6 +47,8 @@ const (
 	webhookImage   = "ghcr.io/podidentity/pod-identity-webhook"
 	sidecarImage   = "ghcr.io/podidentity/pod-identity-sidecar"
 	sidecarEnvName = "SIDECAR_IMAGE"
+	// metricsReader may get the webhook's HTTPS /metrics.
+	metricsReader = clusterName + "-metrics-reader"
 )
 
 // rendered is the kustomize output, decoded strictly into API types, so a
@@ -169,6 +171,7 @@ func TestInventory(t *testing.T) {
 		"ClusterRole//" + clusterName,
 		"ClusterRole//" + clusterName + "-aggregate-to-edit",
 		"ClusterRole//" + clusterName + "-aggregate-to-view",
+		"ClusterRole//" + metricsReader,
 		"ClusterRoleBinding//" + clusterName,
 		"Deployment/" + namespace + "/" + webhookName,
 		"Service/" + namespace + "/" + webhookName,
@@ -193,6 +196,7 @@ func TestInventory(t *testing.T) {
 func TestRBAC(t *testing.T) {
 	r := buildBase(t)
 	role, binding, sa := clusterRole(t, r, clusterName), one(t, r.bindings), one(t, r.sas)
+	reader := clusterRole(t, r, metricsReader)
 	deploy := one(t, r.deployments)
 
 	assert.Equal(t, sa.Name, deploy.Spec.Template.Spec.ServiceAccountName, "the Deployment runs as the bound ServiceAccount")
@@ -214,6 +218,16 @@ func TestRBAC(t *testing.T) {
 			assert.True(t, covered, "the webhook can %s %s", verb, gr)
 		}
 	}
+
+	// The metrics filter asks the API server who the caller is and whether
+	// it may get /metrics.
+	for _, gr := range []string{"authentication.k8s.io/tokenreviews", "authorization.k8s.io/subjectaccessreviews"} {
+		group, resource, _ := strings.Cut(gr, "/")
+		covered, _ := validation.Covers(role.Rules, rule(group, resource, "create"))
+		assert.True(t, covered, "the webhook can create %s", gr)
+	}
+	// Whoever is bound to the reader role may read /metrics, and nothing else.
+	assert.Equal(t, []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}, reader.Rules)
 
 	denied := map[string]struct{ group, resource, verb string }{
 		"get secrets":            {"", "secrets", "get"},

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/url"
 	"time"
+
+	"github.com/podidentity/injector/internal/sidecarconfig"
 )
 
 // Config is the sidecar's command line. The identities themselves come from
@@ -52,7 +54,7 @@ func DefaultConfig() Config {
 func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ConfigFile, "config-file", c.ConfigFile, "read the sidecar config document from this file instead of $POD_IDENTITY_SIDECAR_CONFIG")
 	fs.IntVar(&c.Port, "port", c.Port, "loopback port, overriding the config document's (0: use the document's)")
-	fs.StringVar(&c.AuthorityHost, "authority-host", c.AuthorityHost, "Entra ID authority host for identities without one (default: azidentity's, from $AZURE_AUTHORITY_HOST or the public cloud)")
+	fs.StringVar(&c.AuthorityHost, "authority-host", c.AuthorityHost, "Entra ID authority host for identities without one (default: the public cloud, "+sidecarconfig.DefaultAuthorityHost+"); it must be on the config's allowedAuthorityHosts")
 	fs.StringVar(&c.CAFile, "ca-file", c.CAFile, "PEM file of extra CA certificates trusted for upstream TLS, in addition to the system roots")
 	fs.StringVar(&c.IMDSEndpoint, "imds-endpoint", c.IMDSEndpoint, "send the imds source's requests to this http(s) URL instead of 169.254.169.254 (tests and local runs)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")

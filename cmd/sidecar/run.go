@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -84,6 +85,10 @@ func loadConfig(cfg Config, getenv func(string) string) (*sidecarconfig.Config, 
 // serve loads every identity's credentials, then answers token requests on
 // 127.0.0.1 until ctx is cancelled (SIGTERM).
 func serve(ctx context.Context, cfg Config, getenv func(string) string, stderr io.Writer) error {
+	// Before any credential is read.
+	if err := disableDumping(); err != nil {
+		return err
+	}
 	level, _ := cfg.level() // validated
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	sc, err := loadConfig(cfg, getenv)
@@ -100,9 +105,21 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stderr i
 	if err != nil {
 		return fmt.Errorf("--ca-file %s: %w", cfg.CAFile, err)
 	}
-	so := tokenserver.SourceOptions{AuthorityHost: cfg.AuthorityHost, Transport: httpClient, IMDSEndpoint: cfg.IMDSEndpoint}
+	// Every identity gets an explicit authority, so that azidentity never
+	// falls back on $AZURE_AUTHORITY_HOST, and each is on the allow-list
+	// the webhook wrote: a pod whose config was edited by hand cannot send
+	// credentials to a host the webhook would have refused. Config
+	// validation checked the identities' own authorities.
+	fallback := cmp.Or(cfg.AuthorityHost, sidecarconfig.DefaultAuthorityHost)
+	so := tokenserver.SourceOptions{AuthorityHost: fallback, Transport: httpClient, IMDSEndpoint: cfg.IMDSEndpoint}
 	sources := map[string]tokenserver.Source{}
 	for _, id := range sc.Identities {
+		if id.AuthorityHost == "" && id.Source != names.TokenSourceIMDS {
+			if err := sidecarconfig.CheckAuthority(fallback, sc.AllowedAuthorities()); err != nil {
+				return fmt.Errorf("AzureIdentity %s/%s names no authority, and --authority-host %s: %w; the webhook's --allowed-authority-hosts decides which hosts may receive credentials",
+					id.Namespace, id.Name, fallback, err)
+			}
+		}
 		src, err := tokenserver.LoadSource(id, so)
 		if err != nil {
 			return err

@@ -4,13 +4,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/internal/sidecarconfig"
 	"github.com/podidentity/injector/internal/version"
 )
 
@@ -27,6 +29,14 @@ type Config struct {
 	// MetricsAddr and ProbeAddr are the Prometheus and health endpoints.
 	MetricsAddr string
 	ProbeAddr   string
+	// MetricsSecure serves metrics over HTTPS to callers whose token may
+	// get /metrics (TokenReview and SubjectAccessReview); false serves
+	// plain HTTP to anyone, for local runs on 127.0.0.1 only.
+	MetricsSecure bool
+	// EnableHTTP2 turns HTTP/2 on for the webhook and metrics servers. It
+	// is off because of HTTP/2 rapid reset (CVE-2023-44487), and the API
+	// server talks HTTP/1.1 to webhooks just as well.
+	EnableHTTP2 bool
 
 	// SidecarImage and SidecarPullPolicy are the token server's image.
 	SidecarImage      string
@@ -43,6 +53,11 @@ type Config struct {
 	DefaultTenantID string
 	// AuthorityHost is used for identities without spec.adEndpoint.
 	AuthorityHost string
+	// AllowedAuthorityHosts are the hosts an identity's spec.adEndpoint may
+	// name, because the sidecar sends the identity's credentials there.
+	// Empty means the public clouds plus AuthorityHost's host; see
+	// allowedAuthorityHosts.
+	AllowedAuthorityHosts string
 	// DefaultTokenSource is the source of type 0 identities without the
 	// token-source annotation.
 	DefaultTokenSource string
@@ -58,7 +73,8 @@ type Config struct {
 func defaultConfig() Config {
 	return Config{
 		Port:                  9443,
-		MetricsAddr:           ":8080",
+		MetricsAddr:           ":8443",
+		MetricsSecure:         true,
 		ProbeAddr:             ":8081",
 		SidecarImage:          version.DefaultSidecarImage,
 		SidecarPullPolicy:     string(corev1.PullIfNotPresent),
@@ -82,6 +98,8 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Host, "host", c.Host, "address the HTTPS admission endpoint binds to; empty means all")
 	fs.IntVar(&c.Port, "port", c.Port, "port of the HTTPS admission endpoint")
 	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", c.MetricsAddr, "address of the Prometheus endpoint; 0 disables it")
+	fs.BoolVar(&c.MetricsSecure, "metrics-secure", c.MetricsSecure, "serve metrics over HTTPS, only to callers allowed to get /metrics (see the pod-identity-injector-metrics-reader ClusterRole); false serves plain HTTP to anyone")
+	fs.BoolVar(&c.EnableHTTP2, "enable-http2", c.EnableHTTP2, "allow HTTP/2 on the webhook and metrics servers (off because of CVE-2023-44487, HTTP/2 rapid reset)")
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", c.ProbeAddr, "address of /healthz and /readyz")
 	fs.StringVar(&c.SidecarImage, "sidecar-image", c.SidecarImage, "image of the token-server sidecar; the default is this release's")
 	fs.StringVar(&c.SidecarPullPolicy, "sidecar-image-pull-policy", c.SidecarPullPolicy, "Always, IfNotPresent or Never")
@@ -93,6 +111,9 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NativeSidecar, "native-sidecar", c.NativeSidecar, "inject a native sidecar: auto (by API server version), true or false")
 	fs.StringVar(&c.DefaultTenantID, "default-tenant-id", c.DefaultTenantID, "Entra tenant of identities without spec.tenantID")
 	fs.StringVar(&c.AuthorityHost, "authority-host", c.AuthorityHost, "Entra authority of identities without spec.adEndpoint; empty means the public cloud")
+	fs.StringVar(&c.AllowedAuthorityHosts, "allowed-authority-hosts", c.AllowedAuthorityHosts,
+		"comma-separated hosts (host, host:port or https URL) that spec.adEndpoint may name; the sidecar sends the identity's credentials there. "+
+			"Default: "+strings.Join(sidecarconfig.PublicAuthorityHosts, ", ")+" and the host of --authority-host")
 	fs.StringVar(&c.DefaultTokenSource, "default-token-source", c.DefaultTokenSource, "token source of type 0 identities: federated or imds")
 	fs.BoolVar(&c.RequireNamespaceOptIn, "require-namespace-opt-in", c.RequireNamespaceOptIn, "inject only in namespaces annotated "+names.InjectAnnotation+"="+names.InjectEnabled)
 	fs.DurationVar(&c.LiveReadTimeout, "live-read-timeout", c.LiveReadTimeout, "timeout of the one API read on a cache miss")
@@ -127,8 +148,17 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--default-token-source %q: want %s or %s", c.DefaultTokenSource, names.TokenSourceFederated, names.TokenSourceIMDS))
 	}
 	if c.AuthorityHost != "" {
-		if u, err := url.Parse(c.AuthorityHost); err != nil || u.Scheme != "https" || u.Host == "" {
+		if _, err := sidecarconfig.AuthorityHost(c.AuthorityHost); err != nil {
 			errs = append(errs, fmt.Errorf("--authority-host %q: want an https URL such as https://login.microsoftonline.com/", c.AuthorityHost))
+		} else if err := sidecarconfig.CheckAuthority(c.AuthorityHost, c.allowedAuthorityHosts()); err != nil {
+			errs = append(errs, fmt.Errorf("--authority-host %q is not on --allowed-authority-hosts; add its host there: %w", c.AuthorityHost, err))
+		}
+	}
+	if c.AllowedAuthorityHosts != "" {
+		for _, h := range c.allowedAuthorityHosts() {
+			if _, err := sidecarconfig.AllowedHost(h); err != nil {
+				errs = append(errs, fmt.Errorf("--allowed-authority-hosts: %w", err))
+			}
 		}
 	}
 	if c.LiveReadTimeout <= 0 {
@@ -166,4 +196,21 @@ func (c *Config) resources() (corev1.ResourceRequirements, error) {
 	set(&rr.Limits, corev1.ResourceCPU, "sidecar-cpu-limit", c.SidecarCPULimit)
 	set(&rr.Limits, corev1.ResourceMemory, "sidecar-memory-limit", c.SidecarMemoryLimit)
 	return rr, errors.Join(errs...)
+}
+
+// allowedAuthorityHosts is the allow-list of authority hosts: the flag's
+// entries, or by default the public clouds and the host of --authority-host.
+func (c *Config) allowedAuthorityHosts() []string {
+	if c.AllowedAuthorityHosts != "" {
+		var out []string
+		for _, h := range strings.Split(c.AllowedAuthorityHosts, ",") {
+			out = append(out, strings.TrimSpace(h))
+		}
+		return out
+	}
+	out := slices.Clone(sidecarconfig.PublicAuthorityHosts)
+	if host, err := sidecarconfig.AuthorityHost(c.AuthorityHost); err == nil && !slices.Contains(out, host) {
+		out = append(out, host)
+	}
+	return out
 }

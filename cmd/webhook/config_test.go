@@ -1,7 +1,11 @@
 package main
 
 import (
+	"crypto/tls"
 	"flag"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -47,6 +51,8 @@ func TestConfigValidate(t *testing.T) {
 		"bad quantity":       {[]string{"--sidecar-image=x", "--sidecar-memory-limit=lots"}, "--sidecar-memory-limit"},
 		"bad log level":      {[]string{"--sidecar-image=x", "--log-level=loud"}, "--log-level"},
 		"bad live timeout":   {[]string{"--sidecar-image=x", "--live-read-timeout=0s"}, "--live-read-timeout"},
+		"authority off list": {[]string{"--sidecar-image=x", "--authority-host=https://login.example/", "--allowed-authority-hosts=login.microsoftonline.com"}, "--authority-host \"https://login.example/\" is not on --allowed-authority-hosts"},
+		"bad allowed host":   {[]string{"--sidecar-image=x", "--allowed-authority-hosts=login.microsoftonline.com,http://x/"}, "--allowed-authority-hosts"},
 		"all errors at once": {[]string{"--port=0", "--token-port=0"}, "--token-port 0"},
 	}
 	for name, tc := range tests {
@@ -56,6 +62,22 @@ func TestConfigValidate(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
+}
+
+func TestConfigAllowedAuthorityHosts(t *testing.T) {
+	cfg, err := parse(t, "--sidecar-image=x")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"login.microsoftonline.com", "login.chinacloudapi.cn", "login.microsoftonline.us"}, cfg.allowedAuthorityHosts(),
+		"the public clouds by default")
+
+	cfg, err = parse(t, "--sidecar-image=x", "--authority-host=https://127.0.0.1:8443/")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"login.microsoftonline.com", "login.chinacloudapi.cn", "login.microsoftonline.us", "127.0.0.1:8443"}, cfg.allowedAuthorityHosts(),
+		"and the default authority's host")
+
+	cfg, err = parse(t, "--sidecar-image=x", "--authority-host=https://login.azurestack.example/", "--allowed-authority-hosts=login.azurestack.example, login.microsoftonline.com")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"login.azurestack.example", "login.microsoftonline.com"}, cfg.allowedAuthorityHosts(), "the flag replaces the default")
 }
 
 func TestConfigResourcesEmptyLimit(t *testing.T) {
@@ -91,6 +113,60 @@ func TestSupportsNativeSidecar(t *testing.T) {
 			}
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+// TestMetricsOptions: by default metrics are served over HTTPS behind the
+// API server's authentication and authorization, from the webhook's own
+// certificate; --metrics-secure=false is plain HTTP for local runs.
+func TestMetricsOptions(t *testing.T) {
+	cfg, err := parse(t, "--sidecar-image=x", "--cert-dir=/tls")
+	require.NoError(t, err)
+	o := metricsOptions(cfg)
+	assert.True(t, o.SecureServing)
+	assert.NotNil(t, o.FilterProvider, "an authn/authz filter guards /metrics")
+	assert.Equal(t, ":8443", o.BindAddress)
+	assert.Equal(t, []string{"/tls", "tls.crt", "tls.key"}, []string{o.CertDir, o.CertName, o.KeyName})
+	assert.Len(t, o.TLSOpts, 1, "HTTP/2 off")
+
+	cfg, err = parse(t, "--sidecar-image=x", "--metrics-secure=false", "--enable-http2")
+	require.NoError(t, err)
+	o = metricsOptions(cfg)
+	assert.False(t, o.SecureServing)
+	assert.Nil(t, o.FilterProvider)
+	assert.Empty(t, o.TLSOpts)
+}
+
+// TestTLSOptionsHTTP2: over a real TLS handshake, a client that offers h2
+// gets HTTP/1.1 unless --enable-http2 (CVE-2023-44487).
+func TestTLSOptionsHTTP2(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"default":        {nil, "HTTP/1.1"},
+		"--enable-http2": {[]string{"--enable-http2"}, "HTTP/2.0"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := parse(t, append([]string{"--sidecar-image=x"}, tc.args...)...)
+			require.NoError(t, err)
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, r.Proto) }))
+			srv.EnableHTTP2 = true
+			srv.TLS = &tls.Config{NextProtos: []string{"h2", "http/1.1"}}
+			for _, f := range tlsOptions(cfg) {
+				f(srv.TLS)
+			}
+			srv.StartTLS()
+			defer srv.Close()
+			client := srv.Client()
+			client.Transport.(*http.Transport).ForceAttemptHTTP2 = true
+			resp, err := client.Get(srv.URL)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, string(body))
 		})
 	}
 }

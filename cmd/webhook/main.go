@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -34,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -86,7 +89,8 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "serverVersion", serverVersion, "nativeSidecar", native, "sidecarImage", cfg.SidecarImage)
+	log.Info("starting", "serverVersion", serverVersion, "nativeSidecar", native, "sidecarImage", cfg.SidecarImage,
+		"allowedAuthorityHosts", cfg.allowedAuthorityHosts())
 
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -95,21 +99,23 @@ func run(ctx context.Context, args []string) error {
 	if err := aadv1.AddToScheme(scheme); err != nil {
 		return err
 	}
+	watches := newWatchHealth(time.Now)
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme: scheme,
 		// The handler only reads what it gets from the cache, so the cache
 		// may hand out its own objects instead of a deep copy per read. The
 		// transforms keep only the fields it reads: the cache holds every
-		// namespace of the cluster.
+		// namespace of the cluster. Watch failures feed readiness.
 		Cache: cache.Options{
 			DefaultUnsafeDisableDeepCopy: ptr.To(true),
 			DefaultTransform:             webhook.CacheDefaultTransform,
 			ByObject:                     webhook.CacheByObject(),
+			DefaultWatchErrorHandler:     watches.handler,
 		},
-		Metrics:                metricsserver.Options{BindAddress: cfg.MetricsAddr},
+		Metrics:                metricsOptions(cfg),
 		HealthProbeBindAddress: cfg.ProbeAddr,
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
-			Host: cfg.Host, Port: cfg.Port, CertDir: cfg.CertDir,
+			Host: cfg.Host, Port: cfg.Port, CertDir: cfg.CertDir, TLSOpts: tlsOptions(cfg),
 		}),
 	})
 	if err != nil {
@@ -127,9 +133,10 @@ func run(ctx context.Context, args []string) error {
 			Live:        mgr.GetAPIReader(),
 			LiveTimeout: cfg.LiveReadTimeout,
 			Defaults: webhook.Defaults{
-				TenantID:      cfg.DefaultTenantID,
-				AuthorityHost: cfg.AuthorityHost,
-				TokenSource:   cfg.DefaultTokenSource,
+				TenantID:              cfg.DefaultTenantID,
+				AuthorityHost:         cfg.AuthorityHost,
+				AllowedAuthorityHosts: cfg.allowedAuthorityHosts(),
+				TokenSource:           cfg.DefaultTokenSource,
 			},
 		},
 		Inject: inject.Config{
@@ -138,6 +145,8 @@ func run(ctx context.Context, args []string) error {
 			Port:            cfg.TokenPort,
 			Resources:       resources,
 			NativeSidecar:   native,
+			// The sidecar checks every authority against the same list.
+			AllowedAuthorityHosts: cfg.allowedAuthorityHosts(),
 		},
 		RequireOptIn: cfg.RequireNamespaceOptIn,
 		Metrics:      metrics,
@@ -164,6 +173,10 @@ func run(ctx context.Context, args []string) error {
 	}); err != nil {
 		return err
 	}
+	// Synced once is not enough: a broken watch serves deleted bindings.
+	if err := mgr.AddReadyzCheck("watch", watches.check); err != nil {
+		return err
+	}
 	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
 		return err
 	}
@@ -186,6 +199,34 @@ func warmCache(ctx context.Context, mgr manager.Manager, synced *atomic.Bool, lo
 	synced.Store(true)
 	log.Info("informer cache synced; ready")
 	return nil
+}
+
+// tlsOptions are the TLS settings of both servers: HTTP/1.1 only unless
+// --enable-http2, since HTTP/2's rapid reset (CVE-2023-44487) lets one
+// client tie up a server, and with failurePolicy Fail a stuck webhook stops
+// every labelled pod.
+func tlsOptions(cfg Config) []func(*tls.Config) {
+	if cfg.EnableHTTP2 {
+		return nil
+	}
+	return []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+}
+
+// metricsOptions serve /metrics over HTTPS to callers that the API server
+// authenticates (TokenReview) and authorizes to get /metrics
+// (SubjectAccessReview), as kubebuilder projects do. The serving
+// certificate is the webhook's own when --cert-dir is set, else a
+// self-signed one.
+func metricsOptions(cfg Config) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: cfg.MetricsAddr, TLSOpts: tlsOptions(cfg)}
+	if cfg.MetricsSecure {
+		o.SecureServing = true
+		o.FilterProvider = filters.WithAuthenticationAndAuthorization
+		if cfg.CertDir != "" {
+			o.CertDir, o.CertName, o.KeyName = cfg.CertDir, "tls.crt", "tls.key"
+		}
+	}
+	return o
 }
 
 // restConfig loads a kubeconfig file, or the in-cluster config.

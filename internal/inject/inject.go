@@ -17,7 +17,8 @@ import (
 // annotation. It never modifies pod. secret becomes IDENTITY_HEADER unless
 // the pod already has a sidecar, whose value is then reused.
 //
-// Errors wrap ErrNoIdentities, ErrHostNetwork, ErrWindowsPod, ErrBadPortAnnotation,
+// Errors wrap ErrNoIdentities, ErrHostNetwork, ErrSharedProcessNamespace,
+// ErrWindowsPod, ErrBadPortAnnotation,
 // ErrPortCollision, ErrInvalidIdentity, ErrInvalidConfig or ErrNameConflict,
 // and name the pod and the field at fault.
 func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1.Pod, Result, error) {
@@ -33,6 +34,10 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 		return nil, Result{}, fmt.Errorf("pod %s: spec.hostNetwork is true: %w: the token sidecar listens on 127.0.0.1, "+
 			"which with hostNetwork is the node's loopback, so it would serve tokens to every pod on the node; "+
 			"run the pod without hostNetwork, or remove its %s label", ref, ErrHostNetwork, names.BindingLabel)
+	}
+	procWarning, procErr := checkSharedProcessNamespace(ref, out)
+	if procErr != nil {
+		return nil, Result{}, procErr
 	}
 
 	if field := windowsField(out); field != "" {
@@ -83,6 +88,9 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 	}
 	res.DefaultIdentity = st.config.DefaultIdentity
 	res.Warnings = append(warnings(ref, out, sidecar), envWarnings(ref, out, st)...)
+	if procWarning != "" {
+		res.Warnings = append(res.Warnings, procWarning)
+	}
 	return out, res, nil
 }
 
@@ -140,7 +148,7 @@ func newState(ref string, pod *corev1.Pod, ids []Identity, cfg Config, secret st
 	if err != nil {
 		return nil, err
 	}
-	sc, err := sidecarConfig(ids, port)
+	sc, err := sidecarConfig(ids, port, cfg.AllowedAuthorityHosts)
 	if err != nil {
 		return nil, fmt.Errorf("pod %s: %w", ref, err)
 	}

@@ -16,13 +16,11 @@ import (
 	"github.com/podidentity/injector/internal/sidecarconfig"
 )
 
-// sidecarUID is the sidecar's user and group: the conventional "nonroot" of
-// distroless images, so that no image USER line is trusted.
-const sidecarUID = 65532
-
 // sidecarConfig is the document the sidecar reads at start. Identities are
-// sorted by name so that the same bindings always give the same bytes.
-func sidecarConfig(ids []Identity, port int) (*sidecarconfig.Config, error) {
+// sorted by name so that the same bindings always give the same bytes. The
+// allow-list of authority hosts goes with them, so that the sidecar checks
+// each identity's authority again at start.
+func sidecarConfig(ids []Identity, port int, allowedAuthorityHosts []string) (*sidecarconfig.Config, error) {
 	sorted := slices.Clone(ids)
 	slices.SortFunc(sorted, func(a, b Identity) int { return strings.Compare(a.Name, b.Name) })
 	c := &sidecarconfig.Config{
@@ -30,6 +28,8 @@ func sidecarConfig(ids []Identity, port int) (*sidecarconfig.Config, error) {
 		Port:            port,
 		DefaultIdentity: DefaultIdentity(ids).Name,
 		Identities:      make([]sidecarconfig.Identity, 0, len(sorted)),
+
+		AllowedAuthorityHosts: slices.Clone(allowedAuthorityHosts),
 	}
 	for _, id := range sorted {
 		// The name becomes a directory under SecretMountRoot, so it must be
@@ -131,9 +131,11 @@ func sidecarContainer(cfg Config, st *state, mounts []corev1.VolumeMount) corev1
 		LivenessProbe:            probe(20, 5, 3),
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		SecurityContext: &corev1.SecurityContext{
-			RunAsNonRoot:             ptr.To(true),
-			RunAsUser:                ptr.To[int64](sidecarUID),
-			RunAsGroup:               ptr.To[int64](sidecarUID),
+			RunAsNonRoot: ptr.To(true),
+			// A uid of its own, not distroless's nonroot that app images
+			// share: see names.SidecarUID.
+			RunAsUser:                ptr.To[int64](names.SidecarUID),
+			RunAsGroup:               ptr.To[int64](names.SidecarGID),
 			ReadOnlyRootFilesystem:   ptr.To(true),
 			AllowPrivilegeEscalation: ptr.To(false),
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},

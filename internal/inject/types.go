@@ -23,7 +23,8 @@ type Identity struct {
 	ResourceID string `json:"resourceID,omitempty"`
 	// AuthorityHost is the identity's adEndpoint, else the webhook default.
 	AuthorityHost string `json:"authorityHost,omitempty"`
-	// DisableInstanceDiscovery is set for non-public authorities.
+	// DisableInstanceDiscovery is set for non-public authorities that are
+	// on the allow-list.
 	DisableInstanceDiscovery bool `json:"disableInstanceDiscovery,omitempty"`
 	// AdditionallyAllowedTenants are the identity's auxiliaryTenantIDs.
 	AdditionallyAllowedTenants []string `json:"additionallyAllowedTenants,omitempty"`
@@ -47,6 +48,9 @@ type Config struct {
 	// NativeSidecar is true when the API server supports init containers
 	// with restartPolicy Always (1.29 and later).
 	NativeSidecar bool `json:"nativeSidecar,omitempty"`
+	// AllowedAuthorityHosts is the webhook's --allowed-authority-hosts,
+	// written into the sidecar config; empty means the public clouds.
+	AllowedAuthorityHosts []string `json:"allowedAuthorityHosts,omitempty"`
 }
 
 // Validate checks the operator's choices once, at start, so that a bad flag
@@ -85,6 +89,9 @@ var (
 	// ErrHostNetwork: on the node's loopback the sidecar would serve every
 	// pod of the node.
 	ErrHostNetwork = errors.New("hostNetwork pods cannot be injected")
+	// ErrSharedProcessNamespace: with one process namespace, app
+	// containers can reach the sidecar's files through /proc.
+	ErrSharedProcessNamespace = errors.New("pods that share their process namespace cannot be injected without opting in")
 	// ErrWindowsPod: the sidecar is a Linux image; on a Windows node the
 	// pod could not start.
 	ErrWindowsPod = errors.New("Windows pods cannot be injected")

@@ -61,6 +61,12 @@ const (
 	// sidecar gets its tokens: TokenSourceFederated or TokenSourceIMDS.
 	TokenSourceAnnotation = Prefix + "/token-source"
 
+	// AllowSharedProcessNamespaceAnnotation on a Pod, set to "true",
+	// accepts the risk of spec.shareProcessNamespace: every container of the
+	// pod can then see the sidecar's process. Without it such a pod is
+	// denied. See docs/security.md.
+	AllowSharedProcessNamespaceAnnotation = Prefix + "/allow-shared-process-namespace"
+
 	// InjectedAnnotation is written on every injected Pod. Its value names
 	// the AzureIdentity objects the sidecar serves, so that an operator can
 	// see at a glance what a pod was given.

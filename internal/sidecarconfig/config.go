@@ -28,6 +28,11 @@ type Config struct {
 	DefaultIdentity string `json:"defaultIdentity"`
 	// Identities are the AzureIdentity objects bound to the pod, at least one.
 	Identities []Identity `json:"identities"`
+	// AllowedAuthorityHosts are the hosts an identity's authority may name
+	// (see AllowedHost); empty means PublicAuthorityHosts. The webhook
+	// writes its --allowed-authority-hosts here, so that a sidecar refuses
+	// an authority the webhook would have refused.
+	AllowedAuthorityHosts []string `json:"allowedAuthorityHosts,omitempty"`
 }
 
 // Identity is one resolved AzureIdentity and where its credentials are.
@@ -49,7 +54,8 @@ type Identity struct {
 	// https://login.microsoftonline.com/. Empty means azidentity's default.
 	AuthorityHost string `json:"authorityHost,omitempty"`
 	// DisableInstanceDiscovery skips Entra instance discovery, which
-	// non-public clouds and test authorities need.
+	// non-public clouds and test authorities need. It is honoured only for
+	// an authority on the allow-list, which Validate checks.
 	DisableInstanceDiscovery bool `json:"disableInstanceDiscovery,omitempty"`
 	// AdditionallyAllowedTenants are aad-pod-identity's auxiliaryTenantIDs.
 	AdditionallyAllowedTenants []string `json:"additionallyAllowedTenants,omitempty"`
@@ -101,6 +107,11 @@ func (c *Config) Validate() error {
 	if len(c.Identities) == 0 {
 		return fmt.Errorf("%w: no identities", ErrInvalid)
 	}
+	for _, a := range c.AllowedAuthorityHosts {
+		if _, err := AllowedHost(a); err != nil {
+			return fmt.Errorf("%w: allowedAuthorityHosts: %w", ErrInvalid, err)
+		}
+	}
 	seen := map[string]bool{}
 	foundDefault := false
 	for i, id := range c.Identities {
@@ -114,6 +125,12 @@ func (c *Config) Validate() error {
 		foundDefault = foundDefault || id.Name == c.DefaultIdentity
 		if id.ClientID == "" {
 			return fmt.Errorf("%w: identity %q has no clientID", ErrInvalid, id.Name)
+		}
+		if id.AuthorityHost != "" {
+			if err := CheckAuthority(id.AuthorityHost, c.AllowedAuthorities()); err != nil {
+				return fmt.Errorf("%w: AzureIdentity %s/%s: authorityHost (from spec.adEndpoint): %w; the webhook's --allowed-authority-hosts decides which hosts may receive credentials",
+					ErrInvalid, id.Namespace, id.Name, err)
+			}
 		}
 		switch id.Source {
 		case names.TokenSourceFederated:

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
@@ -36,6 +37,7 @@ func newBenchServer(b *testing.B) *Server {
 
 func benchRequest(path string) *http.Request {
 	r := httptest.NewRequest(http.MethodGet, path, nil)
+	r.Host = "127.0.0.1:" + strconv.Itoa(names.DefaultTokenPort)
 	r.Header.Set(names.HeaderIdentity, testSecret)
 	r.Header.Set(names.HeaderMetadata, "true")
 	return r

@@ -29,8 +29,16 @@ type CacheOptions struct {
 	// after each further one. Default 500ms.
 	RetryDelay time.Duration
 	// MaxBackoff caps how long a resource whose fetches keep failing waits
-	// before its next upstream call. Default 1m.
+	// before its next upstream call, while it still has a token to serve.
+	// Default 1m.
 	MaxBackoff time.Duration
+	// OnDemandRetry caps that wait for a resource with no token to serve:
+	// a request for it starts a new upstream call once this long has
+	// passed since the last failure, however far the backoff has grown. So
+	// callers see a recovered upstream within OnDemandRetry rather than
+	// MaxBackoff, and the upstream still gets at most one call per resource
+	// per OnDemandRetry. Default 5s.
+	OnDemandRetry time.Duration
 	// ExpiryMargin: a token this close to expiry is no longer served, so
 	// that it cannot expire on its way to the client. Default 30s.
 	ExpiryMargin time.Duration
@@ -58,6 +66,9 @@ func (o *CacheOptions) defaults() {
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = time.Minute
+	}
+	if o.OnDemandRetry <= 0 {
+		o.OnDemandRetry = 5 * time.Second
 	}
 	if o.ExpiryMargin <= 0 {
 		o.ExpiryMargin = 30 * time.Second
@@ -94,6 +105,8 @@ type Cache struct {
 }
 
 type entry struct {
+	identity  string
+	resource  string
 	tok       Token
 	has       bool
 	refreshAt time.Time
@@ -101,9 +114,11 @@ type entry struct {
 	// refreshing is set while a background renewal runs.
 	refreshing bool
 	// failures counts consecutive fetches that failed or did not renew;
-	// until retryAt no new upstream call is made for this entry.
+	// until retryAt no new upstream call is made for this entry, except on
+	// demand (see CacheOptions.OnDemandRetry) once failedAt is that old.
 	failures int
 	retryAt  time.Time
+	failedAt time.Time
 	lastErr  error
 }
 
@@ -138,8 +153,10 @@ func (c *Cache) Get(ctx context.Context, identity, resource, scope string, src S
 		c.mu.Unlock()
 		return tok, true, nil
 	}
-	if e.lastErr != nil && now.Before(e.retryAt) {
-		err := fmt.Errorf("%w (the next upstream attempt is due at %s)", e.lastErr, e.retryAt.UTC().Format(time.RFC3339))
+	// Nothing to serve: the caller waits for a new upstream call, unless
+	// one failed so recently that asking again would only hammer it.
+	if due := minTime(e.retryAt, e.failedAt.Add(c.o.OnDemandRetry)); e.lastErr != nil && now.Before(due) {
+		err := fmt.Errorf("%w (the next upstream attempt is due at %s)", e.lastErr, due.UTC().Format(time.RFC3339))
 		c.mu.Unlock()
 		return Token{}, false, err
 	}
@@ -182,9 +199,13 @@ func (c *Cache) renew(identity, resource, scope string, src Source, e *entry) {
 	})
 }
 
-// entryFor returns the entry for (identity, resource), making room under
-// the per-identity cap by forgetting the least recently used one. c.mu is
-// held.
+// entryFor returns the entry for (identity, resource). Under the
+// per-identity cap it makes room by forgetting the least recently used
+// entry without a servable token. It never evicts a valid token for a
+// newcomer: the newcomer is let in over the cap, and store evicts for it
+// only once its fetch has brought a token, so that an upstream outage,
+// during which the newcomer fails, costs no token that could not be had
+// again. c.mu is held.
 func (c *Cache) entryFor(identity, resource string, now time.Time) *entry {
 	m := c.byIdentity[identity]
 	if m == nil {
@@ -195,18 +216,54 @@ func (c *Cache) entryFor(identity, resource string, now time.Time) *entry {
 		return e
 	}
 	if len(m) >= c.o.MaxResourcesPerIdentity {
-		var oldest string
-		var at time.Time
-		for r, e := range m {
-			if oldest == "" || e.lastUsed.Before(at) {
-				oldest, at = r, e.lastUsed
-			}
+		if victim := c.victim(m, nil, now, true); victim != "" {
+			delete(m, victim)
 		}
-		delete(m, oldest)
 	}
-	e := &entry{lastUsed: now}
+	e := &entry{identity: identity, resource: resource, lastUsed: now}
 	m[resource] = e
 	return e
+}
+
+// fitCap brings e's identity back under the cap after a fetch: a failed
+// newcomer leaves, a successful one pushes out the least recently used
+// other entry, stale ones first. c.mu is held.
+func (c *Cache) fitCap(e *entry, now time.Time) {
+	m := c.byIdentity[e.identity]
+	for len(m) > c.o.MaxResourcesPerIdentity && m[e.resource] == e {
+		if !e.servable(now, c.o.ExpiryMargin) {
+			delete(m, e.resource)
+			return
+		}
+		victim := c.victim(m, e, now, false)
+		if victim == "" {
+			return
+		}
+		delete(m, victim)
+	}
+}
+
+// victim is the resource to forget from m, never keep's: the least
+// recently used one without a servable token, else, unless staleOnly, the
+// least recently used of all; "" when there is none.
+func (c *Cache) victim(m map[string]*entry, keep *entry, now time.Time, staleOnly bool) string {
+	var stale, oldest string
+	var staleAt, oldestAt time.Time
+	for r, e := range m {
+		if e == keep {
+			continue
+		}
+		if oldest == "" || e.lastUsed.Before(oldestAt) {
+			oldest, oldestAt = r, e.lastUsed
+		}
+		if !e.servable(now, c.o.ExpiryMargin) && (stale == "" || e.lastUsed.Before(staleAt)) {
+			stale, staleAt = r, e.lastUsed
+		}
+	}
+	if stale != "" || staleOnly {
+		return stale
+	}
+	return oldest
 }
 
 // fetch calls the upstream with bounded retries and records the outcome.
@@ -254,21 +311,23 @@ func (c *Cache) store(e *entry, tok Token, err error) (Token, error) {
 	}
 	if err != nil {
 		e.failures++
-		e.lastErr = err
+		e.lastErr, e.failedAt = err, now
 		e.retryAt = now.Add(c.backoff(e.failures))
+		c.fitCap(e, now)
 		return Token{}, err
 	}
 	if e.has && !tok.ExpiresOn.After(e.tok.ExpiresOn) {
 		// The upstream handed back the token we hold (an upstream cache):
 		// try again later, without hammering it, and keep serving ours.
 		e.failures++
-		e.lastErr = nil
+		e.lastErr, e.failedAt = nil, time.Time{}
 		e.retryAt = now.Add(c.backoff(e.failures))
 		return e.served(), nil
 	}
 	e.tok, e.has = tok, true
-	e.failures, e.lastErr, e.retryAt = 0, nil, time.Time{}
+	e.failures, e.lastErr, e.retryAt, e.failedAt = 0, nil, time.Time{}, time.Time{}
 	e.refreshAt = refreshTime(tok, now)
+	c.fitCap(e, now)
 	return e.served(), nil
 }
 
@@ -299,4 +358,11 @@ func (e *entry) served() Token {
 	t := e.tok
 	t.RefreshOn = e.refreshAt
 	return t
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }

@@ -3,9 +3,13 @@ package tokenserver
 import (
 	"crypto/subtle"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/podidentity/injector/internal/names"
 )
@@ -70,9 +74,10 @@ type tokenRequest struct {
 }
 
 // parseRequest authenticates and parses a token request. The path must be a
-// token path; identityHeader is the pod's secret. Errors are *apiError with
-// the status the SDKs expect.
-func parseRequest(r *http.Request, identityHeader []byte) (tokenRequest, *apiError) {
+// token path; identityHeader is the pod's secret; port is the port the
+// server listens on, which the Host header must name. Errors are *apiError
+// with the status the SDKs expect.
+func parseRequest(r *http.Request, identityHeader []byte, port int) (tokenRequest, *apiError) {
 	var req tokenRequest
 	switch strings.TrimSuffix(r.URL.Path, "/") {
 	case names.PathAppService:
@@ -82,14 +87,8 @@ func parseRequest(r *http.Request, identityHeader []byte) (tokenRequest, *apiErr
 	default:
 		return req, errNotFound(r.URL.Path)
 	}
-	// IMDS refuses forwarded requests, because an open proxy or an SSRF in
-	// the pod would otherwise be able to fetch tokens; we do the same on
-	// both paths and for the standard Forwarded header too.
-	if _, ok := r.Header["X-Forwarded-For"]; ok {
-		return req, &apiError{http.StatusForbidden, "forbidden", "requests with an X-Forwarded-For header are refused: tokens are only for processes in this pod, not for requests relayed by a proxy"}
-	}
-	if _, ok := r.Header["Forwarded"]; ok {
-		return req, &apiError{http.StatusForbidden, "forbidden", "requests with a Forwarded header are refused: tokens are only for processes in this pod, not for requests relayed by a proxy"}
+	if e := checkLocal(r, port); e != nil {
+		return req, e
 	}
 	if req.protocol == appService {
 		got := r.Header.Values(names.HeaderIdentity)
@@ -100,8 +99,8 @@ func parseRequest(r *http.Request, identityHeader []byte) (tokenRequest, *apiErr
 		if len(got) != 1 || subtle.ConstantTimeCompare([]byte(got[0]), identityHeader) != 1 {
 			return req, &apiError{http.StatusUnauthorized, "unauthorized", "the " + names.HeaderIdentity + " header is wrong; send the value of the " + names.EnvIdentityHeader + " environment variable of this pod"}
 		}
-	} else if !strings.EqualFold(r.Header.Get(names.HeaderMetadata), "true") {
-		return req, &apiError{http.StatusUnauthorized, "unauthorized", "the " + names.HeaderMetadata + ": true header is missing"}
+	} else if md := r.Header.Values(names.HeaderMetadata); len(md) != 1 || !strings.EqualFold(md[0], "true") {
+		return req, &apiError{http.StatusUnauthorized, "unauthorized", "the " + names.HeaderMetadata + ": true header is missing; send it once"}
 	}
 
 	q, err := url.ParseQuery(r.URL.RawQuery)
@@ -129,7 +128,7 @@ func parseRequest(r *http.Request, identityHeader []byte) (tokenRequest, *apiErr
 		if req.selectorKey != "" {
 			return req, badRequest("both %s and %s select an identity; give at most one", req.selectorKey, key)
 		}
-		if len(v) > maxResourceLen || !printable(v) {
+		if len(v) > maxResourceLen || !printable(v) || !utf8.ValidString(v) {
 			return req, badRequest("query parameter %s is not a valid identifier", key)
 		}
 		req.selectorKey, req.selectorValue = key, v
@@ -164,6 +163,8 @@ func checkResource(resource string) *apiError {
 		return badRequest("query parameter resource is longer than %d bytes", maxResourceLen)
 	case !printable(resource):
 		return badRequest("query parameter resource contains spaces or control characters")
+	case !utf8.ValidString(resource):
+		return badRequest("query parameter resource is not valid UTF-8")
 	case resource == "/.default" || strings.HasSuffix(resource, "/.default/"):
 		return badRequest("query parameter resource %q is not an audience", resource)
 	}
@@ -210,9 +211,25 @@ func isDate(v string) bool {
 	return true
 }
 
+// truncate shortens a client's value for a message, escaping it when it
+// holds control characters or invalid UTF-8, so that a response or a log
+// line always shows what was sent, unambiguously.
 func truncate(s string) string {
+	cut := ""
 	if len(s) > 64 {
-		return s[:64] + "..."
+		s, cut = s[:64], "..."
+	}
+	return escape(s) + cut
+}
+
+// escape returns s if every rune is valid and printable, else s quoted
+// with Go escapes (and without the quotes).
+func escape(s string) string {
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			q := strconv.QuoteToASCII(s)
+			return q[1 : len(q)-1]
+		}
 	}
 	return s
 }
@@ -232,4 +249,43 @@ func badRequest(format string, args ...any) *apiError {
 
 func errNotFound(path string) *apiError {
 	return &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint at %q; tokens are served at %s and %s", truncate(path), names.PathAppService, names.PathIMDS)}
+}
+
+// checkLocal refuses a request that did not come straight from a process of
+// the pod. The sidecar listens on loopback only, but that alone does not
+// make a caller local:
+//   - a browser in the pod, or one whose DNS an attacker rebinds to
+//     127.0.0.1, sends another Host, and Origin or Sec-Fetch-* headers;
+//   - a reverse proxy or an SSRF in the pod relays a remote caller's
+//     request and marks it with Forwarded, Via, X-Real-IP or X-Forwarded-*.
+//
+// IMDS refuses forwarded requests for the same reason. The Host must name a
+// loopback address and the server's own port; every SDK sends exactly that
+// for IDENTITY_ENDPOINT and AZURE_POD_IDENTITY_AUTHORITY_HOST.
+func checkLocal(r *http.Request, port int) *apiError {
+	for key := range r.Header {
+		if refusedHeader(key) {
+			return &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf(
+				"requests with the %s header are refused: tokens are only for processes in this pod, not for browsers or requests relayed by a proxy",
+				truncate(key))}
+		}
+	}
+	p := strconv.Itoa(port)
+	switch strings.ToLower(r.Host) {
+	case net.JoinHostPort("127.0.0.1", p), net.JoinHostPort("localhost", p), net.JoinHostPort("::1", p):
+		return nil
+	}
+	return &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf(
+		"Host %q is refused: send requests to 127.0.0.1:%s, localhost:%s or [::1]:%s, as IDENTITY_ENDPOINT says", truncate(r.Host), p, p, p)}
+}
+
+// refusedHeader reports whether a header marks a browser's or a proxy's
+// request.
+func refusedHeader(key string) bool {
+	k := http.CanonicalHeaderKey(key)
+	switch k {
+	case "Origin", "Via", "Forwarded", "X-Real-Ip":
+		return true
+	}
+	return strings.HasPrefix(k, "Sec-Fetch-") || strings.HasPrefix(k, "X-Forwarded-")
 }

@@ -53,6 +53,7 @@ type Server struct {
 	byClientID map[string]*identity
 	byResID    map[string]*identity
 	shutdown   time.Duration
+	port       int // the config's port, for requests served without a listener
 	mux        *http.ServeMux
 	// now is the cache's clock, so that expires_in and refresh_in agree
 	// with the cache's idea of freshness.
@@ -92,6 +93,7 @@ func New(o Options) (*Server, error) {
 		byClientID: map[string]*identity{},
 		byResID:    map[string]*identity{},
 		shutdown:   o.ShutdownTimeout,
+		port:       o.Config.Port,
 	}
 	for _, c := range o.Config.Identities {
 		src := o.Sources[c.Name]
@@ -122,6 +124,15 @@ func New(o Options) (*Server, error) {
 	s.mux.HandleFunc("GET "+names.PathHealth, s.handleHealth)
 	s.mux.HandleFunc("/", s.handleOther)
 	return s, nil
+}
+
+// localPort is the port the request arrived on: the listener's, which
+// --port may have set, else the config's.
+func (s *Server) localPort(r *http.Request) int {
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return s.port
 }
 
 // ServeHTTP implements http.Handler.
@@ -185,7 +196,7 @@ func (s *Server) handleOther(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	req, e := parseRequest(r, s.header)
+	req, e := parseRequest(r, s.header, s.localPort(r))
 	if e != nil {
 		writeError(w, e)
 		s.logRequest(r, start, nil, req.resource, e.status, false, e)
@@ -401,9 +412,11 @@ func (s *Server) logRequest(r *http.Request, start time.Time, id *identity, reso
 	}
 	attrs := make([]slog.Attr, 0, 8)
 	attrs = append(attrs,
-		slog.String("path", r.URL.Path),
+		// The client chose path and resource: escaped, so that a log line
+		// always reads unambiguously.
+		slog.String("path", truncate(r.URL.Path)),
 		slog.String("identity", identityLabel(id)),
-		slog.String("resource", resource),
+		slog.String("resource", logValue(resource)),
 		slog.Int("status", status),
 		slog.Bool("cacheHit", hit),
 		slog.Duration("latency", time.Since(start)),
@@ -412,6 +425,15 @@ func (s *Server) logRequest(r *http.Request, start time.Time, id *identity, reso
 		attrs = append(attrs, slog.String("error", e.code), slog.String("reason", e.description))
 	}
 	s.log.LogAttrs(r.Context(), level, "token request", attrs...)
+}
+
+// logValue is a client's value for a log line: at most maxResourceLen
+// bytes, escaped.
+func logValue(s string) string {
+	if len(s) > maxResourceLen {
+		return escape(s[:maxResourceLen]) + "..."
+	}
+	return escape(s)
 }
 
 func identityLabel(id *identity) string {

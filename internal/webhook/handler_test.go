@@ -53,7 +53,8 @@ func newTestHandler(t testing.TB, cache, live client.Reader, cfg inject.Config, 
 	h, err := NewHandler(Options{
 		Resolver: &Resolver{
 			Cache: cache, Live: live, LiveTimeout: 1e9,
-			Defaults: Defaults{TokenSource: names.TokenSourceFederated},
+			// The webhook gives the resolver and the sidecar one allow-list.
+			Defaults: Defaults{TokenSource: names.TokenSourceFederated, AllowedAuthorityHosts: cfg.AllowedAuthorityHosts},
 		},
 		Inject:       cfg,
 		RequireOptIn: true,
@@ -155,7 +156,8 @@ func TestHandlerGolden(t *testing.T) {
 
 			objs := append(objectsFor(c, selector), optedIn(ns))
 			cache := fakeReader(t, objs...)
-			res, err := (&Resolver{Cache: cache, Defaults: Defaults{TokenSource: names.TokenSourceFederated}}).Resolve(context.Background(), ns, selector)
+			defaults := Defaults{TokenSource: names.TokenSourceFederated, AllowedAuthorityHosts: c.Config.AllowedAuthorityHosts}
+			res, err := (&Resolver{Cache: cache, Defaults: defaults}).Resolve(context.Background(), ns, selector)
 			require.NoError(t, err)
 			want := slices.Clone(c.Identities)
 			slices.SortFunc(want, func(a, b inject.Identity) int { return strings.Compare(a.Name, b.Name) })

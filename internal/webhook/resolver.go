@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
 	"github.com/podidentity/injector/internal/inject"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/internal/sidecarconfig"
 )
 
 // Errors of resolution. Each deny wraps one of them; the handler counts
@@ -61,6 +61,10 @@ type Defaults struct {
 	TenantID string
 	// AuthorityHost is used when spec.adEndpoint is empty.
 	AuthorityHost string
+	// AllowedAuthorityHosts are the hosts spec.adEndpoint may name (see
+	// sidecarconfig.AllowedHost); empty means
+	// sidecarconfig.PublicAuthorityHosts. It must contain AuthorityHost.
+	AllowedAuthorityHosts []string
 	// TokenSource is the source of type 0 identities without the
 	// names.TokenSourceAnnotation: names.TokenSourceFederated or
 	// names.TokenSourceIMDS.
@@ -245,20 +249,34 @@ func (r *Resolver) identity(ctx context.Context, namespace, selector string, b *
 // convert turns a valid AzureIdentity into what inject needs, applying the
 // defaults.
 func (r *Resolver) convert(ai *aadv1.AzureIdentity) (inject.Identity, error) {
+	ref := fmt.Sprintf("AzureIdentity %s/%s", ai.Namespace, ai.Name)
+	// The authority first: it decides where the credentials go.
+	authority := cmp.Or(ai.Spec.ADEndpoint, r.Defaults.AuthorityHost)
+	if authority != "" {
+		allowed := r.Defaults.AllowedAuthorityHosts
+		if len(allowed) == 0 {
+			allowed = sidecarconfig.PublicAuthorityHosts
+		}
+		if err := sidecarconfig.CheckAuthority(authority, allowed); err != nil {
+			return inject.Identity{}, fmt.Errorf("%s: spec.adEndpoint %q may not receive this identity's credentials: %w; use an https authority on the webhook's --allowed-authority-hosts, or ask the cluster operator to add its host there",
+				ref, authority, err)
+		}
+	}
 	if err := ai.Validate(); err != nil {
 		return inject.Identity{}, err
 	}
-	ref := fmt.Sprintf("AzureIdentity %s/%s", ai.Namespace, ai.Name)
 	id := inject.Identity{
 		Name:                       ai.Name,
 		Namespace:                  ai.Namespace,
 		ClientID:                   ai.Spec.ClientID,
 		TenantID:                   cmp.Or(ai.Spec.TenantID, r.Defaults.TenantID),
 		ResourceID:                 ai.Spec.ResourceID,
-		AuthorityHost:              cmp.Or(ai.Spec.ADEndpoint, r.Defaults.AuthorityHost),
+		AuthorityHost:              authority,
 		AdditionallyAllowedTenants: ai.Spec.AuxiliaryTenantIDs,
 	}
-	id.DisableInstanceDiscovery = !isPublicAuthority(id.AuthorityHost)
+	// Discovery is the library's own refusal of an unknown host; it is
+	// turned off only for a host that passed the allow-list above.
+	id.DisableInstanceDiscovery = authority != "" && !sidecarconfig.IsPublicAuthority(authority)
 	switch ai.Spec.Type {
 	case aadv1.IdentityTypeUserAssignedMSI:
 		source, _ := names.Lookup(ai.Annotations, names.TokenSourceAnnotation)
@@ -278,22 +296,4 @@ func (r *Resolver) convert(ai *aadv1.AzureIdentity) (inject.Identity, error) {
 		return inject.Identity{}, fmt.Errorf("%s has no spec.tenantID and the webhook has no --default-tenant-id; set spec.tenantID to the identity's Entra tenant", ref)
 	}
 	return id, nil
-}
-
-// isPublicAuthority reports whether host is empty (azidentity's default) or
-// one of the Entra clouds that answer instance discovery. Any other
-// authority, such as a sovereign or test one, needs discovery disabled.
-func isPublicAuthority(host string) bool {
-	if host == "" {
-		return true
-	}
-	u, err := url.Parse(host)
-	if err != nil {
-		return false
-	}
-	switch strings.ToLower(u.Hostname()) {
-	case "login.microsoftonline.com", "login.chinacloudapi.cn", "login.microsoftonline.us":
-		return true
-	}
-	return false
 }

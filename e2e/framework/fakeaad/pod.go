@@ -169,7 +169,10 @@ func NewPod(o PodOptions) (_ *Pod, err error) {
 		id.SecretDir, id.SecretName = secretDir(n), n+"-secret"
 		ids = append(ids, id)
 	}
-	p.Config = &sidecarconfig.Config{APIVersion: sidecarconfig.APIVersion, Port: o.Port, DefaultIdentity: o.Default, Identities: ids}
+	// The fake's host is on the allow-list, as the webhook writes it when
+	// its --authority-host names the fake.
+	p.Config = &sidecarconfig.Config{APIVersion: sidecarconfig.APIVersion, Port: o.Port, DefaultIdentity: o.Default, Identities: ids,
+		AllowedAuthorityHosts: []string{p.AAD.AuthorityHost()}}
 	if err := p.Config.Validate(); err != nil {
 		return nil, err
 	}

@@ -426,6 +426,9 @@ func (e *Env) startWebhook(ctx context.Context) error {
 		"--host=127.0.0.1",
 		"--port=" + strconv.Itoa(ports[0]),
 		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(ports[1]),
+		// Plain HTTP on 127.0.0.1, so that tests read counters without a
+		// token; manifests/ serves them over HTTPS behind authn/authz.
+		"--metrics-secure=false",
 		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(ports[2]),
 		"--sidecar-image=" + e.opts.SidecarImage,
 		"--default-tenant-id=" + TenantID,

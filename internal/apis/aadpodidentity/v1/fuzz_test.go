@@ -2,6 +2,7 @@ package v1_test
 
 import (
 	"encoding/json"
+	"net/url"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -26,6 +27,8 @@ func FuzzDecodeIdentitySpec(f *testing.F) {
 		`{"type":true,"replicas":1e10,"auxiliaryTenantIDs":["a",2],"clientPassword":"x"}`,
 		`{"type":2.0,"replicas":null,"weight":-3,"Selector":"s","podLabels":{"a":"b"}}`,
 		`{"AzureIdentity":"id","selector":{"x":1},"PodLabels":{"a":1}}`,
+		`{"clientID":"c","adEndpoint":"http://evil.example/"}`,
+		`{"ClientID":"c","ADEndpoint":"https://login.microsoftonline.com@evil.example"}`,
 		`"not an object"`,
 		`null`,
 	} {
@@ -44,7 +47,15 @@ func FuzzDecodeIdentitySpec(f *testing.F) {
 		var id v1.AzureIdentity
 		id.Name, id.Namespace = "x", "team-a"
 		if id.Spec.UnmarshalJSON(data) == nil {
-			_, _, _ = id.Warnings(), id.DecodeErr(), id.Validate()
+			_, _ = id.Warnings(), id.DecodeErr()
+			if id.Validate() == nil && id.Spec.ADEndpoint != "" {
+				// Credentials go to this URL: a valid identity never
+				// names a clear-text or host-hiding one.
+				u, err := url.Parse(id.Spec.ADEndpoint)
+				if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.User != nil {
+					t.Fatalf("Validate accepted adEndpoint %q", id.Spec.ADEndpoint)
+				}
+			}
 			roundTrip(t, id.Spec, func(s v1.AzureIdentitySpec) v1.DecodeNotes { return s.Decoding })
 		}
 		var b v1.AzureIdentityBinding

@@ -2,6 +2,7 @@ package v1
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/podidentity/injector/internal/names"
@@ -23,7 +24,8 @@ func (a *AzureIdentity) DecodeErr() error {
 // Validate returns nil when the webhook can give this identity to a pod.
 // Otherwise its error lists every problem, each a *FieldError wrapping one
 // of ErrLegacyConflict, ErrInvalidField, ErrMissingField, ErrUnknownType or
-// ErrCrossNamespaceSecret. The tenant is not checked here, because the
+// ErrCrossNamespaceSecret. spec.adEndpoint must be an https URL; whether its
+// host is allowed is the webhook's policy, not the type's. The tenant is not checked here, because the
 // webhook may supply a default.
 func (a *AzureIdentity) Validate() error {
 	s := &a.Spec
@@ -54,7 +56,20 @@ func (a *AzureIdentity) Validate() error {
 			"spec.clientPassword.namespace is %q, but the Secret must live in the identity's namespace %q; move Secret %q there and set clientPassword.namespace to %q or remove it",
 			ns, a.Namespace, s.ClientPassword.Name, a.Namespace)
 	}
+	if s.ADEndpoint != "" && !s.Decoding.errorFor("adEndpoint") && !httpsURL(s.ADEndpoint) {
+		fail("adEndpoint", ErrInvalidField,
+			"spec.adEndpoint is %q, which is not an https URL with a host; set it to the Entra authority, such as https://login.microsoftonline.us/, or remove it for the webhook's default",
+			s.ADEndpoint)
+	}
 	return joinErrors(errs)
+}
+
+// httpsURL reports whether s is an https URL with a host and nothing that
+// could hide another host: no user info, query or fragment. Credentials go
+// to this URL, so http is never accepted.
+func httpsURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme == "https" && u.Hostname() != "" && u.User == nil && u.RawQuery == "" && u.Fragment == "" && u.Opaque == ""
 }
 
 func secretContent(t IdentityType) string {

@@ -134,6 +134,34 @@ func TestAzureIdentityValidate(t *testing.T) {
 			wantMsg:   ref + `spec has both "clientPassword" and "ClientPassword" with different values; delete one of them`,
 		},
 		{
+			name: "https adEndpoint",
+			spec: v1.AzureIdentitySpec{ClientID: "c", ADEndpoint: "https://login.microsoftonline.us/"},
+		},
+		{
+			name:      "http adEndpoint would send credentials in clear text",
+			spec:      v1.AzureIdentitySpec{ClientID: "c", ADEndpoint: "http://login.microsoftonline.us/"},
+			want:      []error{v1.ErrInvalidField},
+			wantField: "adEndpoint",
+			wantMsg: ref + `spec.adEndpoint is "http://login.microsoftonline.us/", which is not an https URL with a host; ` +
+				"set it to the Entra authority, such as https://login.microsoftonline.us/, or remove it for the webhook's default",
+		},
+		{
+			name:      "adEndpoint with user info hides its host",
+			spec:      v1.AzureIdentitySpec{ClientID: "c", ADEndpoint: "https://login.microsoftonline.com@evil.example/"},
+			want:      []error{v1.ErrInvalidField},
+			wantField: "adEndpoint",
+			wantMsg: ref + `spec.adEndpoint is "https://login.microsoftonline.com@evil.example/", which is not an https URL with a host; ` +
+				"set it to the Entra authority, such as https://login.microsoftonline.us/, or remove it for the webhook's default",
+		},
+		{
+			name:      "adEndpoint without a scheme",
+			spec:      v1.AzureIdentitySpec{ClientID: "c", ADEndpoint: "login.microsoftonline.us"},
+			want:      []error{v1.ErrInvalidField},
+			wantField: "adEndpoint",
+			wantMsg: ref + `spec.adEndpoint is "login.microsoftonline.us", which is not an https URL with a host; ` +
+				"set it to the Entra authority, such as https://login.microsoftonline.us/, or remove it for the webhook's default",
+		},
+		{
 			name:     "legacy keys alone are valid",
 			specJSON: `{"Type":0,"ClientID":"c","ResourceID":"/r"}`,
 		},
