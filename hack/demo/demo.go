@@ -207,7 +207,7 @@ func (d *demo) waitForPod(ctx context.Context) (*corev1.Pod, error) {
 	return poll(ctx, 200*time.Millisecond, fmt.Sprintf("kube-controller-manager creates a pod for Deployment %s/%s", seedNamespace, seedAppLabel), func() (*corev1.Pod, error) {
 		pods, err := d.cluster.Clientset.CoreV1().Pods(seedNamespace).List(ctx, metav1.ListOptions{LabelSelector: "run=" + seedAppLabel})
 		if err != nil || len(pods.Items) == 0 {
-			return nil, nil //nolint:nilerr // a transient list error is retried until the step times out
+			return nil, nil // a list error is retried until the step times out
 		}
 		return &pods.Items[0], nil
 	})
@@ -222,7 +222,7 @@ func (d *demo) waitRunning(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, e
 		p, err := d.cluster.Clientset.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 		switch {
 		case err != nil:
-			return nil, nil //nolint:nilerr // a transient get error is retried until the step times out
+			return nil, nil // a get error is retried until the step times out
 		case p.Status.Phase == corev1.PodFailed:
 			return nil, fmt.Errorf("pod %s/%s failed: %s %s", ns, name, p.Status.Reason, p.Status.Message)
 		case p.Status.Phase == corev1.PodRunning:
