@@ -20,7 +20,7 @@ CERTS_DIR ?= $(CURDIR)/.cache/certs
 # SCALE is bench-scale's namespace counts.
 SCALE     ?= 1,1000,5000
 
-.PHONY: all build deps test unit vet fmt-check e2e demo tools bench bench-e2e bench-sidecar bench-scale images certs generate verify-generated fuzz clean chart chart-update chart-e2e
+.PHONY: all build deps test unit vet fmt-check e2e demo tools bench bench-e2e bench-sidecar bench-scale images certs generate verify-generated fuzz clean chart chart-update chart-e2e plugin
 
 all: build
 
@@ -28,6 +28,12 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/pod-identity-webhook ./cmd/webhook
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/pod-identity-sidecar ./cmd/sidecar
+
+## plugin: the kubectl plugin, `kubectl pod-identity` once on PATH (set
+## GOOS, GOARCH and PLUGIN for another platform)
+PLUGIN ?= $(BIN)/kubectl-pod_identity
+plugin:
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(PLUGIN) ./cmd/kubectl-pod_identity
 
 ## test: formatting, vet, the unit tests and the e2e suite on a real
 ## control plane (built once into a cache outside the repository)

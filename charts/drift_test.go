@@ -50,6 +50,7 @@ var explicitFlags = []string{
 	"--native-sidecar",
 	"--live-read-timeout",
 	"--log-level",
+	"--metrics-secure",
 }
 
 var (

@@ -51,6 +51,7 @@ func run(m *testing.M) int {
 		"pod-identity-webhook": "./cmd/webhook",
 		"pod-identity-sidecar": "./cmd/sidecar",
 		"gettoken":             "./hack/gettoken",
+		"kubectl-pod_identity": "./cmd/kubectl-pod_identity",
 	} {
 		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(binDir, name), pkg)
 		cmd.Dir, cmd.Env = repoRoot, append(os.Environ(), "CGO_ENABLED=0")

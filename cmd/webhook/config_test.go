@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/version"
 )
 
 // parse runs the same flag code as run.
@@ -30,7 +29,7 @@ func TestConfigDefaults(t *testing.T) {
 	assert.Equal(t, 9443, cfg.Port)
 	assert.True(t, cfg.RequireNamespaceOptIn)
 	assert.Equal(t, "federated", cfg.DefaultTokenSource)
-	rr, err := cfg.resources()
+	rr, err := cfg.Resources()
 	require.NoError(t, err)
 	assert.Equal(t, "10Mi", rr.Requests.Memory().String())
 	assert.Equal(t, "64Mi", rr.Limits.Memory().String())
@@ -67,54 +66,26 @@ func TestConfigValidate(t *testing.T) {
 func TestConfigAllowedAuthorityHosts(t *testing.T) {
 	cfg, err := parse(t, "--sidecar-image=x")
 	require.NoError(t, err)
-	assert.Equal(t, []string{"login.microsoftonline.com", "login.chinacloudapi.cn", "login.microsoftonline.us"}, cfg.allowedAuthorityHosts(),
+	assert.Equal(t, []string{"login.microsoftonline.com", "login.chinacloudapi.cn", "login.microsoftonline.us"}, cfg.AllowedHosts(),
 		"the public clouds by default")
 
 	cfg, err = parse(t, "--sidecar-image=x", "--authority-host=https://127.0.0.1:8443/")
 	require.NoError(t, err)
-	assert.Equal(t, []string{"login.microsoftonline.com", "login.chinacloudapi.cn", "login.microsoftonline.us", "127.0.0.1:8443"}, cfg.allowedAuthorityHosts(),
+	assert.Equal(t, []string{"login.microsoftonline.com", "login.chinacloudapi.cn", "login.microsoftonline.us", "127.0.0.1:8443"}, cfg.AllowedHosts(),
 		"and the default authority's host")
 
 	cfg, err = parse(t, "--sidecar-image=x", "--authority-host=https://login.azurestack.example/", "--allowed-authority-hosts=login.azurestack.example, login.microsoftonline.com")
 	require.NoError(t, err)
-	assert.Equal(t, []string{"login.azurestack.example", "login.microsoftonline.com"}, cfg.allowedAuthorityHosts(), "the flag replaces the default")
+	assert.Equal(t, []string{"login.azurestack.example", "login.microsoftonline.com"}, cfg.AllowedHosts(), "the flag replaces the default")
 }
 
 func TestConfigResourcesEmptyLimit(t *testing.T) {
 	cfg, err := parse(t, "--sidecar-image=x", "--sidecar-cpu-limit=", "--sidecar-memory-limit=")
 	require.NoError(t, err)
-	rr, err := cfg.resources()
+	rr, err := cfg.Resources()
 	require.NoError(t, err)
 	assert.Empty(t, rr.Limits)
 	assert.Contains(t, rr.Requests, corev1.ResourceCPU)
-}
-
-func TestSupportsNativeSidecar(t *testing.T) {
-	tests := map[string]struct {
-		major, minor string
-		want         bool
-		err          bool
-	}{
-		"1.37":      {"1", "37", true, false},
-		"1.29":      {"1", "29", true, false},
-		"1.28":      {"1", "28", false, false},
-		"1.30+":     {"1", "30+", true, false},
-		"2.0":       {"2", "0", true, false},
-		"garbage":   {"one", "x", false, true},
-		"empty":     {"", "", false, true},
-		"1.28+ eks": {"1", "28+", false, false},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			got, err := supportsNativeSidecar(&version.Info{Major: tc.major, Minor: tc.minor})
-			if tc.err {
-				require.Error(t, err)
-				return
-			}
-			require.NoError(t, err)
-			assert.Equal(t, tc.want, got)
-		})
-	}
 }
 
 // TestMetricsOptions: by default metrics are served over HTTPS behind the

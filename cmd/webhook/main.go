@@ -13,8 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -23,8 +21,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/version"
-	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -42,7 +38,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
-	"github.com/podidentity/injector/internal/inject"
 	buildinfo "github.com/podidentity/injector/internal/version"
 	"github.com/podidentity/injector/internal/webhook"
 )
@@ -85,12 +80,12 @@ func run(ctx context.Context, args []string) error {
 	restCfg.UserAgent = "pod-identity-webhook"
 
 	// The server version is asked once, here; the handler gets a plain bool.
-	native, serverVersion, err := nativeSidecar(cfg.NativeSidecar, restCfg)
+	native, serverVersion, err := webhook.NativeSidecar(cfg.NativeSidecar, restCfg)
 	if err != nil {
 		return err
 	}
 	log.Info("starting", "serverVersion", serverVersion, "nativeSidecar", native, "sidecarImage", cfg.SidecarImage,
-		"allowedAuthorityHosts", cfg.allowedAuthorityHosts())
+		"allowedAuthorityHosts", cfg.AllowedHosts())
 
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -126,28 +121,16 @@ func run(ctx context.Context, args []string) error {
 	if err := metrics.Register(ctrlmetrics.Registry); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
-	resources, _ := cfg.resources()
+	injectCfg, err := cfg.InjectConfig(native)
+	if err != nil {
+		return err
+	}
 	handler, err := webhook.NewHandler(webhook.Options{
 		Resolver: &webhook.Resolver{
-			Cache:       mgr.GetCache(),
-			Live:        mgr.GetAPIReader(),
-			LiveTimeout: cfg.LiveReadTimeout,
-			Defaults: webhook.Defaults{
-				TenantID:              cfg.DefaultTenantID,
-				AuthorityHost:         cfg.AuthorityHost,
-				AllowedAuthorityHosts: cfg.allowedAuthorityHosts(),
-				TokenSource:           cfg.DefaultTokenSource,
-			},
+			Lookup:   webhook.CacheThenLive(mgr.GetCache(), mgr.GetAPIReader(), cfg.LiveReadTimeout),
+			Defaults: cfg.Defaults(),
 		},
-		Inject: inject.Config{
-			SidecarImage:    cfg.SidecarImage,
-			ImagePullPolicy: corev1.PullPolicy(cfg.SidecarPullPolicy),
-			Port:            cfg.TokenPort,
-			Resources:       resources,
-			NativeSidecar:   native,
-			// The sidecar checks every authority against the same list.
-			AllowedAuthorityHosts: cfg.allowedAuthorityHosts(),
-		},
+		Inject:       injectCfg,
 		RequireOptIn: cfg.RequireNamespaceOptIn,
 		Metrics:      metrics,
 	})
@@ -243,35 +226,6 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 		return nil, fmt.Errorf("in-cluster config (outside a cluster, pass --kubeconfig): %w", err)
 	}
 	return c, nil
-}
-
-// nativeSidecar decides whether to inject a native sidecar. With "auto" it
-// asks the API server for its version: native sidecars need 1.29.
-func nativeSidecar(mode string, cfg *rest.Config) (bool, string, error) {
-	if mode != "auto" {
-		return mode == "true", "not asked", nil
-	}
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return false, "", fmt.Errorf("discovery client: %w", err)
-	}
-	v, err := dc.ServerVersion()
-	if err != nil {
-		return false, "", fmt.Errorf("get API server version: %w", err)
-	}
-	ok, err := supportsNativeSidecar(v)
-	return ok, v.GitVersion, err
-}
-
-// supportsNativeSidecar reports whether v is 1.29 or later. Minor versions
-// of some distributions carry a "+" suffix.
-func supportsNativeSidecar(v *version.Info) (bool, error) {
-	major, err1 := strconv.Atoi(strings.TrimSuffix(v.Major, "+"))
-	minor, err2 := strconv.Atoi(strings.TrimSuffix(v.Minor, "+"))
-	if err := errors.Join(err1, err2); err != nil {
-		return false, fmt.Errorf("parse API server version %q.%q (set --native-sidecar): %w", v.Major, v.Minor, err)
-	}
-	return major > 1 || (major == 1 && minor >= 29), nil
 }
 
 // parseLevel maps --log-level to a slog level.

@@ -78,11 +78,24 @@ const (
 // and AzureIdentity objects, so they are still read, with a deprecation
 // warning (see Lookup). Only the Prefix key is ever written.
 func LegacyKey(key string) string {
+	if legacy, ok := legacyKeys[key]; ok {
+		return legacy
+	}
 	if rest, ok := strings.CutPrefix(key, Prefix+"/"); ok {
 		return Group + "/" + rest
 	}
 	return key
 }
+
+// legacyKeys holds LegacyKey of the keys the webhook reads on every
+// admission, so that reading them allocates nothing.
+var legacyKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{InjectAnnotation, SkipContainersAnnotation, TokenPortAnnotation, TokenSourceAnnotation, InjectedAnnotation} {
+		m[k] = Group + "/" + strings.TrimPrefix(k, Prefix+"/")
+	}
+	return m
+}()
 
 // Lookup reads key from m (the annotations or labels of an object) and
 // falls back to LegacyKey(key). The key wins when both are set;

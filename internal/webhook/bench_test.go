@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
@@ -105,9 +106,55 @@ func (r *indexerReader) List(_ context.Context, list client.ObjectList, opts ...
 	return meta.SetList(list, items)
 }
 
+// benchInputs are the pods the admission benchmarks run on: the seed
+// Deployment's template as a bare pod, and the same pod as the API server
+// really sends it once a ReplicaSet made it and the admission plugins before
+// the webhook ran.
+var benchInputs = []struct {
+	name       string
+	controller bool
+}{{"seed", false}, {"controller-made", true}}
+
+// controllerMade dresses pod as the API server sends a ReplicaSet's pod to
+// a mutating webhook: owner reference, managed fields, the service account
+// token volume, default tolerations and the defaulted fields.
+func controllerMade(pod *corev1.Pod) {
+	pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "my-app-7c9d8b6f5",
+		UID: "6f1c1a52-3a38-4c39-9d0b-1f4e2d3c4b5a", Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}}
+	pod.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate,
+		APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:generateName":{},"f:labels":{".":{},"f:aadpodidbinding":{},"f:pod-template-hash":{},"f:run":{}},"f:ownerReferences":{".":{},"k:{\"uid\":\"6f1c1a52-3a38-4c39-9d0b-1f4e2d3c4b5a\"}":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"my-app\"}":{".":{},"f:image":{},"f:imagePullPolicy":{},"f:name":{},"f:resources":{},"f:terminationMessagePath":{},"f:terminationMessagePolicy":{},"f:volumeMounts":{".":{},"k:{\"mountPath\":\"/var/data\"}":{".":{},"f:mountPath":{},"f:name":{}}}}},"f:dnsPolicy":{},"f:enableServiceLinks":{},"f:initContainers":{".":{},"k:{\"name\":\"data-init\"}":{".":{},"f:args":{},"f:command":{},"f:image":{},"f:name":{}}},"f:restartPolicy":{},"f:schedulerName":{},"f:securityContext":{},"f:terminationGracePeriodSeconds":{},"f:volumes":{".":{},"k:{\"name\":\"data-init\"}":{".":{},"f:emptyDir":{},"f:name":{}}}}}`)}}}
+	pod.Labels["pod-template-hash"] = "7c9d8b6f5"
+	pod.Spec.ServiceAccountName, pod.Spec.DeprecatedServiceAccount = "default", "default"
+	pod.Spec.RestartPolicy, pod.Spec.DNSPolicy, pod.Spec.SchedulerName = corev1.RestartPolicyAlways, corev1.DNSClusterFirst, corev1.DefaultSchedulerName
+	pod.Spec.TerminationGracePeriodSeconds, pod.Spec.EnableServiceLinks = ptr.To[int64](30), ptr.To(true)
+	pod.Spec.SecurityContext, pod.Spec.Priority, pod.Spec.PreemptionPolicy = &corev1.PodSecurityContext{}, ptr.To[int32](0), ptr.To(corev1.PreemptLowerPriority)
+	pod.Spec.Tolerations = []corev1.Toleration{
+		{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)},
+		{Key: "node.kubernetes.io/unreachable", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)},
+	}
+	pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "kube-api-access-x7k2p", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		DefaultMode: ptr.To[int32](420),
+		Sources: []corev1.VolumeProjection{
+			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{ExpirationSeconds: ptr.To[int64](3607), Path: "token"}},
+			{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}, Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
+			{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{Path: "namespace", FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}}}},
+		},
+	}}})
+	mount := corev1.VolumeMount{Name: "kube-api-access-x7k2p", ReadOnly: true, MountPath: "/var/run/secrets/kubernetes.io/serviceaccount"}
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			c := &cs[i]
+			c.VolumeMounts = append(c.VolumeMounts, mount)
+			c.TerminationMessagePath, c.TerminationMessagePolicy = corev1.TerminationMessagePathDefault, corev1.TerminationMessageReadFile
+			c.ImagePullPolicy = corev1.PullAlways
+		}
+	}
+}
+
 // seedRequest builds the AdmissionReview the API server sends for the seed
-// Deployment's pod, and a warm cache holding the seed's objects.
-func seedRequest(b *testing.B) ([]byte, client.Reader) {
+// Deployment's pod, dressed as a controller's pod when controller is set,
+// and a warm cache holding the seed's objects.
+func seedRequest(b *testing.B, controller bool) ([]byte, client.Reader) {
 	b.Helper()
 	var dep struct {
 		Spec struct {
@@ -123,6 +170,9 @@ func seedRequest(b *testing.B) ([]byte, client.Reader) {
 		Spec:       dep.Spec.Template.Spec,
 	}
 	pod.GenerateName, pod.Namespace = "my-app-7c9d8b6f5-", "default"
+	if controller {
+		controllerMade(&pod)
+	}
 	raw, err := json.Marshal(&pod)
 	require.NoError(b, err)
 	req := podRequest(b, "default", raw)
@@ -159,7 +209,13 @@ func codecs(b testing.TB) runtime.Decoder {
 // BenchmarkFloor is what any webhook pays: decode the AdmissionReview that
 // carries the seed pod, decode the pod, and marshal it again.
 func BenchmarkFloor(b *testing.B) {
-	review, _ := seedRequest(b)
+	for _, in := range benchInputs {
+		b.Run(in.name, func(b *testing.B) { benchFloor(b, in.controller) })
+	}
+}
+
+func benchFloor(b *testing.B, controller bool) {
+	review, _ := seedRequest(b, controller)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -181,11 +237,17 @@ func BenchmarkFloor(b *testing.B) {
 // decode the review, resolve against a warm cache, inject, build the patch
 // and encode the response review.
 func BenchmarkAdmission(b *testing.B) {
-	review, reader := seedRequest(b)
+	for _, in := range benchInputs {
+		b.Run(in.name, func(b *testing.B) { benchAdmission(b, in.controller) })
+	}
+}
+
+func benchAdmission(b *testing.B, controller bool) {
+	review, reader := seedRequest(b, controller)
 	h := newTestHandler(b, reader, nil, testInjectConfig(), testSecret)
-	h.opts.Metrics = nil
+	h.metrics = nil
 	// The seed's identity names no tenant; the operator's flag supplies it.
-	h.opts.Resolver.Defaults.TenantID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+	h.planner.Resolver.Defaults.TenantID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()

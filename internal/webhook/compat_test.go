@@ -124,15 +124,16 @@ func TestCompatSharedSelector(t *testing.T) {
 		assert.Contains(t, resp.Result.Message, "AzureIdentityBinding demo/az-id-1-binding")
 		assert.Contains(t, resp.Result.Message, "AzureIdentityBinding demo/az-id-2-binding")
 		d := decideDemo(t, labels, b1, b2)
-		assert.ErrorIs(t, d.err, ErrIdentityNotFound)
+		assert.ErrorIs(t, d.Err, ErrIdentityNotFound)
 	})
 }
 
-func decideDemo(t *testing.T, labels string, objs ...string) decision {
+func decideDemo(t *testing.T, labels string, objs ...string) Decision {
 	t.Helper()
 	cache := newWireReader(t, fakeReader(t, optedIn("demo")), objs...)
 	raw := []byte(`{"metadata":{"name":"demo","namespace":"demo","labels":` + labels + `},"spec":{"containers":[{"name":"demo","image":"nginx"}]}}`)
-	return newTestHandler(t, cache, nil, testInjectConfig(), testSecret).decide(context.Background(), podRequest(t, "demo", raw))
+	d, _ := newTestHandler(t, cache, nil, testInjectConfig(), testSecret).decide(context.Background(), podRequest(t, "demo", raw))
+	return d
 }
 
 // TestCompatUnreadableBinding: a binding whose selector cannot be read
@@ -153,8 +154,8 @@ func TestCompatUnreadableBinding(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			d := decideDemo(t, labels, azID("demo-id", "c1"), tc.binding)
-			assert.ErrorIs(t, d.err, ErrInvalidBinding)
-			assert.NotErrorIs(t, d.err, ErrNoBinding)
+			assert.ErrorIs(t, d.Err, ErrInvalidBinding)
+			assert.NotErrorIs(t, d.Err, ErrNoBinding)
 			resp := admitDemo(t, labels, azID("demo-id", "c1"), tc.binding)
 			require.False(t, resp.Allowed)
 			assert.Contains(t, resp.Result.Message, "AzureIdentityBinding demo/demo-binding")

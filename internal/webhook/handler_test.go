@@ -52,7 +52,7 @@ func newTestHandler(t testing.TB, cache, live client.Reader, cfg inject.Config, 
 	t.Helper()
 	h, err := NewHandler(Options{
 		Resolver: &Resolver{
-			Cache: cache, Live: live, LiveTimeout: 1e9,
+			Lookup: CacheThenLive(cache, live, 1e9),
 			// The webhook gives the resolver and the sidecar one allow-list.
 			Defaults: Defaults{TokenSource: names.TokenSourceFederated, AllowedAuthorityHosts: cfg.AllowedAuthorityHosts},
 		},
@@ -157,7 +157,7 @@ func TestHandlerGolden(t *testing.T) {
 			objs := append(objectsFor(c, selector), optedIn(ns))
 			cache := fakeReader(t, objs...)
 			defaults := Defaults{TokenSource: names.TokenSourceFederated, AllowedAuthorityHosts: c.Config.AllowedAuthorityHosts}
-			res, err := (&Resolver{Cache: cache, Defaults: defaults}).Resolve(context.Background(), ns, selector)
+			res, err := (&Resolver{Lookup: ReaderLookup{Reader: cache}, Defaults: defaults}).Resolve(context.Background(), ns, selector)
 			require.NoError(t, err)
 			want := slices.Clone(c.Identities)
 			slices.SortFunc(want, func(a, b inject.Identity) int { return strings.Compare(a.Name, b.Name) })
@@ -480,9 +480,9 @@ func TestHandlerDecisions(t *testing.T) {
 				assert.NotContains(t, strings.Join(resp.Warnings, "\n"), "deprecated", "new keys draw no deprecation warning")
 			}
 			if tc.reason != nil {
-				d := h.decide(context.Background(), tc.req())
-				assert.ErrorIs(t, d.err, tc.reason)
-				assert.True(t, strings.HasSuffix(resp.Result.Message, d.err.Error()), "the message is the error: %q", resp.Result.Message)
+				d, _ := h.decide(context.Background(), tc.req())
+				assert.ErrorIs(t, d.Err, tc.reason)
+				assert.True(t, strings.HasSuffix(resp.Result.Message, d.Err.Error()), "the message is the error: %q", resp.Result.Message)
 				prefix := "pod team-a/web: "
 				if tc.code == http.StatusBadRequest {
 					prefix = "bad admission request req-1 for pod team-a/: "
@@ -682,10 +682,10 @@ func TestNewHandlerChecksOptions(t *testing.T) {
 		opts Options
 		want string
 	}{
-		"no resolver":      {Options{Inject: testInjectConfig()}, "a Resolver with a Cache is required"},
-		"no cache":         {Options{Resolver: &Resolver{}, Inject: testInjectConfig()}, "a Resolver with a Cache is required"},
-		"no sidecar image": {Options{Resolver: &Resolver{Cache: cache}, Inject: inject.Config{Port: 8181}}, "sidecar image"},
-		"bad port":         {Options{Resolver: &Resolver{Cache: cache}, Inject: inject.Config{SidecarImage: "x", Port: 0}}, "token port 0"},
+		"no resolver":      {Options{Inject: testInjectConfig()}, "a Resolver with a Lookup is required"},
+		"no cache":         {Options{Resolver: &Resolver{}, Inject: testInjectConfig()}, "a Resolver with a Lookup is required"},
+		"no sidecar image": {Options{Resolver: &Resolver{Lookup: ReaderLookup{Reader: cache}}, Inject: inject.Config{Port: 8181}}, "sidecar image"},
+		"bad port":         {Options{Resolver: &Resolver{Lookup: ReaderLookup{Reader: cache}}, Inject: inject.Config{SidecarImage: "x", Port: 0}}, "token port 0"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -694,11 +694,11 @@ func TestNewHandlerChecksOptions(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
-	h, err := NewHandler(Options{Resolver: &Resolver{Cache: cache}, Inject: testInjectConfig()})
+	h, err := NewHandler(Options{Resolver: &Resolver{Lookup: ReaderLookup{Reader: cache}}, Inject: testInjectConfig()})
 	require.NoError(t, err)
-	s1, err := h.opts.NewSecret()
+	s1, err := h.planner.newSecret()
 	require.NoError(t, err)
-	s2, _ := h.opts.NewSecret()
+	s2, _ := h.planner.newSecret()
 	assert.Len(t, s1, 43, "32 random bytes, base64url")
 	assert.NotEqual(t, s1, s2, "a fresh secret per pod")
 }
@@ -718,7 +718,7 @@ func TestMetricsByNamespace(t *testing.T) {
 		require.NoError(t, err)
 		h.Handle(context.Background(), podRequest(t, ns, raw))
 	}
-	m := h.opts.Metrics
+	m := h.metrics
 	assert.Equal(t, 1.0, testutil.ToFloat64(m.Decisions.WithLabelValues("team-a", OutcomeInjected)))
 	assert.Equal(t, 2.0, testutil.ToFloat64(m.Decisions.WithLabelValues("team-b", OutcomeDenied)))
 	assert.Equal(t, 2.0, testutil.ToFloat64(m.ResolveErrors.WithLabelValues("team-b", "no_binding")))

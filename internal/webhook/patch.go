@@ -8,8 +8,9 @@ import (
 	"strconv"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	"reflect"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Why not a whole-pod diff: jsonpatch.CreatePatch compares arrays index by
@@ -42,7 +43,7 @@ var errNotAdditive = errors.New("mutation is not additive")
 // patchFor returns the JSON Patch (RFC 6902) that turns orig into mutated.
 // Both are typed pods: unknown fields of the raw request are in neither, so
 // no op can touch them.
-func patchFor(orig, mutated *corev1.Pod) ([]op, error) {
+func PatchFor(orig, mutated *corev1.Pod) ([]op, error) {
 	var ops []op
 	var err error
 	if ops, err = addAnnotations(ops, orig.Annotations, mutated.Annotations); err != nil {

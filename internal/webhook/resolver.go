@@ -8,10 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
 	"github.com/podidentity/injector/internal/inject"
@@ -71,17 +69,11 @@ type Defaults struct {
 	TokenSource string
 }
 
-// Resolver finds the identities bound to a selector in a namespace. It
-// reads from a cache, and on a miss reads the API server once, since an
-// object created a moment before the pod may not have reached the cache
-// yet (a `kubectl apply -f dir/` race).
+// Resolver finds the identities bound to a selector in a namespace.
 type Resolver struct {
-	// Cache is the informer-backed reader.
-	Cache client.Reader
-	// Live reads the API server; nil disables the fallback.
-	Live client.Reader
-	// LiveTimeout bounds the one live read.
-	LiveTimeout time.Duration
+	// Lookup reads the objects: in the webhook its informer cache, then
+	// the API server on a miss (CacheThenLive).
+	Lookup Lookup
 	// Defaults for fields the identity leaves out.
 	Defaults Defaults
 }
@@ -92,6 +84,9 @@ type Resolution struct {
 	Identities []inject.Identity
 	// Warnings name legacy spellings in the objects used.
 	Warnings []string
+	// BoundBy names, per identity, the bindings that bound it, for
+	// explaining the choice.
+	BoundBy map[string][]string
 }
 
 // Resolve returns the identities that the bindings with selector in
@@ -134,6 +129,10 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, selector string) (Res
 			return res, reasonf(ErrInvalidBinding, "selector %q: %w", selector, err)
 		}
 		weight := int(b.Spec.Weight)
+		if res.BoundBy == nil {
+			res.BoundBy = map[string][]string{}
+		}
+		res.BoundBy[b.Spec.AzureIdentity] = append(res.BoundBy[b.Spec.AzureIdentity], b.Name)
 		if at, ok := byName[b.Spec.AzureIdentity]; ok {
 			res.Identities[at].Weight = max(res.Identities[at].Weight, weight)
 			continue
@@ -177,23 +176,13 @@ func unreadableWhat(n int) string {
 }
 
 // matchingBindings lists the bindings of namespace whose selector equals
-// selector, and those whose selector cannot be read, from the cache, else
-// once from the API server.
+// selector, and those whose selector cannot be read.
 func (r *Resolver) matchingBindings(ctx context.Context, namespace, selector string) (found, unreadable []aadv1.AzureIdentityBinding, err error) {
-	var list aadv1.AzureIdentityBindingList
-	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+	items, err := r.Lookup.Bindings(ctx, namespace, selector)
+	if err != nil {
 		return nil, nil, fmt.Errorf("%w: list AzureIdentityBindings in namespace %s: %w", ErrLookup, namespace, err)
 	}
-	found, unreadable = filterBindings(list.Items, selector)
-	if len(found) > 0 || r.Live == nil {
-		return found, unreadable, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, r.LiveTimeout)
-	defer cancel()
-	if err := r.Live.List(ctx, &list, client.InNamespace(namespace)); err != nil {
-		return nil, nil, fmt.Errorf("%w: list AzureIdentityBindings in namespace %s: %w", ErrLookup, namespace, err)
-	}
-	found, unreadable = filterBindings(list.Items, selector)
+	found, unreadable = filterBindings(items, selector)
 	return found, unreadable, nil
 }
 
@@ -219,14 +208,7 @@ func filterBindings(items []aadv1.AzureIdentityBinding, selector string) (found,
 // identity is looked up in the binding's namespace, which is the pod's: a
 // name can never reach into another namespace.
 func (r *Resolver) identity(ctx context.Context, namespace, selector string, b *aadv1.AzureIdentityBinding) (inject.Identity, []string, error) {
-	var ai aadv1.AzureIdentity
-	key := client.ObjectKey{Namespace: namespace, Name: b.Spec.AzureIdentity}
-	err := r.Cache.Get(ctx, key, &ai)
-	if err != nil && apierrors.IsNotFound(err) && r.Live != nil {
-		liveCtx, cancel := context.WithTimeout(ctx, r.LiveTimeout)
-		err = r.Live.Get(liveCtx, key, &ai)
-		cancel()
-	}
+	ai, err := r.Lookup.Identity(ctx, namespace, b.Spec.AzureIdentity)
 	switch {
 	case err == nil:
 	case apierrors.IsNotFound(err):
@@ -239,7 +221,7 @@ func (r *Resolver) identity(ctx context.Context, namespace, selector string, b *
 	if w := names.DeprecationWarning(fmt.Sprintf("AzureIdentity %s/%s", ai.Namespace, ai.Name), "annotation", ai.Annotations, names.TokenSourceAnnotation); w != "" {
 		warnings = append(warnings, w)
 	}
-	id, err := r.convert(&ai)
+	id, err := r.convert(ai)
 	if err != nil {
 		return inject.Identity{}, warnings, reasonf(ErrInvalidIdentity, "selector %q: %w", selector, err)
 	}

@@ -63,3 +63,22 @@ Call as: include "pii.image" (dict "image" .Values.image "root" .)
 {{- if not (has .Release.Namespace $ns) }}{{ $ns = append $ns .Release.Namespace }}{{ end -}}
 {{ toJson $ns }}
 {{- end }}
+
+{{/* HTTPS metrics: verify the serving certificate with the CA cert-manager
+stores beside it; a Secret you supply may hold no ca.crt, so then the
+bearer token alone is what the endpoint checks. */}}
+{{- define "pii.metricsTLS" -}}
+{{- if .Values.metrics.secure }}
+scheme: https
+tlsConfig:
+  {{- if .Values.certManager.enabled }}
+  serverName: {{ include "pii.name" . }}.{{ .Release.Namespace }}.svc
+  ca:
+    secret:
+      name: {{ include "pii.servingSecret" . }}
+      key: ca.crt
+  {{- else }}
+  insecureSkipVerify: true
+  {{- end }}
+{{- end }}
+{{- end }}

@@ -430,10 +430,8 @@ func (e *Env) startWebhook(ctx context.Context) error {
 		// token; manifests/ serves them over HTTPS behind authn/authz.
 		"--metrics-secure=false",
 		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(ports[2]),
-		"--sidecar-image=" + e.opts.SidecarImage,
-		"--default-tenant-id=" + TenantID,
-		"--authority-host=" + e.AAD.AuthorityHost(),
-	}, e.opts.WebhookArgs...)
+	}, e.WebhookArgs()...)
+	args = append(args, e.opts.WebhookArgs...)
 	e.whLog, err = os.Create(filepath.Join(e.dir, "webhook.log"))
 	if err != nil {
 		return err

@@ -43,6 +43,14 @@ func (e *Env) DeclareFederatedCredential(clientID, namespace, serviceAccount str
 	})
 }
 
+// FederatedCredentials are the credentials declared so far, as the fake
+// Entra ID holds them.
+func (e *Env) FederatedCredentials() []fakeaad.FederatedCredential {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]fakeaad.FederatedCredential(nil), e.creds...)
+}
+
 // verifyAssertion checks a federated client assertion against the declared
 // credentials, with the signature checked against the apiserver's JWKS.
 func (e *Env) verifyAssertion(clientID, tenantID, assertion string) error {

@@ -1,0 +1,132 @@
+package webhook
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
+	"github.com/podidentity/injector/internal/manifest"
+)
+
+func binding(ns, name, selector string) *aadv1.AzureIdentityBinding {
+	return &aadv1.AzureIdentityBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: aadv1.AzureIdentityBindingSpec{AzureIdentity: "id", Selector: selector}}
+}
+
+func identity(ns, name string) *aadv1.AzureIdentity {
+	return &aadv1.AzureIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: aadv1.AzureIdentitySpec{ClientID: "c"}}
+}
+
+// countingReader counts the reads that reach the reader behind it.
+type countingReader struct {
+	client.Reader
+	reads int
+}
+
+func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.reads++
+	return c.Reader.Get(ctx, key, obj, opts...)
+}
+
+func (c *countingReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	c.reads++
+	return c.Reader.List(ctx, list, opts...)
+}
+
+func TestFallbackLookupReadsLiveOnlyOnAMiss(t *testing.T) {
+	ctx := context.Background()
+	cache := fakeReader(t, optedIn("a"), identity("a", "cached"), binding("a", "b1", "reader"))
+	apiServer := &countingReader{Reader: fakeReader(t, optedIn("a"), optedIn("new"), identity("a", "cached"), identity("a", "fresh"),
+		binding("a", "b1", "reader"), binding("a", "b2", "writer"))}
+	l := CacheThenLive(cache, apiServer, 1e9)
+
+	_, err := l.Identity(ctx, "a", "cached")
+	require.NoError(t, err)
+	_, err = l.Namespace(ctx, "a")
+	require.NoError(t, err)
+	items, err := l.Bindings(ctx, "a", "reader")
+	require.NoError(t, err)
+	assert.Len(t, items, 1)
+	assert.Zero(t, apiServer.reads, "hits are served from the cache alone")
+
+	ai, err := l.Identity(ctx, "a", "fresh")
+	require.NoError(t, err, "an identity not yet in the cache is read live")
+	assert.Equal(t, "fresh", ai.Name)
+	_, err = l.Namespace(ctx, "new")
+	require.NoError(t, err, "so is a namespace")
+	items, err = l.Bindings(ctx, "a", "writer")
+	require.NoError(t, err)
+	assert.Len(t, items, 2, "bindings without the pod's selector are listed again, live")
+	assert.Equal(t, 3, apiServer.reads)
+
+	_, err = l.Identity(ctx, "a", "nowhere")
+	assert.True(t, apierrors.IsNotFound(err), "missing everywhere is NotFound: %v", err)
+
+	_, err = l.Exceptions(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, 4, apiServer.reads, "exceptions never go live")
+}
+
+func TestMemoryLookup(t *testing.T) {
+	const objs = `
+apiVersion: v1
+kind: Namespace
+metadata: {name: a, annotations: {podidentity.github.io/inject: enabled}}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentity
+metadata: {name: id, namespace: a}
+spec: {type: 0, clientID: c}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: bz, namespace: a}
+spec: {azureIdentity: id, selector: s}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: by, namespace: a}
+spec: {azureIdentity: id, selector: s}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: bx, namespace: b}
+spec: {azureIdentity: id, selector: s}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzurePodIdentityException
+metadata: {name: e, namespace: a}
+spec: {podLabels: {app: x}}
+`
+	var set manifest.Set
+	require.NoError(t, set.Read("objs.yaml", strings.NewReader(objs), "default"))
+	l := NewMemoryLookup(&set)
+	ctx := context.Background()
+
+	ns, err := l.Namespace(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, "enabled", ns.Annotations["podidentity.github.io/inject"])
+	ns, err = l.Namespace(ctx, "elsewhere")
+	require.NoError(t, err, "a namespace the files do not hold exists, plain")
+	assert.Empty(t, ns.Annotations)
+
+	bs, err := l.Bindings(ctx, "a", "s")
+	require.NoError(t, err)
+	require.Len(t, bs, 2, "only namespace a's bindings")
+	assert.Equal(t, []string{"by", "bz"}, []string{bs[0].Name, bs[1].Name}, "sorted by name, as the API server lists")
+
+	_, err = l.Identity(ctx, "a", "id")
+	require.NoError(t, err)
+	_, err = l.Identity(ctx, "b", "id")
+	assert.True(t, apierrors.IsNotFound(err), "never across namespaces: %v", err)
+
+	es, err := l.Exceptions(ctx, "a")
+	require.NoError(t, err)
+	assert.Len(t, es, 1)
+}

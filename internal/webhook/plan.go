@@ -1,0 +1,225 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podidentity/injector/internal/inject"
+	"github.com/podidentity/injector/internal/names"
+)
+
+// Planner decides what the webhook does to a pod. It needs no admission
+// request: the handler calls it for every pod it admits, and the kubectl
+// plugin calls it for pods and templates read from files or a cluster, so
+// that both give the same answer.
+type Planner struct {
+	// Resolver finds the identities of a selector, through its Lookup.
+	Resolver *Resolver
+	// Inject is passed to inject.Inject for every pod.
+	Inject inject.Config
+	// RequireOptIn, when true, injects only into namespaces that carry
+	// names.InjectAnnotation=enabled (or its legacy spelling, with a
+	// deprecation warning) as an annotation or a label.
+	RequireOptIn bool
+	// NewSecret makes the per-pod IDENTITY_HEADER value; nil means
+	// RandomSecret.
+	NewSecret func() (string, error)
+}
+
+// Decision is what the webhook does to one pod.
+type Decision struct {
+	// Outcome is one of the Outcome* constants, as the metrics count them.
+	Outcome string
+	// Message is the reason of a skip or a deny, as kubectl shows it.
+	Message string
+	// Err is the error of a deny or an error.
+	Err error
+	// ResolveErr is true when Err came from resolving the selector.
+	ResolveErr bool
+	// Warnings go back to the user as admission warnings.
+	Warnings []string
+	// Identities and DefaultIdentity are what an injected pod got, and
+	// BoundBy the bindings that bound each identity.
+	Identities      []inject.Identity
+	DefaultIdentity string
+	BoundBy         map[string][]string
+	// Mutated is the injected pod, and PatchBase the pod the patch applies
+	// to: the input, less a stale injected-identities annotation that the
+	// patch overwrites.
+	Mutated, PatchBase *corev1.Pod
+}
+
+// Patch is the JSON Patch of an injection: add operations only, for the
+// subtrees that inject touches.
+func (d *Decision) Patch() ([]byte, error) {
+	if d.Outcome != OutcomeInjected {
+		return nil, fmt.Errorf("no patch for a pod that was %s", d.Outcome)
+	}
+	ref := inject.PodRef(d.PatchBase)
+	ops, err := PatchFor(d.PatchBase, d.Mutated)
+	if err != nil {
+		return nil, fmt.Errorf("pod %s: %w", ref, err)
+	}
+	patch, err := json.Marshal(ops)
+	if err != nil {
+		return nil, fmt.Errorf("pod %s: encode patch: %w", ref, err)
+	}
+	return patch, nil
+}
+
+func (p *Planner) newSecret() (string, error) {
+	if p.NewSecret == nil {
+		return RandomSecret()
+	}
+	return p.NewSecret()
+}
+
+// Plan decides for pod, whose Namespace must be set: skip, deny or inject,
+// with the warnings of every object it read. It never modifies pod.
+func (p *Planner) Plan(ctx context.Context, pod *corev1.Pod) (d Decision) {
+	ref := inject.PodRef(pod)
+	namespace := pod.Namespace
+	selector, ok := pod.Labels[names.BindingLabel]
+	if !ok {
+		return Decision{Outcome: OutcomeSkipped, Message: fmt.Sprintf("pod %s has no %s label", ref, names.BindingLabel)}
+	}
+	// Every answer from here on carries the deprecation warnings of the
+	// pod's and the namespace's legacy keys.
+	var deprecated []string
+	defer func() { d.Warnings = append(deprecated, d.Warnings...) }()
+	for _, key := range podKeys {
+		if w := names.DeprecationWarning("Pod "+ref, "annotation", pod.Annotations, key); w != "" {
+			deprecated = append(deprecated, w)
+		}
+	}
+	if v, _ := names.Lookup(pod.Annotations, names.InjectAnnotation); v == names.InjectDisabled {
+		return Decision{Outcome: OutcomeSkipped, Message: fmt.Sprintf("pod %s opted out with %s=%s", ref, names.InjectAnnotation, names.InjectDisabled)}
+	}
+	if p.RequireOptIn {
+		in, nsWarnings, err := p.optedIn(ctx, namespace)
+		deprecated = append(deprecated, nsWarnings...)
+		if err != nil {
+			return Decision{Outcome: OutcomeErrored, Err: err, ResolveErr: true}
+		}
+		if !in {
+			return Decision{Outcome: OutcomeSkipped, Message: fmt.Sprintf("namespace %s has not opted in; annotate it %s=%s", namespace, names.InjectAnnotation, names.InjectEnabled)}
+		}
+	}
+	exc, excWarnings, err := p.exception(ctx, pod)
+	if err != nil {
+		return Decision{Outcome: OutcomeErrored, Err: err, ResolveErr: true}
+	}
+	if exc != "" {
+		return Decision{Outcome: OutcomeSkipped, Warnings: excWarnings, Message: fmt.Sprintf("pod %s matches AzurePodIdentityException %s/%s", ref, namespace, exc)}
+	}
+
+	res, err := p.Resolver.Resolve(ctx, namespace, selector)
+	res.Warnings = append(excWarnings, res.Warnings...)
+	if err != nil {
+		if errors.Is(err, ErrLookup) {
+			return Decision{Outcome: OutcomeErrored, Err: err, ResolveErr: true, Warnings: res.Warnings}
+		}
+		return Decision{Outcome: OutcomeDenied, Err: err, ResolveErr: true, Warnings: res.Warnings,
+			Message: fmt.Sprintf("pod %s: %v", ref, err)}
+	}
+	secret, err := p.newSecret()
+	if err != nil {
+		return Decision{Outcome: OutcomeErrored, Err: err}
+	}
+	mutated, result, err := inject.Inject(pod, res.Identities, p.Inject, secret)
+	warnings := append(res.Warnings, result.Warnings...)
+	if err != nil {
+		return Decision{Outcome: OutcomeDenied, Err: err, Warnings: warnings, Message: err.Error()}
+	}
+	if !result.Changed {
+		return Decision{Outcome: OutcomeNoChange, Warnings: warnings, Message: fmt.Sprintf("pod %s already has its identities", ref)}
+	}
+	orig, stale, ok := withoutStaleAnnotation(pod, mutated)
+	if ok {
+		warnings = append(warnings, fmt.Sprintf("pod %s: metadata.annotations[%q] was %q, which is not what the webhook injected; "+
+			"it was replaced with %q: remove that annotation from the pod's manifest or template, where it was most likely copied from an injected pod",
+			ref, names.InjectedAnnotation, stale, mutated.Annotations[names.InjectedAnnotation]))
+	}
+	return Decision{
+		Outcome:         OutcomeInjected,
+		Message:         fmt.Sprintf("injected identities of selector %q, default %s", selector, result.DefaultIdentity),
+		Warnings:        warnings,
+		Identities:      res.Identities,
+		DefaultIdentity: result.DefaultIdentity,
+		BoundBy:         res.BoundBy,
+		Mutated:         mutated,
+		PatchBase:       orig,
+	}
+}
+
+// podKeys are the pod annotations the webhook reads whose legacy
+// aadpodidentity.k8s.io/ spelling is still accepted.
+var podKeys = []string{names.InjectAnnotation, names.SkipContainersAnnotation, names.TokenPortAnnotation}
+
+// withoutStaleAnnotation returns pod, or, when pod already carries an
+// injected-identities annotation that differs from what inject wrote, a
+// copy of pod without it, the stale value and true. Diffing from that copy makes
+// the patch overwrite the annotation (a JSON Patch add replaces an existing
+// member) instead of failing as "not additive": the annotation is ours to
+// write, and one copied from an old manifest must not make the pod fail.
+func withoutStaleAnnotation(pod, mutated *corev1.Pod) (*corev1.Pod, string, bool) {
+	v, ok := pod.Annotations[names.InjectedAnnotation]
+	if !ok || v == mutated.Annotations[names.InjectedAnnotation] {
+		return pod, "", false
+	}
+	out := *pod
+	out.Annotations = maps.Clone(pod.Annotations)
+	delete(out.Annotations, names.InjectedAnnotation)
+	return &out, v, true
+}
+
+// optedIn reports whether the namespace carries the opt-in annotation or
+// label, with deprecation warnings for their legacy spellings. Namespaces
+// are cached as metadata only.
+func (p *Planner) optedIn(ctx context.Context, namespace string) (bool, []string, error) {
+	ns, err := p.Resolver.Lookup.Namespace(ctx, namespace)
+	if err != nil {
+		return false, nil, fmt.Errorf("%w: get namespace %s: %w", ErrLookup, namespace, err)
+	}
+	var warnings []string
+	for kind, m := range map[string]map[string]string{"annotation": ns.Annotations, "label": ns.Labels} {
+		if w := names.DeprecationWarning("Namespace "+namespace, kind, m, names.InjectAnnotation); w != "" {
+			warnings = append(warnings, w)
+		}
+	}
+	slices.Sort(warnings)
+	annotation, _ := names.Lookup(ns.Annotations, names.InjectAnnotation)
+	label, _ := names.Lookup(ns.Labels, names.InjectAnnotation)
+	return annotation == names.InjectEnabled || label == names.InjectEnabled, warnings, nil
+}
+
+// exception returns the name of the first AzurePodIdentityException in the
+// pod's namespace that exempts the pod (any one of its podLabels, see
+// Exempts), or "", and warnings for
+// exceptions that use legacy keys or cannot be read: a broken exception
+// matches nothing, and the warning says which one and why.
+func (p *Planner) exception(ctx context.Context, pod *corev1.Pod) (string, []string, error) {
+	items, err := p.Resolver.Lookup.Exceptions(ctx, pod.Namespace)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: list AzurePodIdentityExceptions in namespace %s: %w", ErrLookup, pod.Namespace, err)
+	}
+	var warnings []string
+	for i := range items {
+		e := &items[i]
+		warnings = append(warnings, e.Warnings()...)
+		if err := e.Validate(); err != nil {
+			warnings = append(warnings, fmt.Sprintf("%v; it exempts no pod until fixed", err))
+			continue
+		}
+		if e.Exempts(pod.Labels) {
+			return e.Name, warnings, nil
+		}
+	}
+	return "", warnings, nil
+}
