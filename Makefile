@@ -88,11 +88,11 @@ deps:
 tools:
 	hack/build-tools.sh
 
-## demo: the main job on an embedded local control plane. It builds what is
-## missing (the tools once: ~15-20 min cold on 2 cores). Pass flags with
-## DEMO_FLAGS, e.g. `make demo DEMO_FLAGS=--keep-running`.
-demo: build
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/gettoken ./hack/gettoken
+## demo: the main job on a real one-node cluster (the e2e suite e2e/node's),
+## as root. It builds the tools that are missing first (hack/build-tools.sh,
+## Azurite included: ~25-30 min cold on 2 cores), and the images on every
+## run. Pass flags with DEMO_FLAGS, e.g. `make demo DEMO_FLAGS=--keep-running`.
+demo:
 	$(GO) build -o $(BIN)/demo ./hack/demo
 	@$(BIN)/demo --repo=$(CURDIR) $(DEMO_FLAGS)
 

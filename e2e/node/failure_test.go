@@ -21,6 +21,7 @@ import (
 
 	"github.com/podidentity/injector/e2e/framework/localenv"
 	"github.com/podidentity/injector/e2e/framework/node"
+	"github.com/podidentity/injector/e2e/framework/nodeenv"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -29,7 +30,7 @@ import (
 // ServiceAccount.
 func optInNamespace(ctx context.Context, t *testing.T, ns, clientID string) {
 	t.Helper()
-	require.NoError(t, applyManifest(ctx, fmt.Sprintf(`
+	require.NoError(t, cluster.ApplyManifest(ctx, fmt.Sprintf(`
 apiVersion: v1
 kind: Namespace
 metadata: {name: %[1]s, annotations: {%[2]q: %[3]q}}
@@ -73,7 +74,7 @@ func azcopyPod(ns, clientID string) *corev1.Pod {
 func TestSidecarImageMissing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	local, err := reg.Local(sidecarImage)
+	local, err := reg.Local(nodeenv.SidecarImage)
 	require.NoError(t, err)
 	img, err := remote.Image(local, remote.WithContext(ctx))
 	require.NoError(t, err)
@@ -85,8 +86,8 @@ func TestSidecarImageMissing(t *testing.T) {
 		require.NoError(t, err)
 		rc.Close()
 	}
-	require.NoError(t, reg.Delete(ctx, sidecarImage))
-	t.Cleanup(func() { require.NoError(t, reg.Push(context.Background(), sidecarImage, img)) })
+	require.NoError(t, reg.Delete(ctx, nodeenv.SidecarImage))
+	t.Cleanup(func() { require.NoError(t, reg.Push(context.Background(), nodeenv.SidecarImage, img)) })
 
 	const ns = "node-sidecar-missing"
 	optInNamespace(ctx, t, ns, seedClientID)
@@ -96,7 +97,7 @@ func TestSidecarImageMissing(t *testing.T) {
 	var evs string
 	require.Eventually(t, func() bool {
 		evs = events(ns, pod.Name)
-		return strings.Contains(evs, "Failed to pull image \""+sidecarImage+"\"")
+		return strings.Contains(evs, "Failed to pull image \""+nodeenv.SidecarImage+"\"")
 	}, 90*time.Second, 500*time.Millisecond, "the pod's events name the sidecar image that cannot be pulled")
 	t.Logf("events of %s/%s:\n%s", ns, pod.Name, evs)
 }
@@ -183,7 +184,7 @@ func scaleWebhook(ctx context.Context, t *testing.T, replicas int32) {
 	s.Spec.Replicas = replicas
 	_, err = cs.AppsV1().Deployments(key.Namespace).UpdateScale(ctx, key.Name, s, metav1.UpdateOptions{})
 	require.NoError(t, err)
-	require.NoError(t, waitDeployment(ctx, key, replicas))
+	require.NoError(t, cluster.WaitDeployment(ctx, key, replicas))
 	if replicas == 0 {
 		// The endpoints must be empty too, or the apiserver still dials the old pods.
 		require.Eventually(t, func() bool {
@@ -259,7 +260,7 @@ func TestReplicaKilledDuringBurst(t *testing.T) {
 		assert.Contains(t, r, "pod-identity-injector.podidentity.github.io", "a refusal names the webhook")
 	}
 	require.NoError(t, cs.CoreV1().Pods(ns).DeleteCollection(context.Background(), *metav1.NewDeleteOptions(0), metav1.ListOptions{}))
-	if err := waitDeployment(ctx, client.ObjectKey{Namespace: localenv.WebhookNamespace, Name: "pod-identity-webhook"}, 2); err != nil && !apierrors.IsNotFound(err) {
+	if err := cluster.WaitDeployment(ctx, client.ObjectKey{Namespace: localenv.WebhookNamespace, Name: "pod-identity-webhook"}, 2); err != nil && !apierrors.IsNotFound(err) {
 		t.Fatal(err)
 	}
 }

@@ -1,25 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podidentity/injector/e2e/framework/fakeaad"
 	"github.com/podidentity/injector/e2e/framework/localenv"
+	"github.com/podidentity/injector/e2e/framework/nodeenv"
 	"github.com/podidentity/injector/e2e/framework/testcluster"
 	"github.com/podidentity/injector/internal/names"
 )
@@ -36,24 +31,18 @@ const (
 	seedAppLabel       = "my-app" // the template's run= label
 	appContainer       = "my-app"
 	initContainer      = "data-init"
-	tokenResource      = "https://storage.azure.com"
 )
 
-// Step timeouts: generous for a busy 2-core machine, but a hang still ends
-// with a message rather than a silent wait.
-const (
-	startTimeout = 5 * time.Minute
-	stepTimeout  = 2 * time.Minute
-)
+// stepTimeout bounds each step after the cluster is up: generous for a busy
+// 2-core machine, but a hang still ends with a message rather than a silent
+// wait.
+const stepTimeout = 3 * time.Minute
 
-// demo runs the steps and owns what they start.
+// demo runs the steps and owns the cluster.
 type demo struct {
 	cfg     Config
 	out     io.Writer
-	bins    testcluster.Binaries
-	env     *localenv.Env
-	sidecar *localenv.Sidecar
-	tmp     string
+	cluster *nodeenv.Env
 }
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
@@ -63,33 +52,16 @@ func (d *demo) step(format string, args ...any) { d.say("\n== "+format, args...)
 
 func (d *demo) run(ctx context.Context) (err error) {
 	d.say("pod-identity-injector demo: the blog-era manifests from %s, unchanged,", d.cfg.Seed())
-	d.say("on a real etcd + kube-apiserver + kube-controller-manager on 127.0.0.1, with the webhook")
-	d.say("as a real HTTPS process and a fake Entra ID (the only fake) on loopback.")
-	for _, b := range []string{"pod-identity-webhook", "pod-identity-sidecar", "gettoken"} {
-		if _, err := os.Stat(filepath.Join(d.cfg.Bin(), b)); err != nil {
-			return fmt.Errorf("binary %s is missing; run `make demo` (it builds it) or `make build`: %w", b, err)
-		}
-	}
-	if d.bins, err = ensureTools(ctx, d.cfg.RepoRoot, d.out); err != nil {
-		return err
-	}
-	if d.tmp, err = os.MkdirTemp("", "pod-identity-demo-"); err != nil {
-		return err
-	}
-	defer os.RemoveAll(d.tmp)
+	d.say("on a real one-node cluster in a network namespace of its own: etcd, kube-apiserver,")
+	d.say("kube-controller-manager, kube-scheduler, a kubelet with containerd and runc, the webhook")
+	d.say("as manifests/' Deployment, images built here, Azurite as the storage account, and a fake")
+	d.say("Entra ID (the only fake).")
 
-	d.step("1. start the local control plane, the webhook and the fake Entra ID")
+	d.step("1. start the cluster (every image is built from this checkout and pushed to a local registry)")
 	begin := time.Now()
-	startCtx, cancel := context.WithTimeout(ctx, startTimeout)
-	d.env, err = localenv.Start(startCtx, localenv.Options{
-		RepoRoot:      d.cfg.RepoRoot,
-		WebhookBinary: filepath.Join(d.cfg.Bin(), "pod-identity-webhook"),
-		SidecarBinary: filepath.Join(d.cfg.Bin(), "pod-identity-sidecar"),
-		Log:           d.out,
-	})
-	cancel()
+	d.cluster, err = nodeenv.Start(ctx, nodeenv.Options{RepoRoot: d.cfg.RepoRoot, Log: d.out})
 	if err != nil {
-		return fmt.Errorf("start the local environment: %w", err)
+		return fmt.Errorf("start the one-node cluster: %w", err)
 	}
 	defer d.stop()
 	d.say(">> ready in %s", time.Since(begin).Round(100*time.Millisecond))
@@ -102,72 +74,87 @@ func (d *demo) run(ctx context.Context) (err error) {
 	d.step("3. the pod %s/%s that kube-controller-manager created, as the webhook injected it", pod.Namespace, pod.Name)
 	writeContainers(d.out, pod)
 
-	d.step("4. run the pod's sidecar as the kubelet would")
-	d.env.DeclareFederatedCredential(seedClientID, pod.Namespace, serviceAccount(pod))
-	d.say("federated credential declared in the fake Entra ID (what `az identity federated-credential create` does):")
-	d.say("  client %s trusts issuer %s, subject %s", seedClientID, d.env.Cluster.Issuer(), fakeaad.ServiceAccountSubject(pod.Namespace, serviceAccount(pod)))
-	if d.sidecar, err = d.env.RunSidecar(ctx, pod); err != nil {
-		if errors.Is(err, fs.ErrPermission) {
-			return fmt.Errorf("run the sidecar: %w (the demo writes the projected token where the pod mounts it, under %s, which needs root: run make demo as root)", err, names.TokenMountPath)
-		}
-		return fmt.Errorf("run the sidecar of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	d.step("4. the kubelet runs it")
+	if pod, err = d.waitRunning(ctx, pod); err != nil {
+		return err
 	}
-	d.say("sidecar up: bin/pod-identity-sidecar %s with the container's exact args and env, a projected token from the TokenRequest API in %s; startupProbe passed",
-		strings.Join(sidecarArgs(pod), " "), names.TokenMountPath)
+	writeStatuses(d.out, pod)
+	d.say("its events (kubectl describe pod %s):", pod.Name)
+	if err := d.writeEvents(ctx, pod); err != nil {
+		return err
+	}
 
-	d.step("5. get tokens with nothing but the injected environment")
-	if err := d.appToken(ctx, pod); err != nil {
-		return err
+	d.step("5. what the containers got with nothing but the injected environment (kubectl logs)")
+	secrets := headerValues(pod)
+	for _, c := range []struct {
+		name, what string
+		keep       []string
+	}{
+		{initContainer, "the azcopy stand-in image: the real azcopy " + testcluster.AzcopyVersion + " runs the seed's own command", azcopyStory},
+		{appContainer, "the nginx stand-in image: azidentity with the injected env; it prints the token's decoded claims, never the token", nil},
+	} {
+		out, err := d.kubectl(ctx, "logs", "-n", pod.Namespace, pod.Name, "-c", c.name)
+		if err != nil {
+			return err
+		}
+		lines, total := storyLines(redact(out, secrets), c.keep)
+		d.say("$ kubectl logs %s -c %s   # %s", pod.Name, c.name, c.what)
+		if len(lines) < total {
+			d.say("  (%d of its %d lines: those that say how it went)", len(lines), total)
+		}
+		for _, line := range lines {
+			d.say("  %s", line)
+		}
 	}
-	if err := d.azcopyLogin(ctx, pod); err != nil {
-		return err
-	}
-	n := d.env.Issued(fakeaad.GrantAssertion, seedClientID)
+	n := d.cluster.Local.Issued(fakeaad.GrantAssertion, seedClientID)
 	d.say("the fake Entra ID issued %d token(s) to client %s, each for the pod's service account token, verified against the apiserver's JWKS", n, seedClientID)
-	if n == 1 {
-		d.say("(one token served both callers: the sidecar caches tokens per identity and resource)")
-	}
 
 	if d.cfg.KeepRunning {
-		d.step("left running until Ctrl-C; poke at it with kubectl:")
-		d.say("  export KUBECONFIG=%s", d.env.Cluster.KubeconfigPath())
-		d.say("  %s get pod -n %s -l run=%s -o yaml", d.bins.Kubectl, seedNamespace, seedAppLabel)
-		<-ctx.Done()
+		d.keepRunning(ctx, pod)
 	}
 	return nil
 }
 
-// stop tears everything down that run started after the environment: the
-// sidecar first, then the webhook, the fake Entra ID and the control plane.
-// Every path out of run, Ctrl-C included, comes through here.
+// stop tears the cluster down. Every path out of run, Ctrl-C included,
+// comes through here.
 func (d *demo) stop() {
 	d.say("\n>> tearing down")
 	begin := time.Now()
-	if d.sidecar != nil {
-		d.sidecar.Stop()
-	}
-	d.env.Stop()
-	d.say(">> stopped the sidecar, the webhook, the fake Entra ID and the control plane, and removed their files, in %s",
+	d.cluster.Stop()
+	d.say(">> stopped the node, the webhook, Azurite, the registry, the fake Entra ID and the control plane, and removed their files, in %s",
 		time.Since(begin).Round(100*time.Millisecond))
 }
 
-// applySeed applies the seed manifests verbatim, shows the warnings the
-// webhook returns for their pod template, and returns the Deployment's pod.
-func (d *demo) applySeed(ctx context.Context) (*corev1.Pod, error) {
-	d.step("2. apply the seed manifests verbatim")
+// kubectl runs the cluster's kubectl, naming the command in its error.
+func (d *demo) kubectl(ctx context.Context, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
 	defer cancel()
+	out, err := d.cluster.Local.Cluster.Kubectl(ctx, args...)
+	if err != nil {
+		return "", fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// applySeed declares the seed identity's federated credential, applies the
+// seed manifests verbatim, shows the warnings the webhook returns for their
+// pod template, and returns the Deployment's pod.
+func (d *demo) applySeed(ctx context.Context) (*corev1.Pod, error) {
+	d.step("2. apply the seed manifests verbatim")
+	d.cluster.Local.DeclareFederatedCredential(seedClientID, seedNamespace, seedServiceAccount)
+	d.say("federated credential declared in the fake Entra ID (what `az identity federated-credential create` does):")
+	d.say("  client %s trusts issuer %s, subject %s", seedClientID, d.cluster.Local.Cluster.Issuer(), fakeaad.ServiceAccountSubject(seedNamespace, seedServiceAccount))
 	for _, f := range seedFiles {
 		if f == "deployment.yaml" {
 			if err := d.showWarnings(ctx, filepath.Join(d.cfg.Seed(), f)); err != nil {
 				return nil, err
 			}
 		}
-		out, err := d.env.Cluster.Kubectl(ctx, "apply", "-f", filepath.Join(d.cfg.Seed(), f))
+		out, err := d.kubectl(ctx, "apply", "-f", filepath.Join(d.cfg.Seed(), f))
 		if err != nil {
 			return nil, fmt.Errorf("apply seed manifest %s: %w", f, err)
 		}
-		d.say("$ kubectl apply -f %s\n  %s", f, strings.TrimSpace(string(out)))
+		d.say("$ kubectl apply -f %s\n  %s", f, strings.TrimSpace(out))
 	}
 	return d.waitForPod(ctx)
 }
@@ -182,7 +169,7 @@ func (d *demo) showWarnings(ctx context.Context, deployment string) error {
 		return err
 	}
 	pod.Name = "seed-dry-run"
-	warnings, err := d.env.DryRunWarnings(ctx, pod)
+	warnings, err := d.cluster.Local.DryRunWarnings(ctx, pod)
 	if err != nil {
 		return err
 	}
@@ -193,123 +180,104 @@ func (d *demo) showWarnings(ctx context.Context, deployment string) error {
 	return nil
 }
 
-// waitForPod waits for kube-controller-manager to create the Deployment's
-// pod, through the webhook.
-func (d *demo) waitForPod(ctx context.Context) (*corev1.Pod, error) {
+// poll calls get every interval until it returns a pod or an error, or
+// stepTimeout passes; what names what was awaited.
+func poll(ctx context.Context, interval time.Duration, what string, get func() (*corev1.Pod, error)) (*corev1.Pod, error) {
+	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
 	for {
-		var pods corev1.PodList
-		err := d.env.Client.List(ctx, &pods, client.InNamespace(seedNamespace), client.MatchingLabels{"run": seedAppLabel})
-		if err == nil && len(pods.Items) > 0 {
-			return &pods.Items[0], nil
+		pod, err := get()
+		if pod != nil || err != nil {
+			return pod, err
 		}
 		select {
 		case <-ctx.Done():
 			if ctx.Err() == context.DeadlineExceeded {
-				return nil, fmt.Errorf("kube-controller-manager created no pod for Deployment %s/%s within %s (last list error: %v)", seedNamespace, seedAppLabel, stepTimeout, err)
+				return nil, fmt.Errorf("%s: not within %s", what, stepTimeout)
 			}
 			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(interval):
 		}
 	}
 }
 
-// appToken runs gettoken, azidentity's DefaultAzureCredential, with exactly
-// the app container's env.
-func (d *demo) appToken(ctx context.Context, pod *corev1.Pod) error {
-	env, err := localenv.ContainerEnv(pod, appContainer)
-	if err != nil {
-		return err
-	}
-	home, err := os.MkdirTemp(d.tmp, "app-")
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(d.cfg.Bin(), "gettoken"), "--credential=default", "--resource="+tokenResource)
-	cmd.Env = append(env, "HOME="+home)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return fmt.Errorf("gettoken with container %s's env: %w: %s\nsidecar log:\n%s", appContainer, err, strings.TrimSpace(stderr.String()), d.sidecar.Logs())
-	}
-	var got struct {
-		Claims map[string]any `json:"claims"`
-	}
-	if err := json.Unmarshal(out, &got); err != nil {
-		return fmt.Errorf("read gettoken's output: %w", err)
-	}
-	d.say("container %s, azidentity DefaultAzureCredential (the token's decoded claims; never the token):", appContainer)
-	d.say("  %s", claimLine(got.Claims, time.Now()))
-	return nil
-}
-
-// azcopyLogin runs the real azcopy's `login --identity`, as the seed's init
-// container does, with exactly that container's env.
-func (d *demo) azcopyLogin(ctx context.Context, pod *corev1.Pod) error {
-	env, err := localenv.ContainerEnv(pod, initContainer)
-	if err != nil {
-		return err
-	}
-	home, err := os.MkdirTemp(d.tmp, "azcopy-")
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
-	defer cancel()
-	args := []string{"login", "--identity", "--identity-client-id", seedClientID, "--skip-version-check"}
-	cmd := exec.CommandContext(ctx, d.bins.Azcopy, args...)
-	cmd.Env = append(env, "HOME="+home, "AZCOPY_LOG_LOCATION="+home, "AZCOPY_JOB_PLAN_LOCATION="+home, "PATH=/usr/bin:/bin")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("azcopy %s with init container %s's env: %w: %s\nsidecar log:\n%s", strings.Join(args, " "), initContainer, err, strings.TrimSpace(string(out)), d.sidecar.Logs())
-	}
-	d.say("init container %s, the real azcopy %s:\n  $ azcopy %s\n  %s", initContainer, testcluster.AzcopyVersion, strings.Join(args, " "), azcopyResult(string(out)))
-	return nil
-}
-
-// ensureTools finds the control plane's binaries and azcopy in the cache,
-// and builds the missing ones with hack/build-tools.sh, saying first how
-// long that takes.
-func ensureTools(ctx context.Context, repo string, out io.Writer) (testcluster.Binaries, error) {
-	bins, err := testcluster.FindBinaries()
-	if err == nil || !errors.Is(err, testcluster.ErrBinariesMissing) {
-		return bins, err
-	}
-	cache, _ := testcluster.CacheDir()
-	fmt.Fprintf(out, "\n>> some tools are not built yet: %v\n", err)
-	fmt.Fprintf(out, ">> building them once into %s with hack/build-tools.sh.\n", cache)
-	fmt.Fprintf(out, ">> A cold build takes about 15-20 minutes on 2 cores (kube-apiserver alone ~12); with a warm Go build cache, seconds.\n")
-	fmt.Fprintf(out, ">> Later runs find them cached and start at once.\n")
-	cmd := exec.CommandContext(ctx, filepath.Join(repo, "hack", "build-tools.sh"))
-	cmd.Stdout, cmd.Stderr = io.Discard, out
-	// The script runs go build children: end the whole group on Ctrl-C.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return bins, ctx.Err()
+// waitForPod waits for kube-controller-manager to create the Deployment's
+// pod, through the webhook.
+func (d *demo) waitForPod(ctx context.Context) (*corev1.Pod, error) {
+	return poll(ctx, 200*time.Millisecond, fmt.Sprintf("kube-controller-manager creates a pod for Deployment %s/%s", seedNamespace, seedAppLabel), func() (*corev1.Pod, error) {
+		pods, err := d.cluster.Clientset.CoreV1().Pods(seedNamespace).List(ctx, metav1.ListOptions{LabelSelector: "run=" + seedAppLabel})
+		if err != nil || len(pods.Items) == 0 {
+			return nil, nil // a list error is retried until the step times out
 		}
-		return bins, fmt.Errorf("hack/build-tools.sh: %w (its output is above; rerun `make tools` to retry)", err)
-	}
-	return testcluster.FindBinaries()
+		return &pods.Items[0], nil
+	})
 }
 
-// serviceAccount is the pod's ServiceAccount, "default" when unset.
-func serviceAccount(pod *corev1.Pod) string {
-	if pod.Spec.ServiceAccountName != "" {
-		return pod.Spec.ServiceAccountName
-	}
-	return seedServiceAccount
-}
-
-// sidecarArgs are the injected sidecar's args, for the one line about it.
-func sidecarArgs(pod *corev1.Pod) []string {
-	c, err := localenv.Container(pod, names.SidecarContainerName)
+// waitRunning waits for the kubelet to run the pod; a pod that fails, or
+// does not run in time, is reported with its events.
+func (d *demo) waitRunning(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
+	ns, name := pod.Namespace, pod.Name
+	begin := time.Now()
+	got, err := poll(ctx, 100*time.Millisecond, fmt.Sprintf("pod %s/%s Running", ns, name), func() (*corev1.Pod, error) {
+		p, err := d.cluster.Clientset.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case err != nil:
+			return nil, nil // a get error is retried until the step times out
+		case p.Status.Phase == corev1.PodFailed:
+			return nil, fmt.Errorf("pod %s/%s failed: %s %s", ns, name, p.Status.Reason, p.Status.Message)
+		case p.Status.Phase == corev1.PodRunning:
+			return p, nil
+		}
+		return nil, nil
+	})
 	if err != nil {
-		return nil
+		var events strings.Builder
+		_ = d.eventsTo(context.Background(), &events, ns, name)
+		return nil, fmt.Errorf("%w\nits events:\n%s", err, events.String())
 	}
-	return c.Args
+	d.say("pod %s Running %s after kube-controller-manager created it (polled every 100 ms)", name, time.Since(begin).Round(100*time.Millisecond))
+	return got, nil
+}
+
+// writeEvents prints the pod's events, as kubectl describe shows them.
+func (d *demo) writeEvents(ctx context.Context, pod *corev1.Pod) error {
+	return d.eventsTo(ctx, d.out, pod.Namespace, pod.Name)
+}
+
+func (d *demo) eventsTo(ctx context.Context, w io.Writer, ns, name string) error {
+	list, err := d.cluster.Clientset.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
+	if err != nil {
+		return fmt.Errorf("list the events of pod %s/%s: %w", ns, name, err)
+	}
+	writeEvents(w, list.Items)
+	return nil
+}
+
+// keepRunning leaves the cluster up until Ctrl-C and says how to reach it:
+// the apiserver listens only inside this process's network namespace, so
+// kubectl enters it with nsenter.
+func (d *demo) keepRunning(ctx context.Context, pod *corev1.Pod) {
+	bins, _ := testcluster.FindBinaries()
+	enter := fmt.Sprintf("nsenter --net=/proc/%d/ns/net", os.Getpid())
+	kubectl := fmt.Sprintf("%s %s --kubeconfig=%s", enter, bins.Kubectl, d.cluster.Local.Cluster.KubeconfigPath())
+	d.step("left running until Ctrl-C; from another shell on this machine, as root:")
+	d.say("  %s get pods -A", kubectl)
+	d.say("  %s describe pod -n %s %s", kubectl, pod.Namespace, pod.Name)
+	d.say("  %s logs -n %s %s -c %s", kubectl, pod.Namespace, pod.Name, appContainer)
+	d.say("(the apiserver and the node listen only inside the demo's network namespace; %s enters it)", enter)
+	<-ctx.Done()
+}
+
+// headerValues are the pod's IDENTITY_HEADER values: per-pod secrets that
+// never appear in what the demo prints.
+func headerValues(pod *corev1.Pod) []string {
+	var out []string
+	for _, c := range append(append([]corev1.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
+		for _, ev := range c.Env {
+			if ev.Name == names.EnvIdentityHeader && ev.Value != "" {
+				out = append(out, ev.Value)
+			}
+		}
+	}
+	return out
 }

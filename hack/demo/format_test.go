@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/podidentity/injector/internal/names"
@@ -116,43 +118,100 @@ func TestShownEnv(t *testing.T) {
 	}
 }
 
-func TestClaimLine(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+func TestRedact(t *testing.T) {
+	const jwt = "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJ4In0.c2lnbmF0dXJl"
 	tests := []struct {
-		name   string
-		claims map[string]any
-		want   string
+		name, log string
+		secrets   []string
+		want      string
 	}{
-		{
-			name: "the claims that matter, in order, exp as a time",
-			claims: map[string]any{
-				"exp": float64(now.Add(time.Hour).Unix()), "tid": "t", "appid": "a", "sub": "s", "iss": "i", "aud": "https://storage.azure.com",
-				"oid": "not shown", "iat": float64(now.Unix()),
-			},
-			want: "aud=https://storage.azure.com iss=i sub=s appid=a tid=t exp=2026-01-02T04:00:00Z (in 1h0m0s)",
-		},
-		{name: "missing claims are left out", claims: map[string]any{"aud": "x"}, want: "aud=x"},
-		{name: "exp of the wrong type is left out", claims: map[string]any{"aud": "x", "exp": "soon"}, want: "aud=x"},
+		{"claims stay", `token claims {"aud":"https://storage.azure.com","appid":"c-1"}`, nil, `token claims {"aud":"https://storage.azure.com","appid":"c-1"}`},
+		{"a header value goes", "header " + headerSecret + " sent", []string{headerSecret}, "header (IDENTITY_HEADER value, redacted) sent"},
+		{"a token goes", "Bearer " + jwt + "\n", nil, "Bearer (a token, redacted)\n"},
+		{"an unsigned token goes", "eyJhbGciOiJub25lIn0.eyJhIjoxfQ.", nil, "(a token, redacted)"},
+		{"empty secrets are ignored", "nothing", []string{""}, "nothing"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, claimLine(tc.claims, now))
+			assert.Equal(t, tc.want, redact(tc.log, tc.secrets))
 		})
 	}
 }
 
-func TestAzcopyResult(t *testing.T) {
-	tests := []struct {
-		name, out, want string
-	}{
-		{"last line", "INFO: Scanning...\nINFO: Login with identity succeeded.\n", "INFO: Login with identity succeeded."},
-		{"trailing blank lines", "Login with identity succeeded.\n\n  \n", "Login with identity succeeded."},
-		{"single line", "failed to login", "failed to login"},
-		{"empty", "", ""},
+func TestHeaderValues(t *testing.T) {
+	assert.Equal(t, []string{headerSecret, headerSecret, headerSecret}, headerValues(injectedPod()), "every container's IDENTITY_HEADER")
+	assert.Empty(t, headerValues(&corev1.Pod{}))
+}
+
+func TestWriteStatuses(t *testing.T) {
+	at := func(s string) metav1.Time {
+		tm, err := time.Parse(time.RFC3339, s)
+		require.NoError(t, err)
+		return metav1.NewTime(tm)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, azcopyResult(tc.out))
-		})
+	pod := &corev1.Pod{
+		Spec: corev1.PodSpec{
+			NodeName:       "pod-identity-node",
+			InitContainers: []corev1.Container{{Name: names.SidecarContainerName, StartupProbe: &corev1.Probe{}}, {Name: "data-init"}},
+			Containers:     []corev1.Container{{Name: "my-app"}, {Name: "other"}, {Name: "app2"}},
+		},
+		Status: corev1.PodStatus{
+			PodIP: "10.88.0.5",
+			InitContainerStatuses: []corev1.ContainerStatus{
+				{Name: names.SidecarContainerName, Started: ptr.To(true), State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: at("2026-01-02T03:04:05Z")}}},
+				{Name: "data-init", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+					Reason: "Completed", StartedAt: at("2026-01-02T03:04:06Z"), FinishedAt: at("2026-01-02T03:04:08Z"),
+				}}},
+			},
+			ContainerStatuses: []corev1.ContainerStatus{
+				{Name: "my-app", Started: ptr.To(false), State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}},
+				{Name: "other"},
+				{Name: "app2", Started: ptr.To(true), State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: at("2026-01-02T03:04:09Z")}}},
+			},
+		},
 	}
+	var buf bytes.Buffer
+	writeStatuses(&buf, pod)
+	assert.Equal(t, `on node pod-identity-node, pod IP 10.88.0.5:
+  init container  pod-identity-sidecar running since 03:04:05, started: its startupProbe passed
+  init container  data-init            terminated: Completed, exit code 0 (ran 03:04:06 to 03:04:08)
+  container       my-app               waiting: ContainerCreating
+  container       other                no state yet
+  container       app2                 running since 03:04:09, started
+`, buf.String())
+}
+
+func TestWriteEvents(t *testing.T) {
+	base := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+	events := []corev1.Event{
+		{Type: "Normal", Reason: "Started", Source: corev1.EventSource{Component: "kubelet"}, InvolvedObject: corev1.ObjectReference{FieldPath: "spec.containers{my-app}"}, Message: "Container started", LastTimestamp: metav1.NewTime(base.Add(3 * time.Second))},
+		{Type: "Normal", Reason: "Scheduled", ReportingController: "default-scheduler", Message: "Successfully assigned default/p to n", EventTime: metav1.NewMicroTime(base)},
+		{Type: "Warning", Reason: "Unhealthy", Source: corev1.EventSource{Component: "kubelet"}, Message: "Startup probe failed", ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(base.Add(time.Second))}},
+	}
+	var buf bytes.Buffer
+	writeEvents(&buf, events)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 3)
+	assert.Equal(t, "Normal  Scheduled              default-scheduler  Successfully assigned default/p to n", strings.TrimSpace(lines[0]), "oldest first; the reporting controller when there is no source")
+	assert.Contains(t, lines[1], "Warning Unhealthy")
+	assert.Contains(t, lines[2], "kubelet            spec.containers{my-app}: Container started", "the container an event is about")
+}
+
+func TestStoryLines(t *testing.T) {
+	const log = "INFO: Login with identity succeeded.\nINFO: Scanning...\n\n  Number of File Transfers Completed: 1\nFinal Job Status: Completed\n"
+	lines, total := storyLines(log, azcopyStory)
+	assert.Equal(t, []string{"INFO: Login with identity succeeded.", "Number of File Transfers Completed: 1", "Final Job Status: Completed"}, lines)
+	assert.Equal(t, 5, total)
+
+	lines, total = storyLines("failed to perform LOGIN command\n", azcopyStory)
+	assert.Equal(t, []string{"failed to perform LOGIN command"}, lines, "a failed login is kept, in any case")
+	assert.Equal(t, 1, total)
+
+	lines, total = storyLines("a\n  b\n", nil)
+	assert.Equal(t, []string{"a", "  b"}, lines, "no filter keeps every line as it is")
+	assert.Equal(t, 2, total)
+
+	lines, total = storyLines("", nil)
+	assert.Empty(t, lines)
+	assert.Zero(t, total)
 }

@@ -1,11 +1,17 @@
-// Command demo is `make demo`: the product's main job, end to end, on an
-// embedded local control plane. It applies the blog-era seed manifests
-// verbatim to a real kube-apiserver with the webhook registered, shows the
-// pod that kube-controller-manager creates as the webhook injected it, runs
-// that pod's sidecar as a real process, and gets tokens with nothing but
-// the injected environment: azidentity in the app container, the real
-// azcopy in the init container. Only Entra ID is a fake, on loopback. It
-// tears everything down at the end or on Ctrl-C.
+// Command demo is `make demo`: the product's main job, end to end, on a
+// real one-node cluster (package nodeenv, the one the e2e suite e2e/node
+// runs on): etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+// a kubelet with containerd and runc, the webhook as manifests/' two-replica
+// Deployment, images built here and served from a local registry, Azurite
+// for the seed's storage account, and a fake Entra ID (the only fake). It
+// applies the blog-era seed manifests verbatim and tells what happened from
+// the real pod: as the webhook injected it, its container states, its
+// events and its `kubectl logs`.
+//
+// It first builds the tools that are missing, then re-runs itself under
+// `unshare --net --mount` (node.Reexec), since the cluster lives in a
+// network and mount namespace of its own: no packet leaves it. It needs
+// root. It tears everything down at the end or on Ctrl-C.
 package main
 
 import (
@@ -21,16 +27,19 @@ import (
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/podidentity/injector/e2e/framework/node"
+	"github.com/podidentity/injector/e2e/framework/nodeenv"
 	"github.com/podidentity/injector/examples"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:])
+	code, err := run(ctx, os.Args[1:])
 	interrupted := ctx.Err() != nil
 	stop()
 	switch {
 	case err == nil:
+		os.Exit(code)
 	case interrupted:
 		// Whatever step was cut short reports its own way (a killed
 		// kubectl, a cancelled request); the cause is the signal.
@@ -47,15 +56,12 @@ var seedFiles = examples.BlogFiles
 
 // Config is the demo's command line.
 type Config struct {
-	// RepoRoot is the repository, for manifests/, certs/ and hack/.
+	// RepoRoot is the repository, for manifests/, certs/, cmd/ and hack/.
 	RepoRoot string
 	// SeedDir holds the seed manifests; empty means the repository's own
 	// copy, examples/aad-pod-identity-blog.
 	SeedDir string
-	// BinDir holds pod-identity-webhook, pod-identity-sidecar and gettoken;
-	// empty means RepoRoot/bin.
-	BinDir string
-	// KeepRunning leaves the environment up after the demo, until Ctrl-C.
+	// KeepRunning leaves the cluster up after the demo, until Ctrl-C.
 	KeepRunning bool
 }
 
@@ -63,8 +69,7 @@ type Config struct {
 func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RepoRoot, "repo", ".", "the repository root")
 	fs.StringVar(&c.SeedDir, "seed", "", "directory of the seed manifests (default <repo>/examples/aad-pod-identity-blog)")
-	fs.StringVar(&c.BinDir, "bin", "", "directory of pod-identity-webhook, pod-identity-sidecar and gettoken (default <repo>/bin)")
-	fs.BoolVar(&c.KeepRunning, "keep-running", false, "leave the environment up until Ctrl-C, to poke at it with kubectl")
+	fs.BoolVar(&c.KeepRunning, "keep-running", false, "leave the cluster up until Ctrl-C, to poke at it with kubectl")
 }
 
 // Seed is the seed directory the demo applies.
@@ -75,17 +80,9 @@ func (c *Config) Seed() string {
 	return examples.BlogPath(c.RepoRoot)
 }
 
-// Bin is the directory of the built binaries.
-func (c *Config) Bin() string {
-	if c.BinDir != "" {
-		return c.BinDir
-	}
-	return filepath.Join(c.RepoRoot, "bin")
-}
-
 // Validate checks that the repository and every seed manifest are there,
 // so that a missing file is named before minutes go into starting a
-// control plane.
+// cluster.
 func (c *Config) Validate() error {
 	if _, err := os.Stat(filepath.Join(c.RepoRoot, "manifests", "kustomization.yaml")); err != nil {
 		return fmt.Errorf("--repo %s is not this repository (no manifests/kustomization.yaml); run from the repository root or pass --repo: %w", c.RepoRoot, err)
@@ -98,28 +95,38 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-func run(ctx context.Context, args []string) error {
+// run parses the flags; outside the cluster's namespaces it builds the
+// missing tools and re-runs the demo inside them, returning its exit code.
+func run(ctx context.Context, args []string) (int, error) {
 	// Clients log through controller-runtime; keep only its warnings.
 	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	var cfg Config
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	cfg.AddFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		return err
+		return 0, err
 	}
 	// Absolute paths, so that what the demo prints can be pasted anywhere.
-	for _, p := range []*string{&cfg.RepoRoot, &cfg.SeedDir, &cfg.BinDir} {
+	for _, p := range []*string{&cfg.RepoRoot, &cfg.SeedDir} {
 		if *p == "" {
 			continue
 		}
 		abs, err := filepath.Abs(*p)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		*p = abs
 	}
 	if err := cfg.Validate(); err != nil {
-		return err
+		return 0, err
 	}
-	return (&demo{cfg: cfg, out: os.Stdout}).run(ctx)
+	if node.InNamespace() {
+		return 0, (&demo{cfg: cfg, out: os.Stdout}).run(ctx)
+	}
+	// The namespace has no network: build first, with the module proxy and
+	// npm at hand.
+	if err := nodeenv.EnsureTools(ctx, cfg.RepoRoot, os.Stdout); err != nil {
+		return 0, err
+	}
+	return node.Reexec()
 }

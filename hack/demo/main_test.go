@@ -39,12 +39,10 @@ func parse(t *testing.T, args ...string) Config {
 func TestConfigDefaults(t *testing.T) {
 	c := parse(t, "--repo=/r")
 	assert.Equal(t, filepath.Join("/r", "examples", "aad-pod-identity-blog"), c.Seed(), "the repository's own copy of the seed")
-	assert.Equal(t, filepath.Join("/r", "bin"), c.Bin())
 	assert.False(t, c.KeepRunning)
 
-	c = parse(t, "--repo=/r", "--seed=/s", "--bin=/b", "--keep-running")
+	c = parse(t, "--repo=/r", "--seed=/s", "--keep-running")
 	assert.Equal(t, "/s", c.Seed())
-	assert.Equal(t, "/b", c.Bin())
 	assert.True(t, c.KeepRunning)
 }
 

@@ -1,6 +1,4 @@
-//go:build e2e
-
-package node_test
+package nodeenv
 
 import (
 	"context"
@@ -19,8 +17,12 @@ import (
 	"github.com/podidentity/injector/internal/names"
 )
 
-// webhookImage is manifests/' webhook image as kustomize renders it.
-const webhookImage = "ghcr.io/podidentity/pod-identity-webhook:v0.1.0"
+// probeClientID is the client of the AzureIdentity that waitInjects'
+// dry-run pods bind; nothing asks Entra ID for it.
+const probeClientID = "11111111-2222-3333-4444-555555555555"
+
+// WebhookKey is the webhook Deployment that manifests/ applies.
+var WebhookKey = client.ObjectKey{Namespace: localenv.WebhookNamespace, Name: "pod-identity-webhook"}
 
 // deployWebhook moves the webhook into the cluster: the Deployment that
 // localenv applied from manifests/ (two replicas, TLS from the Secret of
@@ -32,58 +34,57 @@ const webhookImage = "ghcr.io/podidentity/pod-identity-webhook:v0.1.0"
 // reaches the apiserver at the node's address, since without a kube-proxy
 // the kubernetes Service's ClusterIP leads nowhere. The host-process webhook
 // is stopped, so that every admission from here on goes through the pods.
-func deployWebhook(ctx context.Context) error {
-	if err := reg.PushWebhookImage(ctx, repoRoot, webhookImage); err != nil {
+func (e *Env) deployWebhook(ctx context.Context) error {
+	if err := e.Registry.PushWebhookImage(ctx, e.opts.RepoRoot, WebhookImage); err != nil {
 		return err
 	}
-	apiserver, err := url.Parse(env.Cluster.Host())
+	apiserver, err := url.Parse(e.Local.Cluster.Host())
 	if err != nil {
 		return err
 	}
 	var d appsv1.Deployment
-	key := client.ObjectKey{Namespace: localenv.WebhookNamespace, Name: "pod-identity-webhook"}
-	if err := env.Client.Get(ctx, key, &d); err != nil {
+	if err := e.Local.Client.Get(ctx, WebhookKey, &d); err != nil {
 		return err
 	}
 	c := &d.Spec.Template.Spec.Containers[0]
-	if c.Image != webhookImage {
-		return fmt.Errorf("manifests/ renders the webhook image as %q, want %q", c.Image, webhookImage)
+	if c.Image != WebhookImage {
+		return fmt.Errorf("manifests/ renders the webhook image as %q, want %q", c.Image, WebhookImage)
 	}
-	c.Args = append(c.Args, env.WebhookArgs()...)
+	c.Args = append(c.Args, e.Local.WebhookArgs()...)
 	c.Env = append(c.Env,
 		corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: node.Address},
 		corev1.EnvVar{Name: "KUBERNETES_SERVICE_PORT", Value: apiserver.Port()},
 	)
-	if err := env.Client.Update(ctx, &d); err != nil {
+	if err := e.Local.Client.Update(ctx, &d); err != nil {
 		return fmt.Errorf("update the webhook Deployment: %w", err)
 	}
-	if err := waitDeployment(ctx, key, 2); err != nil {
+	if err := e.WaitDeployment(ctx, WebhookKey, 2); err != nil {
 		return err
 	}
-	mwc, err := env.WebhookConfiguration(ctx, "", env.CABundle())
+	mwc, err := e.Local.WebhookConfiguration(ctx, "", e.Local.CABundle())
 	if err != nil {
 		return err
 	}
 	current := mwc.DeepCopy()
-	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(mwc), current); err != nil {
+	if err := e.Local.Client.Get(ctx, client.ObjectKeyFromObject(mwc), current); err != nil {
 		return err
 	}
 	mwc.ResourceVersion = current.ResourceVersion
-	if err := env.Client.Update(ctx, mwc); err != nil {
+	if err := e.Local.Client.Update(ctx, mwc); err != nil {
 		return fmt.Errorf("point the MutatingWebhookConfiguration at the Service: %w", err)
 	}
-	env.StopWebhook()
-	return waitInjects(ctx)
+	e.Local.StopWebhook()
+	return e.waitInjects(ctx)
 }
 
-// waitDeployment waits until the Deployment's rollout has want ready,
+// WaitDeployment waits until the Deployment's rollout has want ready,
 // updated replicas.
-func waitDeployment(ctx context.Context, key client.ObjectKey, want int32) error {
+func (e *Env) WaitDeployment(ctx context.Context, key client.ObjectKey, want int32) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	for {
 		var d appsv1.Deployment
-		err := env.Client.Get(ctx, key, &d)
+		err := e.Local.Client.Get(ctx, key, &d)
 		if err == nil && d.Status.ObservedGeneration == d.Generation && d.Status.UpdatedReplicas == want &&
 			d.Status.ReadyReplicas == want && d.Status.Replicas == want {
 			return nil
@@ -98,9 +99,9 @@ func waitDeployment(ctx context.Context, key client.ObjectKey, want int32) error
 
 // waitInjects dry-runs a labelled pod in an opted-in namespace until the
 // webhook, now reached only through its Service, injects the sidecar.
-func waitInjects(ctx context.Context) error {
+func (e *Env) waitInjects(ctx context.Context) error {
 	const ns = "node-webhook-readiness"
-	if err := applyManifest(ctx, fmt.Sprintf(`
+	if err := e.ApplyManifest(ctx, fmt.Sprintf(`
 apiVersion: v1
 kind: Namespace
 metadata: {name: %[1]s, annotations: {%[2]q: %[3]q}}
@@ -114,7 +115,7 @@ apiVersion: aadpodidentity.k8s.io/v1
 kind: AzureIdentityBinding
 metadata: {name: probe, namespace: %[1]s}
 spec: {azureIdentity: probe, selector: probe}
-`, ns, names.InjectAnnotation, names.InjectEnabled, seedClientID)); err != nil {
+`, ns, names.InjectAnnotation, names.InjectEnabled, probeClientID)); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -125,7 +126,7 @@ spec: {azureIdentity: probe, selector: probe}
 			ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-", Namespace: ns, Labels: map[string]string{names.BindingLabel: "probe"}},
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: node.PauseImage}}},
 		}
-		last = env.Client.Create(ctx, pod, client.DryRunAll)
+		last = e.Local.Client.Create(ctx, pod, client.DryRunAll)
 		if last == nil {
 			for _, c := range pod.Spec.InitContainers {
 				if c.Name == names.SidecarContainerName {
@@ -141,8 +142,8 @@ spec: {azureIdentity: probe, selector: probe}
 	}
 }
 
-// applyManifest runs kubectl apply on a YAML document.
-func applyManifest(ctx context.Context, manifest string) error {
+// ApplyManifest runs kubectl apply on a YAML document.
+func (e *Env) ApplyManifest(ctx context.Context, manifest string) error {
 	f, err := os.CreateTemp("", "node-manifest-*.yaml")
 	if err != nil {
 		return err
@@ -154,6 +155,9 @@ func applyManifest(ctx context.Context, manifest string) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	_, err = env.Cluster.Kubectl(ctx, "apply", "-f", f.Name())
-	return err
+	out, err := e.Local.Cluster.Kubectl(ctx, "apply", "-f", f.Name())
+	if err != nil {
+		return fmt.Errorf("kubectl apply: %w: %s", err, out)
+	}
+	return nil
 }
