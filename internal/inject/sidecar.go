@@ -49,10 +49,15 @@ func sidecarConfig(ids []Identity, port int, allowedAuthorityHosts []string) (*s
 			DisableInstanceDiscovery:   id.DisableInstanceDiscovery,
 			AdditionallyAllowedTenants: slices.Clone(id.AdditionallyAllowedTenants),
 		}
-		switch id.Source {
-		case names.TokenSourceFederated:
+		spec, ok := sidecarconfig.LookupSource(id.Source)
+		if !ok {
+			return nil, fmt.Errorf("identities: AzureIdentity %s/%s: %w: unknown token source %q; want %s",
+				id.Namespace, id.Name, ErrInvalidIdentity, id.Source, sidecarconfig.SourceNames(-1))
+		}
+		if spec.TokenFile {
 			sid.TokenFile = names.TokenMountPath + "/" + names.TokenFileName
-		case names.TokenSourceClientSecret, names.TokenSourceClientCertificate:
+		}
+		if spec.Secret {
 			if id.SecretName == "" {
 				return nil, fmt.Errorf("identities: AzureIdentity %s/%s: %w: a %s identity needs spec.clientPassword.name; set it to the Secret that holds the credential",
 					id.Namespace, id.Name, ErrInvalidIdentity, id.Source)
@@ -161,7 +166,7 @@ func credentialVolumes(c *sidecarconfig.Config, o podOptions) ([]corev1.Volume, 
 	}}
 	mounts := []corev1.VolumeMount{{Name: names.NoAPITokenVolumeName, MountPath: names.APITokenMountPath, ReadOnly: true}}
 	for _, id := range c.Identities {
-		if id.Source == names.TokenSourceFederated {
+		if id.TokenFile != "" {
 			vols = append(vols, corev1.Volume{
 				Name: names.TokenVolumeName,
 				VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{

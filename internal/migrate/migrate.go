@@ -20,6 +20,7 @@ import (
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
 	"github.com/podidentity/injector/internal/manifest"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/internal/sidecarconfig"
 )
 
 // MaxFederatedCredentials is Entra ID's limit of federated identity
@@ -247,31 +248,30 @@ func (p *planner) identity(ai *aadv1.AzureIdentity, subjects map[string]*Subject
 		p.block(ReasonIdentityInvalid, ref, "%v", err)
 		return
 	}
-	switch ai.Spec.Type {
-	case aadv1.IdentityTypeServicePrincipal:
-		id.Source = names.TokenSourceClientSecret
-	case aadv1.IdentityTypeServicePrincipalCertificate:
-		id.Source = names.TokenSourceClientCertificate
-	default:
-		id.Source = cmp.Or(tokenSourceAnnotation(ai.Annotations), p.opts.DefaultTokenSource, names.TokenSourceFederated)
+	// The webhook's table of sources: the type chooses, and a type 0
+	// identity's annotation or the default chooses among type 0's.
+	chosen := cmp.Or(tokenSourceAnnotation(ai.Annotations), p.opts.DefaultTokenSource, names.TokenSourceFederated)
+	spec, ok := sidecarconfig.SourceForType(int(ai.Spec.Type), chosen)
+	if !ok {
+		id.Source = chosen
+		p.block(ReasonUnknownTokenSource, ref, "%s has token source %q; set its annotation %s to one of %s",
+			ref, chosen, names.TokenSourceAnnotation, sidecarconfig.SourceNames(int(ai.Spec.Type)))
+		return
 	}
-	switch id.Source {
-	case names.TokenSourceClientSecret, names.TokenSourceClientCertificate:
+	id.Source = spec.Name
+	if spec.Secret {
 		secret := key(ai.Namespace, ai.Spec.ClientPassword.Name)
 		if p.opts.Secrets != nil && !p.opts.Secrets[secret] {
 			p.block(ReasonSecretMissing, ref, "%s (type %d) needs Secret %s, which does not exist; create it in namespace %s before the switch",
 				ref, ai.Spec.Type, secret, ai.Namespace)
 		}
-	case names.TokenSourceIMDS:
-		// Node IMDS serves it, as aad-pod-identity's NMI did: nothing to
-		// create in Azure beyond the identity's assignment to the nodes.
-	case names.TokenSourceFederated:
-		p.federated(ai, ref, &id)
-	default:
-		p.block(ReasonUnknownTokenSource, ref, "%s has token source %q; set its annotation %s to %q or %q",
-			ref, id.Source, names.Prefix+"/token-source", names.TokenSourceFederated, names.TokenSourceIMDS)
 	}
-	if id.Source != names.TokenSourceIMDS && id.TenantID == "" {
+	// A source that reads the projected token needs federated credentials;
+	// node IMDS (as aad-pod-identity's NMI did) and Secrets need none.
+	if spec.TokenFile {
+		p.federated(ai, ref, &id)
+	}
+	if spec.Tenant && id.TenantID == "" {
 		p.block(ReasonTenantMissing, ref, "%s has no spec.tenantID and no default tenant was given; set spec.tenantID (or the webhook's --default-tenant-id, and pass it here too)", ref)
 	}
 }

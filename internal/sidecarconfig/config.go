@@ -11,8 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-
-	"github.com/podidentity/injector/internal/names"
 )
 
 // APIVersion is the version of the document. A sidecar refuses a document of
@@ -162,18 +160,16 @@ func (c *Config) Validate() error {
 					ErrInvalid, id.Namespace, id.Name, err)
 			}
 		}
-		switch id.Source {
-		case names.TokenSourceFederated:
-			if id.TenantID == "" || id.TokenFile == "" {
-				return fmt.Errorf("%w: federated identity %q needs tenantID and tokenFile", ErrInvalid, id.Name)
-			}
-		case names.TokenSourceIMDS:
-		case names.TokenSourceClientSecret, names.TokenSourceClientCertificate:
-			if id.TenantID == "" || id.SecretDir == "" {
-				return fmt.Errorf("%w: %s identity %q needs tenantID and secretDir", ErrInvalid, id.Source, id.Name)
-			}
-		default:
-			return fmt.Errorf("%w: identity %q has unknown source %q", ErrInvalid, id.Name, id.Source)
+		spec, ok := LookupSource(id.Source)
+		switch {
+		case !ok:
+			return fmt.Errorf("%w: identity %q has unknown source %q; want %s", ErrInvalid, id.Name, id.Source, SourceNames(-1))
+		case spec.Tenant && id.TenantID == "":
+			return fmt.Errorf("%w: %s identity %q needs tenantID", ErrInvalid, id.Source, id.Name)
+		case spec.TokenFile && id.TokenFile == "":
+			return fmt.Errorf("%w: %s identity %q needs tokenFile", ErrInvalid, id.Source, id.Name)
+		case spec.Secret && id.SecretDir == "":
+			return fmt.Errorf("%w: %s identity %q needs secretDir", ErrInvalid, id.Source, id.Name)
 		}
 	}
 	if !foundDefault {

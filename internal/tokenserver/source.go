@@ -91,8 +91,9 @@ func LoadSource(id sidecarconfig.Identity, o SourceOptions) (Source, error) {
 		}
 		return s, nil
 	}
-	return nil, fmt.Errorf("%s: unknown token source %q; use %s, %s, %s or %s", who, id.Source,
-		names.TokenSourceFederated, names.TokenSourceIMDS, names.TokenSourceClientSecret, names.TokenSourceClientCertificate)
+	// The switch builds each source of sidecarconfig.Sources; a source added
+	// there and not here fails every identity that uses it, by name.
+	return nil, fmt.Errorf("%s: unknown token source %q; use %s", who, id.Source, sidecarconfig.SourceNames(-1))
 }
 
 // clientOptions are the azcore options of one credential. Retries are off:

@@ -196,3 +196,19 @@ func TestIMDSRedirect(t *testing.T) {
 type transportFunc func(*http.Request) (*http.Response, error)
 
 func (f transportFunc) Do(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestLoadSourceBuildsEverySourceOfTheTable: a source added to
+// sidecarconfig.Sources must have a constructor here; the webhook would
+// otherwise inject pods whose sidecar cannot start.
+func TestLoadSourceBuildsEverySourceOfTheTable(t *testing.T) {
+	for _, spec := range sidecarconfig.Sources {
+		t.Run(spec.Name, func(t *testing.T) {
+			id := sidecarconfig.Identity{Name: "id", Namespace: "ns", ClientID: "c", TenantID: "t", Source: spec.Name,
+				TokenFile: "/nonexistent/token", SecretDir: "/nonexistent", SecretName: "s"}
+			_, err := LoadSource(id, SourceOptions{IMDSEndpoint: "ftp://x"})
+			if err != nil {
+				assert.NotContains(t, err.Error(), "unknown token source", "LoadSource has no constructor for %s", spec.Name)
+			}
+		})
+	}
+}

@@ -259,22 +259,20 @@ func (r *Resolver) convert(ai *aadv1.AzureIdentity) (inject.Identity, error) {
 	// Discovery is the library's own refusal of an unknown host; it is
 	// turned off only for a host that passed the allow-list above.
 	id.DisableInstanceDiscovery = authority != "" && !sidecarconfig.IsPublicAuthority(authority)
-	switch ai.Spec.Type {
-	case aadv1.IdentityTypeUserAssignedMSI:
-		source, _ := names.Lookup(ai.Annotations, names.TokenSourceAnnotation)
-		id.Source = cmp.Or(source, r.Defaults.TokenSource, names.TokenSourceFederated)
-		if id.Source != names.TokenSourceFederated && id.Source != names.TokenSourceIMDS {
-			return inject.Identity{}, fmt.Errorf("%s: annotation %s is %q; set it to %q or %q",
-				ref, names.TokenSourceAnnotation, id.Source, names.TokenSourceFederated, names.TokenSourceIMDS)
-		}
-	case aadv1.IdentityTypeServicePrincipal:
-		id.Source = names.TokenSourceClientSecret
-		id.SecretName = ai.Spec.ClientPassword.Name
-	case aadv1.IdentityTypeServicePrincipalCertificate:
-		id.Source = names.TokenSourceClientCertificate
+	// The type chooses the source; a type 0 identity's annotation, else
+	// the webhook's default, chooses among type 0's (sidecarconfig.Sources).
+	chosen, _ := names.Lookup(ai.Annotations, names.TokenSourceAnnotation)
+	chosen = cmp.Or(chosen, r.Defaults.TokenSource, names.TokenSourceFederated)
+	spec, ok := sidecarconfig.SourceForType(int(ai.Spec.Type), chosen)
+	if !ok {
+		return inject.Identity{}, fmt.Errorf("%s: annotation %s is %q; set it to one of %s",
+			ref, names.TokenSourceAnnotation, chosen, sidecarconfig.SourceNames(int(ai.Spec.Type)))
+	}
+	id.Source = spec.Name
+	if spec.Secret {
 		id.SecretName = ai.Spec.ClientPassword.Name
 	}
-	if id.Source != names.TokenSourceIMDS && id.TenantID == "" {
+	if spec.Tenant && id.TenantID == "" {
 		return inject.Identity{}, fmt.Errorf("%s has no spec.tenantID and the webhook has no --default-tenant-id; set spec.tenantID to the identity's Entra tenant", ref)
 	}
 	return id, nil
