@@ -85,15 +85,14 @@ func fuzzIdentities(prefix string, kinds []byte) []inject.Identity {
 		if i == 7 {
 			break
 		}
-		ids = append(ids, inject.Identity{
+		ids = append(ids, inject.Identity{Identity: sidecarconfig.Identity{
 			Name:       prefix + strconv.Itoa(i),
 			Namespace:  "ns",
 			Source:     sources[k&3],
 			ClientID:   "client-" + strconv.Itoa(i),
 			TenantID:   "tenant",
 			SecretName: "secret-" + strconv.Itoa(i),
-			Weight:     int(k >> 2),
-		})
+		}, Weight: int(k >> 2)})
 	}
 	return ids
 }

@@ -343,9 +343,9 @@ func TestInjectErrors(t *testing.T) {
 				require.NoError(t, err)
 				return golden
 			}(),
-			ids: []inject.Identity{{
+			ids: []inject.Identity{{Identity: sidecarconfig.Identity{
 				Name: "other", Namespace: "default", Source: names.TokenSourceFederated, ClientID: "c", TenantID: "t",
-			}},
+			}}},
 			wantErr: inject.ErrNameConflict,
 			wantMsg: []string{names.EnvSidecarConfig + " differs from what the pod's bindings and token port give now"},
 		},
@@ -465,27 +465,27 @@ func TestInjectErrors(t *testing.T) {
 		{
 			name: "identity without client ID",
 			pod:  seed.Pod.DeepCopy(),
-			ids: []inject.Identity{{
+			ids: []inject.Identity{{Identity: sidecarconfig.Identity{
 				Name: "broken", Namespace: "default", Source: names.TokenSourceFederated, TenantID: "t",
-			}},
+			}}},
 			wantErr: inject.ErrInvalidIdentity,
 			wantMsg: []string{`"broken"`, "clientID"},
 		},
 		{
 			name: "identity name that is no object name",
 			pod:  seed.Pod.DeepCopy(),
-			ids: []inject.Identity{{
+			ids: []inject.Identity{{Identity: sidecarconfig.Identity{
 				Name: "../etc", Namespace: "default", Source: names.TokenSourceIMDS, ClientID: "c",
-			}},
+			}}},
 			wantErr: inject.ErrInvalidIdentity,
 			wantMsg: []string{"AzureIdentity default/../etc"},
 		},
 		{
 			name: "secret identity without a Secret",
 			pod:  seed.Pod.DeepCopy(),
-			ids: []inject.Identity{{
+			ids: []inject.Identity{{Identity: sidecarconfig.Identity{
 				Name: "sp", Namespace: "default", Source: names.TokenSourceClientSecret, ClientID: "c", TenantID: "t",
-			}},
+			}}},
 			wantErr: inject.ErrInvalidIdentity,
 			wantMsg: []string{"AzureIdentity default/sp", "clientPassword"},
 		},
@@ -642,10 +642,10 @@ func TestDefaultIdentity(t *testing.T) {
 		want string
 	}{
 		{name: "none", ids: nil, want: ""},
-		{name: "one", ids: []inject.Identity{{Name: "a"}}, want: "a"},
-		{name: "highest weight wins", ids: []inject.Identity{{Name: "a", Weight: 1}, {Name: "b", Weight: 2}}, want: "b"},
-		{name: "tie goes to the smallest name", ids: []inject.Identity{{Name: "c", Weight: 2}, {Name: "b", Weight: 2}, {Name: "a", Weight: 1}}, want: "b"},
-		{name: "negative weights", ids: []inject.Identity{{Name: "a", Weight: -5}, {Name: "b", Weight: -1}}, want: "b"},
+		{name: "one", ids: []inject.Identity{id("a", 0)}, want: "a"},
+		{name: "highest weight wins", ids: []inject.Identity{id("a", 1), id("b", 2)}, want: "b"},
+		{name: "tie goes to the smallest name", ids: []inject.Identity{id("c", 2), id("b", 2), id("a", 1)}, want: "b"},
+		{name: "negative weights", ids: []inject.Identity{id("a", -5), id("b", -1)}, want: "b"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -851,4 +851,9 @@ func TestEnvReferenceOrder(t *testing.T) {
 			assert.Equal(t, tt.want, got)
 		})
 	}
+}
+
+// id is an identity with only a name and a weight, for the default's choice.
+func id(name string, weight int) inject.Identity {
+	return inject.Identity{Identity: sidecarconfig.Identity{Name: name}, Weight: weight}
 }

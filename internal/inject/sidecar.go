@@ -38,17 +38,11 @@ func sidecarConfig(ids []Identity, port int, allowedAuthorityHosts []string) (*s
 			return nil, fmt.Errorf("identities: AzureIdentity %s/%s: %w: the name is not a valid object name (%s)",
 				id.Namespace, id.Name, ErrInvalidIdentity, strings.Join(errs, "; "))
 		}
-		sid := sidecarconfig.Identity{
-			Name:                       id.Name,
-			Namespace:                  id.Namespace,
-			Source:                     id.Source,
-			ClientID:                   id.ClientID,
-			TenantID:                   id.TenantID,
-			ResourceID:                 id.ResourceID,
-			AuthorityHost:              id.AuthorityHost,
-			DisableInstanceDiscovery:   id.DisableInstanceDiscovery,
-			AdditionallyAllowedTenants: slices.Clone(id.AdditionallyAllowedTenants),
-		}
+		// The webhook's identity is the config's; only inject decides
+		// where the credentials are mounted.
+		sid := id.Identity
+		sid.AdditionallyAllowedTenants = slices.Clone(id.AdditionallyAllowedTenants)
+		sid.TokenFile, sid.SecretDir, sid.SecretName = "", "", ""
 		spec, ok := sidecarconfig.LookupSource(id.Source)
 		if !ok {
 			return nil, fmt.Errorf("identities: AzureIdentity %s/%s: %w: unknown token source %q; want %s",

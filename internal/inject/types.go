@@ -5,31 +5,18 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podidentity/injector/internal/sidecarconfig"
 )
 
 // Identity is one AzureIdentity, resolved and validated by the webhook, as
-// the mutation needs it. It carries no Kubernetes client types so that the
+// the mutation needs it: the identity of the sidecar's config document, so
+// that the webhook and the sidecar share one Identity type, and the weight
+// that chose the default. Inject fills in the mount paths (TokenFile,
+// SecretDir) itself. It carries no Kubernetes client types, so that the
 // mutation stays a pure function of its arguments.
 type Identity struct {
-	// Name and Namespace of the AzureIdentity.
-	Name      string `json:"name"`
-	Namespace string `json:"namespace"`
-	// Source is one of names.TokenSource*.
-	Source string `json:"source"`
-	// ClientID, TenantID and ResourceID of the identity. TenantID is already
-	// defaulted from the webhook's flag.
-	ClientID   string `json:"clientID"`
-	TenantID   string `json:"tenantID,omitempty"`
-	ResourceID string `json:"resourceID,omitempty"`
-	// AuthorityHost is the identity's adEndpoint, else the webhook default.
-	AuthorityHost string `json:"authorityHost,omitempty"`
-	// DisableInstanceDiscovery is set for non-public authorities that are
-	// on the allow-list.
-	DisableInstanceDiscovery bool `json:"disableInstanceDiscovery,omitempty"`
-	// AdditionallyAllowedTenants are the identity's auxiliaryTenantIDs.
-	AdditionallyAllowedTenants []string `json:"additionallyAllowedTenants,omitempty"`
-	// SecretName is the Secret of a type 1 or 2 identity, in Namespace.
-	SecretName string `json:"secretName,omitempty"`
+	sidecarconfig.Identity
 	// Weight is the highest weight among the bindings that bound it.
 	Weight int `json:"weight,omitempty"`
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/podidentity/injector/internal/inject"
 	"github.com/podidentity/injector/internal/inject/injecttest"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/internal/sidecarconfig"
 )
 
 const testSecret = "test-identity-header-secret"
@@ -185,7 +186,7 @@ func TestHandlerKeepsUnknownFields(t *testing.T) {
 "spec":{"futureSpecField":{"a":1},
 "initContainers":[{"name":"init","image":"busybox","futureContainerField":"keep-init"}],
 "containers":[{"name":"app","image":"nginx","futureContainerField":"keep-app","env":[{"name":"X","value":"1"}]}]}}`)
-	c := &injecttest.Case{Identities: []inject.Identity{{Name: "reader", Namespace: "team-a", Source: names.TokenSourceFederated, ClientID: "cid", TenantID: "tid"}}}
+	c := &injecttest.Case{Identities: []inject.Identity{{Identity: sidecarconfig.Identity{Name: "reader", Namespace: "team-a", Source: names.TokenSourceFederated, ClientID: "cid", TenantID: "tid"}}}}
 	cache := fakeReader(t, append(objectsFor(c, "reader"), optedIn("team-a"))...)
 	resp := newTestHandler(t, cache, nil, testInjectConfig(), testSecret).Handle(context.Background(), podRequest(t, "team-a", raw))
 	require.True(t, resp.Allowed, "%+v", resp.Result)
@@ -589,7 +590,7 @@ func TestHandlerLegacyConflict(t *testing.T) {
 // TestHandlerLiveReadOnCacheMiss: objects created a moment before the pod
 // are found by one live read when the cache has not seen them yet.
 func TestHandlerLiveReadOnCacheMiss(t *testing.T) {
-	c := &injecttest.Case{Identities: []inject.Identity{{Name: "reader", Namespace: "team-a", Source: names.TokenSourceFederated, ClientID: "cid", TenantID: "tid"}}}
+	c := &injecttest.Case{Identities: []inject.Identity{{Identity: sidecarconfig.Identity{Name: "reader", Namespace: "team-a", Source: names.TokenSourceFederated, ClientID: "cid", TenantID: "tid"}}}}
 	cache := fakeReader(t, optedIn("team-a"))
 	live := fakeReader(t, append(objectsFor(c, "reader"), optedIn("team-a"))...)
 	raw := []byte(`{"metadata":{"name":"p","namespace":"team-a","labels":{"aadpodidbinding":"reader"}},"spec":{"containers":[{"name":"app","image":"nginx"}]}}`)

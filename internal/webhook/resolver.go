@@ -247,7 +247,7 @@ func (r *Resolver) convert(ai *aadv1.AzureIdentity) (inject.Identity, error) {
 	if err := ai.Validate(); err != nil {
 		return inject.Identity{}, err
 	}
-	id := inject.Identity{
+	id := inject.Identity{Identity: sidecarconfig.Identity{
 		Name:                       ai.Name,
 		Namespace:                  ai.Namespace,
 		ClientID:                   ai.Spec.ClientID,
@@ -255,7 +255,7 @@ func (r *Resolver) convert(ai *aadv1.AzureIdentity) (inject.Identity, error) {
 		ResourceID:                 ai.Spec.ResourceID,
 		AuthorityHost:              authority,
 		AdditionallyAllowedTenants: ai.Spec.AuxiliaryTenantIDs,
-	}
+	}}
 	// Discovery is the library's own refusal of an unknown host; it is
 	// turned off only for a host that passed the allow-list above.
 	id.DisableInstanceDiscovery = authority != "" && !sidecarconfig.IsPublicAuthority(authority)

@@ -193,7 +193,7 @@ func FuzzConvertAuthority(f *testing.F) {
 // and the opt-out annotation; with the annotation, the pod is injected and
 // warned.
 func TestHandlerSharedProcessNamespace(t *testing.T) {
-	c := &injecttest.Case{Identities: []inject.Identity{{Name: "reader", Namespace: "team-a", Source: names.TokenSourceFederated, ClientID: "cid", TenantID: "tid"}}}
+	c := &injecttest.Case{Identities: []inject.Identity{{Identity: sidecarconfig.Identity{Name: "reader", Namespace: "team-a", Source: names.TokenSourceFederated, ClientID: "cid", TenantID: "tid"}}}}
 	h := newTestHandler(t, fakeReader(t, append(objectsFor(c, "reader"), optedIn("team-a"))...), nil, testInjectConfig(), testSecret)
 	pod := func(annotations string) []byte {
 		return []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"team-a","labels":{"aadpodidbinding":"reader"}` + annotations + `},

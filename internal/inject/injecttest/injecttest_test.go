@@ -22,7 +22,7 @@ func TestLoad(t *testing.T) {
 			input: `description: d
 secret: s
 config: {sidecarImage: i, port: 8181, nativeSidecar: true}
-identities: [{name: a, namespace: n, source: imds, clientID: c}]
+identities: [{name: a, namespace: ns, source: imds, clientID: c}]
 pod: {apiVersion: v1, kind: Pod, metadata: {name: p}, spec: {containers: [{name: c, image: i}]}}
 `,
 		},
