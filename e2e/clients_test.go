@@ -32,7 +32,7 @@ const matrixClientID = "77777777-0000-0000-0000-000000000000"
 
 // wrongHeaderReason is what the sidecar answers a wrong X-IDENTITY-HEADER
 // with; a client "names the problem" when its own error carries it.
-const wrongHeaderReason = "the X-IDENTITY-HEADER header is wrong; send the value of the IDENTITY_HEADER environment variable of this pod"
+const wrongHeaderReason = "the X-IDENTITY-HEADER header is wrong; send the value of the IDENTITY_HEADER environment variable of this container"
 
 // tokenClient is one token client of the matrix, run as a host process with
 // nothing but a container's injected env (plus HOME and PATH, which every

@@ -350,9 +350,13 @@ func TestRunUnderContainerd(t *testing.T) {
 		assert.Equal(t, pod.Identity(fakeaad.IdentityFederated).ClientID, claims.AppID)
 		assert.Equal(t, 1, pod.AAD.Counts().Issued)
 
-		logs, err := os.ReadFile(logFile)
-		require.NoError(t, err)
-		assert.Contains(t, string(logs), `"msg":"token request"`)
+		// The sidecar logs a request after answering it, so the line may
+		// reach the file a moment after the response reached us.
+		var logs []byte
+		assert.Eventually(t, func() bool {
+			logs, err = os.ReadFile(logFile)
+			return err == nil && strings.Contains(string(logs), `"msg":"token request"`)
+		}, 5*time.Second, 50*time.Millisecond, "the sidecar logs the token request")
 		for _, secret := range []string{body["access_token"], pod.IdentityHeader, pod.ClientSecret, pod.ServiceAccountToken} {
 			assert.NotContains(t, string(logs), secret, "a secret in the sidecar's log")
 		}
