@@ -1,9 +1,6 @@
 package charts_test
 
 import (
-	"bytes"
-	"errors"
-	"io"
 	"testing"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -16,8 +13,9 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/podidentity/injector/e2e/framework/localenv"
 )
 
 // typed are the kinds the chart renders whose Go types this module has:
@@ -54,7 +52,7 @@ var untyped = map[string]bool{
 // strictly into its API type.
 func decodeStrict(t *testing.T, data []byte) []*unstructured.Unstructured {
 	t.Helper()
-	objs, err := decodeObjects(data)
+	objs, err := localenv.DecodeObjects(data)
 	require.NoError(t, err)
 	for _, o := range objs {
 		gvk := o.GetAPIVersion() + "/" + o.GetKind()
@@ -69,22 +67,4 @@ func decodeStrict(t *testing.T, data []byte) []*unstructured.Unstructured {
 		require.NoError(t, yaml.UnmarshalStrict(raw, newObj()), "%s does not decode strictly", id)
 	}
 	return objs
-}
-
-// decodeObjects splits a multi-document YAML stream into objects.
-func decodeObjects(data []byte) ([]*unstructured.Unstructured, error) {
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	var out []*unstructured.Unstructured
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out, nil
-			}
-			return nil, err
-		}
-		if len(u.Object) > 0 {
-			out = append(out, u)
-		}
-	}
 }
