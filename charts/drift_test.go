@@ -48,6 +48,8 @@ var explicitFlags = []string{
 	"--sidecar-cpu-limit",
 	"--sidecar-memory-limit",
 	"--native-sidecar",
+	"--token-audience",
+	"--token-expiration-seconds",
 	"--live-read-timeout",
 	"--log-level",
 	"--metrics-secure",

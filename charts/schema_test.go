@@ -52,6 +52,16 @@ func TestSchemaRejects(t *testing.T) {
 			want:   []string{"/webhook/timeoutSeconds", "maximum"},
 		},
 		{
+			name:   "a token lifetime out of range",
+			values: "sidecar:\n  tokenExpirationSeconds: 60\n",
+			want:   []string{"/sidecar/tokenExpirationSeconds", "minimum"},
+		},
+		{
+			name:   "a token audience with a comma",
+			values: "sidecar:\n  tokenAudience: api://a,api://b\n",
+			want:   []string{"/sidecar/tokenAudience", "does not match pattern"},
+		},
+		{
 			name:   "a port out of range",
 			values: "sidecar:\n  port: 0\n",
 			want:   []string{"/sidecar/port", "minimum"},

@@ -62,13 +62,13 @@ func truncateValue(v string) string {
 // ErrBadOverride or ErrContainerIdentities and names the annotation and
 // the allowed range.
 func readOptions(ref string, pod *corev1.Pod, ids []Identity, cfg Config) (podOptions, error) {
-	o := podOptions{audience: names.TokenAudience, expiration: names.TokenExpirationSeconds, resources: *cfg.Resources.DeepCopy()}
+	o := podOptions{audience: cfg.audience(), expiration: cfg.expiration(), resources: *cfg.Resources.DeepCopy()}
 	if v, ok := pod.Annotations[names.TokenAudienceAnnotation]; ok {
 		a := strings.TrimSpace(v)
 		if a == "" || len(a) > names.MaxTokenAudienceLength || strings.ContainsAny(a, " \t\r\n,;") || !isPrintableASCII(a) {
 			return o, annotationError(ref, names.TokenAudienceAnnotation, v, ErrBadOverride,
 				"want an audience of 1-%d printable ASCII characters without spaces, ',' or ';', as the federated credential in Entra ID lists it (default %s); fix the value or remove the annotation",
-				names.MaxTokenAudienceLength, names.TokenAudience)
+				names.MaxTokenAudienceLength, cfg.audience())
 		}
 		o.audience = a
 	}
@@ -77,7 +77,7 @@ func readOptions(ref string, pod *corev1.Pod, ids []Identity, cfg Config) (podOp
 		if err != nil || n < names.MinTokenExpirationSeconds || n > names.MaxTokenExpirationSeconds {
 			return o, annotationError(ref, names.TokenExpirationAnnotation, v, ErrBadOverride,
 				"want a whole number of seconds from %d to %d (default %d); fix the value or remove the annotation",
-				names.MinTokenExpirationSeconds, names.MaxTokenExpirationSeconds, names.TokenExpirationSeconds)
+				names.MinTokenExpirationSeconds, names.MaxTokenExpirationSeconds, cfg.expiration())
 		}
 		o.expiration = n
 	}
@@ -314,7 +314,7 @@ func injectedOptions(pod *corev1.Pod, sc sidecarRef, cfg Config) (podOptions, er
 	// The resources as the webhook wrote them, without what the API server
 	// defaulted since.
 	have := withoutDefaults(sc.c, cfg).Resources
-	o := podOptions{audience: names.TokenAudience, expiration: names.TokenExpirationSeconds, resources: have}
+	o := podOptions{audience: cfg.audience(), expiration: cfg.expiration(), resources: have}
 	for _, v := range pod.Spec.Volumes {
 		if v.Name != names.TokenVolumeName || v.Projected == nil {
 			continue

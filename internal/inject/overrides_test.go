@@ -223,3 +223,44 @@ func TestPerContainerSidecarWithPodWideHeader(t *testing.T) {
 	assert.ErrorIs(t, err, inject.ErrNameConflict)
 	assert.ErrorContains(t, err, "pod-wide IDENTITY_HEADER beside per-container headers")
 }
+
+// TestClusterTokenDefaults: the webhook's --token-audience and
+// --token-expiration-seconds are the defaults of every pod's projected
+// token, which a pod's annotations still override, and re-invocation reads
+// them back rather than reverting to the built-in defaults.
+func TestClusterTokenDefaults(t *testing.T) {
+	c := loadCase(t, "seed")
+	c.Config.TokenAudience, c.Config.TokenExpirationSeconds = "api://AzureADTokenExchangeChina", 7200
+	out, _, err := c.Inject()
+	require.NoError(t, err)
+	var got *corev1.ServiceAccountTokenProjection
+	for _, v := range out.Spec.Volumes {
+		if v.Name == names.TokenVolumeName {
+			got = v.Projected.Sources[0].ServiceAccountToken
+		}
+	}
+	require.NotNil(t, got)
+	assert.Equal(t, "api://AzureADTokenExchangeChina", got.Audience)
+	assert.Equal(t, int64(7200), *got.ExpirationSeconds)
+
+	again, res, err := inject.Inject(out, c.Identities, c.Config, c.Secret)
+	require.NoError(t, err)
+	assert.False(t, res.Changed, "idempotent with the cluster's defaults")
+	assert.Equal(t, out, again)
+
+	if c.Pod.Annotations == nil {
+		c.Pod.Annotations = map[string]string{}
+	}
+	c.Pod.Annotations[names.TokenAudienceAnnotation] = "api://per-pod"
+	out, _, err = c.Inject()
+	require.NoError(t, err)
+	for _, v := range out.Spec.Volumes {
+		if v.Name == names.TokenVolumeName {
+			assert.Equal(t, "api://per-pod", v.Projected.Sources[0].ServiceAccountToken.Audience, "the pod's annotation wins")
+		}
+	}
+
+	c.Config.TokenExpirationSeconds = 60
+	_, _, err = c.Inject()
+	assert.ErrorIs(t, err, inject.ErrInvalidConfig)
+}

@@ -1,11 +1,14 @@
 package inject
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/sidecarconfig"
 )
 
@@ -38,6 +41,19 @@ type Config struct {
 	// AllowedAuthorityHosts is the webhook's --allowed-authority-hosts,
 	// written into the sidecar config; empty means the public clouds.
 	AllowedAuthorityHosts []string `json:"allowedAuthorityHosts,omitempty"`
+	// TokenAudience and TokenExpirationSeconds are the cluster's defaults
+	// for the projected service account token, which a pod may override
+	// with names.TokenAudienceAnnotation and
+	// names.TokenExpirationAnnotation; empty and 0 mean
+	// names.TokenAudience and names.TokenExpirationSeconds.
+	TokenAudience          string `json:"tokenAudience,omitempty"`
+	TokenExpirationSeconds int64  `json:"tokenExpirationSeconds,omitempty"`
+}
+
+// audience and expiration are the cluster's token defaults.
+func (c Config) audience() string { return cmp.Or(c.TokenAudience, names.TokenAudience) }
+func (c Config) expiration() int64 {
+	return cmp.Or(c.TokenExpirationSeconds, int64(names.TokenExpirationSeconds))
 }
 
 // Validate checks the operator's choices once, at start, so that a bad flag
@@ -48,6 +64,12 @@ func (c Config) Validate() error {
 	}
 	if c.Port < 1 || c.Port > 65535 {
 		return fmt.Errorf("%w: the token port %d is not in 1-65535; set the webhook's port flag to a free port", ErrInvalidConfig, c.Port)
+	}
+	if a := c.audience(); len(a) > names.MaxTokenAudienceLength || strings.ContainsAny(a, " \t\r\n,;") || !isPrintableASCII(a) {
+		return fmt.Errorf("%w: the token audience %q is not 1-%d printable ASCII characters without spaces, ',' or ';'; fix the webhook's token audience flag", ErrInvalidConfig, a, names.MaxTokenAudienceLength)
+	}
+	if e := c.expiration(); e < names.MinTokenExpirationSeconds || e > names.MaxTokenExpirationSeconds {
+		return fmt.Errorf("%w: the token expiration %ds is not in %d-%d; fix the webhook's token expiration flag", ErrInvalidConfig, e, names.MinTokenExpirationSeconds, names.MaxTokenExpirationSeconds)
 	}
 	// The API server refuses a container whose request exceeds its limit,
 	// and it would blame the sidecar of every pod.

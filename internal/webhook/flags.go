@@ -35,6 +35,10 @@ type DecisionFlags struct {
 	// NativeSidecar is auto, true or false; auto asks the API server's
 	// version once at start (1.29 and later have native sidecars).
 	NativeSidecar string
+	// TokenAudience and TokenExpiration are the projected service account
+	// token's defaults, which pods may override by annotation.
+	TokenAudience   string
+	TokenExpiration int64
 
 	// DefaultTenantID is used for identities without spec.tenantID.
 	DefaultTenantID string
@@ -63,6 +67,8 @@ func DefaultDecisionFlags() DecisionFlags {
 		SidecarCPULimit:       "200m",
 		SidecarMemoryLimit:    "64Mi",
 		NativeSidecar:         "auto",
+		TokenAudience:         names.TokenAudience,
+		TokenExpiration:       names.TokenExpirationSeconds,
 		DefaultTokenSource:    names.TokenSourceFederated,
 		RequireNamespaceOptIn: true,
 	}
@@ -78,6 +84,8 @@ func (c *DecisionFlags) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.SidecarCPULimit, "sidecar-cpu-limit", c.SidecarCPULimit, "CPU limit of the sidecar; empty for none")
 	fs.StringVar(&c.SidecarMemoryLimit, "sidecar-memory-limit", c.SidecarMemoryLimit, "memory limit of the sidecar; empty for none")
 	fs.StringVar(&c.NativeSidecar, "native-sidecar", c.NativeSidecar, "inject a native sidecar: auto (by API server version), true or false")
+	fs.StringVar(&c.TokenAudience, "token-audience", c.TokenAudience, "audience of the projected service account token, as the identities' federated credentials name it; pods may override it with the "+names.TokenAudienceAnnotation+" annotation")
+	fs.Int64Var(&c.TokenExpiration, "token-expiration-seconds", c.TokenExpiration, fmt.Sprintf("lifetime of the projected service account token, %d-%d; pods may override it with the %s annotation", names.MinTokenExpirationSeconds, names.MaxTokenExpirationSeconds, names.TokenExpirationAnnotation))
 	fs.StringVar(&c.DefaultTenantID, "default-tenant-id", c.DefaultTenantID, "Entra tenant of identities without spec.tenantID")
 	fs.StringVar(&c.AuthorityHost, "authority-host", c.AuthorityHost, "Entra authority of identities without spec.adEndpoint; empty means the public cloud")
 	fs.StringVar(&c.AllowedAuthorityHosts, "allowed-authority-hosts", c.AllowedAuthorityHosts,
@@ -127,6 +135,12 @@ func (c *DecisionFlags) Validate() error {
 	}
 	if _, err := c.Resources(); err != nil {
 		errs = append(errs, err)
+	} else if len(errs) == 0 {
+		// What only the whole inject.Config can check: requests within
+		// limits, the token's audience and lifetime.
+		if _, err := c.InjectConfig(true); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -169,9 +183,11 @@ func (c *DecisionFlags) InjectConfig(native bool) (inject.Config, error) {
 		Port:            c.TokenPort,
 		Resources:       rr,
 		NativeSidecar:   native,
+		TokenAudience:   c.TokenAudience,
 		// The sidecar checks every authority against the same list.
 		AllowedAuthorityHosts: c.AllowedHosts(),
 	}
+	cfg.TokenExpirationSeconds = c.TokenExpiration
 	return cfg, cfg.Validate()
 }
 

@@ -56,6 +56,22 @@ func TestDecisionFlags(t *testing.T) {
 	assert.NotContains(t, cfg.Resources.Limits, "memory", "an empty limit is none")
 	assert.Equal(t, Defaults{TenantID: "t", TokenSource: "federated", AllowedAuthorityHosts: []string{"login.microsoftonline.com", "login.chinacloudapi.cn", "login.microsoftonline.us"}}, c.Defaults(), "the public clouds, by default")
 
+	for flag, want := range map[string]string{
+		"--token-expiration-seconds=60":  "the token expiration 60s is not in 600-86400",
+		"--token-audience=api://a b":     `the token audience "api://a b"`,
+		"--sidecar-memory-request=128Mi": "above its limit",
+	} {
+		_, err := parse(flag)
+		require.Error(t, err, flag)
+		assert.Contains(t, err.Error(), want)
+	}
+	c, err = parse("--token-audience=api://AzureADTokenExchangeChina", "--token-expiration-seconds=7200")
+	require.NoError(t, err)
+	cfg, err = c.InjectConfig(true)
+	require.NoError(t, err)
+	assert.Equal(t, "api://AzureADTokenExchangeChina", cfg.TokenAudience)
+	assert.Equal(t, int64(7200), cfg.TokenExpirationSeconds)
+
 	_, err = parse("--sidecar-image=", "--token-port=0", "--sidecar-image-pull-policy=Sometimes", "--native-sidecar=maybe",
 		"--default-token-source=magic", "--authority-host=http://x", "--sidecar-cpu-request=lots")
 	require.Error(t, err)
