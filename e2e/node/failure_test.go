@@ -30,21 +30,7 @@ import (
 // ServiceAccount.
 func optInNamespace(ctx context.Context, t *testing.T, ns, clientID string) {
 	t.Helper()
-	require.NoError(t, cluster.ApplyManifest(ctx, fmt.Sprintf(`
-apiVersion: v1
-kind: Namespace
-metadata: {name: %[1]s, annotations: {%[2]q: %[3]q}}
----
-apiVersion: aadpodidentity.k8s.io/v1
-kind: AzureIdentity
-metadata: {name: id, namespace: %[1]s}
-spec: {type: 0, clientID: %[4]s}
----
-apiVersion: aadpodidentity.k8s.io/v1
-kind: AzureIdentityBinding
-metadata: {name: b, namespace: %[1]s}
-spec: {azureIdentity: id, selector: app}
-`, ns, names.InjectAnnotation, names.InjectEnabled, clientID)))
+	require.NoError(t, cluster.OptInNamespace(ctx, ns, clientID, "app"))
 	require.Eventually(t, func() bool {
 		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		return err == nil

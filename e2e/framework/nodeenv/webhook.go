@@ -97,25 +97,31 @@ func (e *Env) WaitDeployment(ctx context.Context, key client.ObjectKey, want int
 	}
 }
 
-// waitInjects dry-runs a labelled pod in an opted-in namespace until the
-// webhook, now reached only through its Service, injects the sidecar.
-func (e *Env) waitInjects(ctx context.Context) error {
-	const ns = "node-webhook-readiness"
-	if err := e.ApplyManifest(ctx, fmt.Sprintf(`
+// OptInNamespace creates namespace ns, opted in, with a type 0
+// AzureIdentity "id" of clientID bound to selector.
+func (e *Env) OptInNamespace(ctx context.Context, ns, clientID, selector string) error {
+	return e.ApplyManifest(ctx, fmt.Sprintf(`
 apiVersion: v1
 kind: Namespace
 metadata: {name: %[1]s, annotations: {%[2]q: %[3]q}}
 ---
 apiVersion: aadpodidentity.k8s.io/v1
 kind: AzureIdentity
-metadata: {name: probe, namespace: %[1]s}
+metadata: {name: id, namespace: %[1]s}
 spec: {type: 0, clientID: %[4]s}
 ---
 apiVersion: aadpodidentity.k8s.io/v1
 kind: AzureIdentityBinding
-metadata: {name: probe, namespace: %[1]s}
-spec: {azureIdentity: probe, selector: probe}
-`, ns, names.InjectAnnotation, names.InjectEnabled, probeClientID)); err != nil {
+metadata: {name: b, namespace: %[1]s}
+spec: {azureIdentity: id, selector: %[5]s}
+`, ns, names.InjectAnnotation, names.InjectEnabled, clientID, selector))
+}
+
+// waitInjects dry-runs a labelled pod in an opted-in namespace until the
+// webhook, now reached only through its Service, injects the sidecar.
+func (e *Env) waitInjects(ctx context.Context) error {
+	const ns = "node-webhook-readiness"
+	if err := e.OptInNamespace(ctx, ns, probeClientID, "probe"); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
