@@ -210,7 +210,7 @@ func (p *planner) run() {
 	}
 	for _, ns := range sortedKeys(notOptedIn) {
 		p.block(ReasonNamespaceNotOptIn, "Namespace "+ns, "namespace %s has not opted in, so %s would get no identity; annotate it %s=%s",
-			ns, strings.Join(notOptedIn[ns], ", "), names.Prefix+"/inject", names.InjectEnabled)
+			ns, strings.Join(notOptedIn[ns], ", "), names.InjectAnnotation, names.InjectEnabled)
 	}
 	for _, br := range allBindings {
 		b := br.b
@@ -368,38 +368,23 @@ func injected(pod *corev1.Pod) bool {
 	return false
 }
 
-// Keys the webhook reads, under the project's prefix and the deprecated
-// aad-pod-identity one.
-var (
-	injectKeys      = []string{names.Prefix + "/inject", names.Group + "/inject"}
-	tokenSourceKeys = []string{names.Prefix + "/token-source", names.Group + "/token-source"}
-)
-
+// namespaceOptedIn, podOptedOut and tokenSourceAnnotation read the keys
+// as the webhook does (names.Lookup): the project's key, else its
+// deprecated aad-pod-identity spelling.
 func namespaceOptedIn(labels, annotations map[string]string) bool {
-	for _, k := range injectKeys {
-		if labels[k] == names.InjectEnabled || annotations[k] == names.InjectEnabled {
-			return true
-		}
-	}
-	return false
+	annotation, _ := names.Lookup(annotations, names.InjectAnnotation)
+	label, _ := names.Lookup(labels, names.InjectAnnotation)
+	return annotation == names.InjectEnabled || label == names.InjectEnabled
 }
 
 func podOptedOut(pod *corev1.Pod) bool {
-	for _, k := range injectKeys {
-		if pod.Annotations[k] == names.InjectDisabled {
-			return true
-		}
-	}
-	return false
+	v, _ := names.Lookup(pod.Annotations, names.InjectAnnotation)
+	return v == names.InjectDisabled
 }
 
 func tokenSourceAnnotation(annotations map[string]string) string {
-	for _, k := range tokenSourceKeys {
-		if v := annotations[k]; v != "" {
-			return v
-		}
-	}
-	return ""
+	v, _ := names.Lookup(annotations, names.TokenSourceAnnotation)
+	return v
 }
 
 func sortedKeys[V any](m map[string]V) []string {
