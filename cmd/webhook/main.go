@@ -136,6 +136,13 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var peers webhook.Peers
+	if cfg.WarnSharedServiceAccount {
+		if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, webhook.ServiceAccountField, webhook.IndexServiceAccount); err != nil {
+			return fmt.Errorf("index pods by service account: %w", err)
+		}
+		peers = webhook.ReaderPeers{Reader: mgr.GetCache()}
+	}
 	handler, err := webhook.NewHandler(webhook.Options{
 		Resolver: &webhook.Resolver{
 			Lookup:   webhook.CacheThenLive(mgr.GetCache(), mgr.GetAPIReader(), cfg.LiveReadTimeout),
@@ -144,6 +151,7 @@ func run(ctx context.Context, args []string) error {
 		Inject:       injectCfg,
 		RequireOptIn: cfg.RequireNamespaceOptIn,
 		Metrics:      metrics,
+		Peers:        peers,
 	})
 	if err != nil {
 		return err
@@ -152,7 +160,7 @@ func run(ctx context.Context, args []string) error {
 
 	synced := &atomic.Bool{}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		return warmCache(ctx, mgr, synced, log)
+		return warmCache(ctx, mgr, cfg.WarnSharedServiceAccount, synced, log)
 	})); err != nil {
 		return err
 	}
@@ -179,10 +187,14 @@ func run(ctx context.Context, args []string) error {
 
 // warmCache starts the informers the handler reads, so that readiness
 // means every lookup is served from memory, and marks synced.
-func warmCache(ctx context.Context, mgr manager.Manager, synced *atomic.Bool, log logr.Logger) error {
+func warmCache(ctx context.Context, mgr manager.Manager, pods bool, synced *atomic.Bool, log logr.Logger) error {
 	ns := &metav1.PartialObjectMetadata{}
 	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-	for _, obj := range []client.Object{&aadv1.AzureIdentity{}, &aadv1.AzureIdentityBinding{}, &aadv1.AzurePodIdentityException{}, ns} {
+	objs := []client.Object{&aadv1.AzureIdentity{}, &aadv1.AzureIdentityBinding{}, &aadv1.AzurePodIdentityException{}, ns}
+	if pods {
+		objs = append(objs, &corev1.Pod{})
+	}
+	for _, obj := range objs {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("watch %T: %w (are the CRDs installed? kubectl apply -k manifests/crds)", obj, err)
 		}
