@@ -111,7 +111,7 @@ bench-e2e: build tools
 ## gate (hack/benche2e -node; as root; ~5 min)
 bench-node:
 	$(GO) build -o $(BIN)/benche2e ./hack/benche2e
-	$(BIN)/benche2e -node -repo=$(CURDIR) -pods 300 --markdown
+	$(BIN)/benche2e -node -repo=$(CURDIR) -pods 500 -rounds 5 --markdown
 
 ## bench-scale: the webhook's RSS, admission latency and ready-after-restart
 ## at 1, 1,000 and 5,000 namespaces (hack/benche2e -scale; ~15 min). Run it

@@ -249,7 +249,7 @@ func startBench(ctx context.Context, cfg Config, log io.Writer) (*bench, func(),
 		WebhookBinary: cfg.WebhookBinary,
 		SidecarBinary: cfg.SidecarBinary,
 		Log:           envLog,
-		WebhookArgs:   []string{"--log-level=" + cfg.WebhookLogLevel},
+		WebhookArgs:   append([]string{"--log-level=" + cfg.WebhookLogLevel}, cfg.WebhookArgs...),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("start the local environment: %w", err)

@@ -44,6 +44,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -98,6 +99,10 @@ type Config struct {
 	// Scale, when set, runs the scale mode instead (scale.go): increasing
 	// counts of namespaces, each with an identity and a binding.
 	Scale string
+	// WebhookArgs are extra flags for the webhook, locally on its command
+	// line and on the real node in the Deployment's args, e.g.
+	// --warn-shared-service-account=false to price a feature.
+	WebhookArgs []string
 	// Node runs the phases on the real one-node cluster (node.go), with
 	// the webhook as its Deployment; WebhookBinary, SidecarBinary and
 	// WebhookLogLevel do not apply, since nodeenv builds the images.
@@ -146,6 +151,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.PacedPods, "paced-pods", c.PacedPods, "pods created with the webhook at -paced-rate each round, for unsaturated latencies (0: none)")
 	fs.Float64Var(&c.PacedRate, "paced-rate", c.PacedRate, "pods/s of the paced phase")
 	fs.StringVar(&c.Scale, "scale", c.Scale, "scale mode: comma-separated increasing namespace counts, e.g. 1,1000,5000 (each with an identity and a binding); reports webhook RSS, admission latency and ready-after-restart per count")
+	fs.Var((*stringList)(&c.WebhookArgs), "webhook-arg", "an extra flag for the webhook, e.g. --warn-shared-service-account=false (repeatable; on the real node added to the Deployment's args)")
 	fs.BoolVar(&c.Node, "node", c.Node, "run on the real one-node cluster (e2e/framework/nodeenv; needs root), the webhook as manifests/' Deployment, pods held by a scheduling gate")
 	fs.BoolVar(&c.Markdown, "markdown", c.Markdown, "also print a section for BENCHMARKS.md")
 	fs.BoolVar(&c.Verbose, "v", c.Verbose, "print the environment's start-up steps")
@@ -199,6 +205,11 @@ func (c *Config) Validate() error {
 	if _, err := os.Stat(filepath.Join(c.RepoRoot, "manifests", "kustomization.yaml")); err != nil {
 		errs = append(errs, fmt.Errorf("-repo %s has no manifests/kustomization.yaml; run from the repository root or pass -repo: %w", c.RepoRoot, err))
 	}
+	for _, a := range c.WebhookArgs {
+		if !strings.HasPrefix(a, "--") || strings.ContainsAny(a, " \t\n") {
+			errs = append(errs, fmt.Errorf("-webhook-arg %q is not one --flag=value", a))
+		}
+	}
 	if c.Node && c.Scale != "" {
 		errs = append(errs, errors.New("-node and -scale do not combine: the scale mode runs on the local control plane"))
 	}
@@ -211,6 +222,16 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, " ") }
+
+func (l *stringList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
 }
 
 // parseConfig is the flag handling of run, separate so that tests use it.

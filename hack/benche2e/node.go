@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -30,6 +31,10 @@ import (
 // them to the webhook, which lets them through unchanged, so it prices
 // the call alone. Every pod carries a scheduling gate and stays Pending:
 // nothing runs on the kubelet while the phases are timed.
+
+// webhookPodSelector selects the webhook Deployment's pods, as manifests/
+// labels them.
+const webhookPodSelector = "app.kubernetes.io/name=pod-identity-webhook"
 
 // schedulingGate holds the node mode's pods back from the scheduler.
 const schedulingGate = names.Prefix + "/benche2e"
@@ -89,7 +94,40 @@ func startNodeBench(ctx context.Context, cfg Config, log io.Writer) (*bench, fun
 		return nil, nil, err
 	}
 	b := &bench{cfg: cfg, env: cluster.Local, cs: cs, http: &http.Client{Timeout: 10 * time.Second}, cluster: cluster}
+	if err := b.addWebhookArgs(ctx, cfg.WebhookArgs); err != nil {
+		cluster.Stop()
+		return nil, nil, err
+	}
 	return b, cluster.Stop, nil
+}
+
+// addWebhookArgs appends args to the webhook Deployment's container and
+// waits for the new replicas, so that every phase runs against them.
+func (b *bench) addWebhookArgs(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	var d appsv1.Deployment
+	if err := b.env.Client.Get(ctx, nodeenv.WebhookKey, &d); err != nil {
+		return err
+	}
+	c := &d.Spec.Template.Spec.Containers[0]
+	c.Args = append(c.Args, args...)
+	if err := b.env.Client.Update(ctx, &d); err != nil {
+		return fmt.Errorf("add %q to the webhook Deployment's args: %w", args, err)
+	}
+	if err := b.cluster.WaitDeployment(ctx, nodeenv.WebhookKey, 2); err != nil {
+		return err
+	}
+	// Wait until the old replicas are gone and the apiserver's endpoints
+	// lead only to the new ones.
+	return b.poll(ctx, "the webhook's old replicas to go", func() (bool, error) {
+		pods, err := b.cs.CoreV1().Pods(nodeenv.WebhookKey.Namespace).List(ctx, metav1.ListOptions{LabelSelector: webhookPodSelector})
+		if err != nil {
+			return false, err
+		}
+		return len(pods.Items) == 2, nil
+	})
 }
 
 // webhookContainers are the container ids of the webhook Deployment's
@@ -99,7 +137,7 @@ func (b *bench) webhookContainers(ctx context.Context) ([]string, error) {
 	if b.cluster == nil {
 		return nil, nil
 	}
-	pods, err := b.cs.CoreV1().Pods(nodeenv.WebhookKey.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=pod-identity-webhook"})
+	pods, err := b.cs.CoreV1().Pods(nodeenv.WebhookKey.Namespace).List(ctx, metav1.ListOptions{LabelSelector: webhookPodSelector})
 	if err != nil {
 		return nil, fmt.Errorf("list the webhook's pods: %w", err)
 	}

@@ -27,6 +27,17 @@ func TestParseConfigNodeMode(t *testing.T) {
 		_, err := parseConfig([]string{"-repo", root, "-node", "-scale", "1,10"}, io.Discard)
 		assert.ErrorContains(t, err, "-node and -scale")
 	})
+	t.Run("extra webhook flags, repeated", func(t *testing.T) {
+		cfg, err := parseConfig([]string{"-repo", root, "-node", "-webhook-arg", "--warn-shared-service-account=false", "-webhook-arg", "--log-level=warn"}, io.Discard)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"--warn-shared-service-account=false", "--log-level=warn"}, cfg.WebhookArgs)
+	})
+	for name, arg := range map[string]string{"not a flag": "warn-shared-service-account", "two flags in one": "--a=1 --b=2"} {
+		t.Run("refused: "+name, func(t *testing.T) {
+			_, err := parseConfig([]string{"-repo", root, "-node", "-webhook-arg", arg}, io.Discard)
+			assert.ErrorContains(t, err, "-webhook-arg")
+		})
+	}
 	t.Run("the repository is still checked", func(t *testing.T) {
 		_, err := parseConfig([]string{"-repo", t.TempDir(), "-node"}, io.Discard)
 		assert.Error(t, err)

@@ -397,6 +397,14 @@ const nodeModeNote = "node mode: the real one-node cluster (e2e/framework/nodeen
 	"every pod carries spec.schedulingGates (" + schedulingGate + "), so it stays Pending and unscheduled and nothing runs on the kubelet; " +
 	"the webhook-side histograms are not read (the Deployment serves /metrics over HTTPS to authorized callers only)"
 
+// extraArgs says which flags the run added to the webhook's.
+func extraArgs(c Config) string {
+	if len(c.WebhookArgs) == 0 {
+		return ""
+	}
+	return ", webhook args added: " + strings.Join(c.WebhookArgs, " ")
+}
+
 func reinvocation(c Config) string {
 	if c.Reinvocation == "" {
 		return "as manifests/"
@@ -407,8 +415,8 @@ func reinvocation(c Config) string {
 // WriteText prints the result table.
 func (s Summary) WriteText(w io.Writer) {
 	r, c := s.Report, s.Report.Config
-	fmt.Fprintf(w, "benche2e: %d pods per phase x %d rounds, %d concurrent clients, webhook %s, reinvocationPolicy %s\n",
-		c.Pods, c.Rounds, c.Workers, logLevel(c), reinvocation(c))
+	fmt.Fprintf(w, "benche2e: %d pods per phase x %d rounds, %d concurrent clients, webhook %s, reinvocationPolicy %s%s\n",
+		c.Pods, c.Rounds, c.Workers, logLevel(c), reinvocation(c), extraArgs(c))
 	if c.Node {
 		fmt.Fprintln(w, nodeModeNote)
 	}
@@ -458,8 +466,8 @@ func (s Summary) WriteText(w io.Writer) {
 // WriteMarkdown prints the tables of the BENCHMARKS.md section.
 func (s Summary) WriteMarkdown(w io.Writer) {
 	r, c := s.Report, s.Report.Config
-	fmt.Fprintf(w, "Run %s on kube-apiserver %s, %d CPUs, load average %s before and %s after; %d pods per phase, %d rounds, %d concurrent clients, webhook %s, reinvocationPolicy %s.\n\n",
-		r.Date.Format("2006-01-02 15:04 MST"), r.ServerVersion, r.CPUs, r.LoadBefore, r.LoadAfter, c.Pods, c.Rounds, c.Workers, logLevel(c), reinvocation(c))
+	fmt.Fprintf(w, "Run %s on kube-apiserver %s, %d CPUs, load average %s before and %s after; %d pods per phase, %d rounds, %d concurrent clients, webhook %s, reinvocationPolicy %s%s.\n\n",
+		r.Date.Format("2006-01-02 15:04 MST"), r.ServerVersion, r.CPUs, r.LoadBefore, r.LoadAfter, c.Pods, c.Rounds, c.Workers, logLevel(c), reinvocation(c), extraArgs(c))
 	if c.Node {
 		fmt.Fprintf(w, "%s.\n\n", nodeModeNote)
 	}
