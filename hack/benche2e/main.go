@@ -47,6 +47,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/podidentity/injector/e2e/framework/node"
 )
 
 func main() {
@@ -257,8 +259,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.Scale != "" {
 		return runScale(ctx, cfg, stdout, stderr)
 	}
-	if cfg.Node {
-		return runNodeMode(ctx, cfg, stdout, stderr)
+	if cfg.Node && !node.InNamespace() {
+		return reexecInNode(ctx, cfg, stderr)
 	}
 	rep, err := runBench(ctx, cfg, stderr)
 	if err != nil {

@@ -39,34 +39,21 @@ const webhookPodSelector = "app.kubernetes.io/name=pod-identity-webhook"
 // schedulingGate holds the node mode's pods back from the scheduler.
 const schedulingGate = names.Prefix + "/benche2e"
 
-// runNodeMode re-runs benche2e in the node's own namespaces (node.Reexec),
-// after building the tools the namespace, which has no network, cannot,
-// and there runs the benchmark.
-func runNodeMode(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
-	if !node.InNamespace() {
-		if err := nodeenv.EnsureTools(ctx, cfg.RepoRoot, stderr); err != nil {
-			return err
-		}
-		code, err := node.Reexec()
-		if err != nil {
-			return err
-		}
-		if code != 0 {
-			return fmt.Errorf("the run in the node's namespaces exited %d (its output is above)", code)
-		}
-		return nil
+// reexecInNode re-runs benche2e in the node's own namespaces
+// (node.Reexec), where run takes the node mode's path, after building the
+// tools that the namespace, which has no network, could not.
+func reexecInNode(ctx context.Context, cfg Config, stderr io.Writer) error {
+	if err := nodeenv.EnsureTools(ctx, cfg.RepoRoot, stderr); err != nil {
+		return err
 	}
-	rep, err := runBench(ctx, cfg, stderr)
+	code, err := node.Reexec()
 	if err != nil {
 		return err
 	}
-	s := rep.Summarize()
-	s.WriteText(stdout)
-	if cfg.Markdown {
-		fmt.Fprintln(stdout)
-		s.WriteMarkdown(stdout)
+	if code != 0 {
+		return fmt.Errorf("the run in the node's namespaces exited %d (its output is above)", code)
 	}
-	return s.Failure()
+	return nil
 }
 
 // startNodeBench brings up the real node (nodeenv.Start) and the clients.
