@@ -239,10 +239,12 @@ func pushClientsImage(t *testing.T) {
 // clientsPod is a pod labelled for the binding "app" whose containers
 // (names) run node.ClientsImage and sleep, each mounting
 // node.ClientsHostDirs read-only, so that tests run clients in them with
-// `kubectl exec`. Exec'd processes get the container's env.
+// `kubectl exec`. Exec'd processes get the container's env. Nothing
+// restarts, so that a container that fails fails the pod, and the test.
 func clientsPod(ns, name string, containers ...string) *corev1.Pod {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{names.BindingLabel: "app"}},
+		Spec:       corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever},
 	}
 	for _, c := range containers {
 		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{
