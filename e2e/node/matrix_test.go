@@ -31,6 +31,10 @@ import (
 	"github.com/podidentity/injector/internal/names"
 )
 
+// This file, and percontainer_test.go, sort after failure_test.go on
+// purpose: go test runs the files in name order, and TestSidecarImageMissing
+// must run before any pod has put the sidecar image in containerd's store.
+
 // matrixClientID is the identity of the client matrix's pod.
 const matrixClientID = "77777777-0000-0000-0000-000000000000"
 
