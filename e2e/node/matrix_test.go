@@ -113,7 +113,7 @@ func TestClientMatrix(t *testing.T) {
 	for _, c := range clients {
 		t.Run(c.name, func(t *testing.T) {
 			stdout, stderr, err := app.run(ctx, c.argv...)
-			require.NoError(t, err, "stderr: %s\nsidecar log:\n%s", redact(stderr), app.sidecarLogs(ctx, t))
+			require.NoError(t, err, "stderr: %s\nsidecar log:\n%s", redact(stderr), redact([]byte(app.sidecarLogs(ctx, t))))
 			logSDK(t, stdout)
 			claims, err := c.claims(stdout)
 			require.NoError(t, err, "stdout: %s", redact(stdout))

@@ -128,7 +128,7 @@ echo "== DefaultAzureCredential with AZURE_CLIENT_ID set to it"; if AZURE_CLIENT
 
 	t.Run("my-app gets its own identity", func(t *testing.T) {
 		stdout, stderr, err := app.run(ctx, node.ClientsGettoken, "--credential=default")
-		require.NoError(t, err, "gettoken: %s\nsidecar log:\n%s", redact(stderr), app.sidecarLogs(ctx, t))
+		require.NoError(t, err, "gettoken: %s\nsidecar log:\n%s", redact(stderr), redact([]byte(app.sidecarLogs(ctx, t))))
 		claims, err := scriptClaims(stdout)
 		require.NoError(t, err, redact(stdout))
 		assertStorageToken(t, claims, queueWriter)
