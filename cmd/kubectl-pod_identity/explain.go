@@ -174,7 +174,9 @@ func readFiles(args []string, stdin io.Reader, namespace string) (*manifest.Set,
 // planner is the webhook's Planner over the files, or over the cluster
 // with --live.
 func (c *explainConfig) planner(ctx context.Context, set *manifest.Set) (*webhook.Planner, error) {
-	var lookup webhook.Lookup = webhook.NewMemoryLookup(set)
+	memory := webhook.NewMemoryLookup(set)
+	var lookup webhook.Lookup = memory
+	var peers webhook.Peers = memory
 	native := c.decision.NativeSidecar != "false"
 	if c.Live {
 		if n := len(set.Identities) + len(set.Bindings) + len(set.Exceptions) + len(set.Namespaces); n > 0 {
@@ -190,6 +192,7 @@ func (c *explainConfig) planner(ctx context.Context, set *manifest.Set) (*webhoo
 			return nil, err
 		}
 		lookup = webhook.ReaderLookup{Reader: cl}
+		peers = webhook.ReaderPeers{Reader: cl}
 		if c.decision.NativeSidecar == "auto" {
 			if native, _, err = webhook.NativeSidecar("auto", restCfg); err != nil {
 				return nil, err
@@ -200,11 +203,15 @@ func (c *explainConfig) planner(ctx context.Context, set *manifest.Set) (*webhoo
 	if err != nil {
 		return nil, err
 	}
+	if !c.decision.WarnSharedServiceAccount {
+		peers = nil
+	}
 	return &webhook.Planner{
 		Resolver:     &webhook.Resolver{Lookup: lookup, Defaults: c.decision.Defaults()},
 		Inject:       injectCfg,
 		RequireOptIn: c.decision.RequireNamespaceOptIn,
 		NewSecret:    func() (string, error) { return headerPlaceholder, nil },
+		Peers:        peers,
 	}, nil
 }
 

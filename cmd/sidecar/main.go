@@ -10,10 +10,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/podidentity/injector/internal/memtune"
 )
 
 func main() {
-	tuneRuntime(os.Getenv, os.ReadFile)
+	memtune.Apply(runtimeSettings, os.Getenv, os.ReadFile)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
 	stop()

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"runtime/debug"
-	"strconv"
-	"strings"
+	"runtime/metrics"
+	"time"
+
+	"github.com/podidentity/injector/internal/memtune"
 )
 
 // The sidecar is a tiny, mostly idle server: its live heap stays under 1 MiB
@@ -13,54 +16,14 @@ import (
 // and that, not the live heap, is most of its private memory after load.
 // BENCHMARKS.md ("Sidecar footprint") has the figures behind both settings.
 
-// defaultGCPercent halves the minimum heap goal to 2 MiB, at the price of
-// twice as many collections of a heap that takes well under a millisecond
-// to mark.
-const defaultGCPercent = 50
-
-// memoryLimitShare is the part of the container's memory limit given to the
-// runtime as its soft limit (GOMEMLIMIT): near it the collector works harder
-// and returns freed pages at once, instead of the container being
-// OOM-killed. The rest is for the binary's mapped pages, which the limit
-// does not count. A fixed limit would be wrong for a cluster that overrides
-// the webhook's --sidecar-memory-limit, so it follows the cgroup's.
-const memoryLimitShare = 0.75
-
-// cgroupMemoryMax is the cgroup v2 file that holds the container's memory
-// limit.
-const cgroupMemoryMax = "/sys/fs/cgroup/memory.max"
-
-// tuneRuntime applies defaultGCPercent unless GOGC is set, and a soft memory
-// limit from the container's limit unless GOMEMLIMIT is set (the runtime
-// has applied those itself). main calls it, not run: a test that calls run
-// in its own process keeps its own settings.
-func tuneRuntime(getenv func(string) string, readFile func(string) ([]byte, error)) {
-	if getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
-	}
-	if getenv("GOMEMLIMIT") != "" {
-		return
-	}
-	if b, err := readFile(cgroupMemoryMax); err == nil {
-		if limit, ok := softMemoryLimit(string(b)); ok {
-			debug.SetMemoryLimit(limit)
-		}
-	}
-}
-
-// softMemoryLimit turns the content of memory.max into the soft limit, or
-// false when the cgroup sets no limit ("max") or the content is unreadable.
-func softMemoryLimit(memoryMax string) (int64, bool) {
-	n, err := strconv.ParseInt(strings.TrimSpace(memoryMax), 10, 64)
-	if err != nil || n <= 0 {
-		return 0, false
-	}
-	return int64(float64(n) * memoryLimitShare), true
-}
-
-// memoryLimit is the soft limit in force, for the start-up log
-// (math.MaxInt64 when there is none).
-func memoryLimit() int64 { return debug.SetMemoryLimit(-1) }
+// runtimeSettings halve the minimum heap goal to 2 MiB (GOGC=50), at the
+// price of twice as many collections of a heap that takes well under a
+// millisecond to mark, and give the runtime 75% of the container's memory
+// limit as its soft limit: a guard against the OOM killer, not a shaper. A
+// fixed limit would be wrong for a cluster that overrides the webhook's
+// --sidecar-memory-limit, so it follows the cgroup's. main applies them,
+// not run: a test that calls run in its own process keeps its own settings.
+var runtimeSettings = memtune.Settings{GCPercent: 50, LimitShare: 0.75}
 
 // releaseStartupMemory returns to the kernel what start-up left behind, and
 // loads the system CA roots first so that their garbage is part of it.
@@ -77,4 +40,60 @@ func memoryLimit() int64 { return debug.SetMemoryLimit(-1) }
 func releaseStartupMemory() {
 	_, _ = x509.SystemCertPool()
 	debug.FreeOSMemory()
+}
+
+// releaseInterval is how often releaseAfterBursts looks at the collector.
+const releaseInterval = 5 * time.Second
+
+// releaseAfterBursts returns the heap that a burst of requests freed to the
+// kernel once the burst is over, until ctx is done. A burst grows the heap
+// to its goal and leaves free spans behind that the runtime's background
+// scavenger gives back only over minutes; a sidecar is idle most of its
+// life, and its private memory is what the kubelet charges to the pod. A
+// burst is over when no collection ran for a whole interval after at least
+// one did since the last release; then debug.FreeOSMemory runs once (one
+// collection of a heap under 1 MiB live). An idle sidecar, whose probes and
+// rare requests do not trigger collections, is never woken for it.
+func releaseAfterBursts(ctx context.Context) {
+	t := time.NewTicker(releaseInterval)
+	defer t.Stop()
+	var r burstReleaser
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if r.tick(gcCycles()) {
+				debug.FreeOSMemory()
+				r.released(gcCycles())
+			}
+		}
+	}
+}
+
+// burstReleaser decides, from the collector's cycle count at each tick,
+// when a burst is over.
+type burstReleaser struct {
+	last, atRelease uint64
+}
+
+// tick reports whether to release now, given the cycle count.
+func (r *burstReleaser) tick(cycles uint64) bool {
+	quiet := cycles == r.last
+	r.last = cycles
+	return quiet && cycles != r.atRelease
+}
+
+// released records the cycle count after a release, whose own collection
+// is not a burst.
+func (r *burstReleaser) released(cycles uint64) { r.last, r.atRelease = cycles, cycles }
+
+// gcCycles is the number of completed collections.
+func gcCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }

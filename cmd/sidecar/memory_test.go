@@ -1,29 +1,47 @@
 package main
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 )
 
-func TestSoftMemoryLimit(t *testing.T) {
-	tests := map[string]struct {
-		memoryMax string
-		want      int64
-		ok        bool
+// TestBurstReleaser: a release once per burst, after a quiet interval, and
+// never for an idle sidecar or for the release's own collection.
+func TestBurstReleaser(t *testing.T) {
+	var r burstReleaser
+	steps := []struct {
+		cycles  uint64
+		release bool
+		why     string
 	}{
-		"64Mi limit":          {memoryMax: "67108864\n", want: 50331648, ok: true},
-		"10Mi limit":          {memoryMax: "10485760", want: 7864320, ok: true},
-		"no limit":            {memoryMax: "max\n"},
-		"empty":               {memoryMax: ""},
-		"garbage":             {memoryMax: "lots"},
-		"zero is not a limit": {memoryMax: "0"},
+		{0, false, "idle since start: nothing to give back"},
+		{0, false, "still idle"},
+		{3, false, "a burst is running"},
+		{7, false, "still running"},
+		{7, true, "a quiet interval after the burst"},
 	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			got, ok := softMemoryLimit(tc.memoryMax)
-			assert.Equal(t, tc.ok, ok)
-			assert.Equal(t, tc.want, got)
-		})
+	for _, s := range steps {
+		assert.Equal(t, s.release, r.tick(s.cycles), s.why)
 	}
+	r.released(8) // FreeOSMemory's own collection
+	for _, s := range []struct {
+		cycles  uint64
+		release bool
+		why     string
+	}{
+		{8, false, "the release's collection is not a burst"},
+		{8, false, "idle again"},
+		{9, false, "a short burst"},
+		{9, true, "over: release again"},
+	} {
+		assert.Equal(t, s.release, r.tick(s.cycles), s.why)
+	}
+}
+
+func TestGCCyclesCounts(t *testing.T) {
+	before := gcCycles()
+	runtime.GC()
+	assert.Greater(t, gcCycles(), before)
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/podidentity/injector/internal/memtune"
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/sidecarconfig"
 	"github.com/podidentity/injector/internal/tokenserver"
@@ -151,7 +152,8 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stderr i
 	// In the background: the listener is open, so the probe passes
 	// without waiting for it.
 	go releaseStartupMemory()
-	log.Info("serving", "address", ln.Addr().String(), "identities", ids, "defaultIdentity", sc.DefaultIdentity, "memoryLimit", memoryLimit())
+	go releaseAfterBursts(ctx)
+	log.Info("serving", "address", ln.Addr().String(), "identities", ids, "defaultIdentity", sc.DefaultIdentity, "memoryLimit", memtune.Limit())
 	err = srv.Serve(ctx, ln)
 	log.Info("stopped")
 	return err

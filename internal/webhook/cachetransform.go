@@ -3,6 +3,8 @@ package webhook
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -12,7 +14,8 @@ import (
 )
 
 // The informer cache holds every namespace and every AzureIdentity,
-// AzureIdentityBinding and AzurePodIdentityException of the cluster. The
+// AzureIdentityBinding and AzurePodIdentityException of the cluster, and,
+// unless --warn-shared-service-account=false, every labelled pod. The
 // transforms below keep, of each object, only what the handler and the
 // resolver read, so that the cache grows with the cluster by a few hundred
 // bytes per object instead of by the whole object with its managedFields
@@ -31,7 +34,20 @@ func CacheByObject() map[client.Object]cache.ByObject {
 		&aadv1.AzureIdentity{}:             {Transform: transformIdentity},
 		&aadv1.AzureIdentityBinding{}:      {Transform: transformBinding},
 		&aadv1.AzurePodIdentityException{}: {Transform: transformException},
+		&corev1.Pod{}:                      {Label: CachePodSelector, Transform: transformPod},
 	}
+}
+
+// CachePodSelector limits the pods the cache holds to labelled ones: the
+// webhook reads pods only to compare a pod's selector with those of the
+// pods that share its service account (Peers).
+var CachePodSelector = labels.NewSelector().Add(*must(labels.NewRequirement(names.BindingLabel, selection.Exists, nil)))
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 // CacheDefaultTransform strips managedFields from any other kind that a
@@ -39,7 +55,8 @@ func CacheByObject() map[client.Object]cache.ByObject {
 var CacheDefaultTransform toolscache.TransformFunc = cache.TransformStripManagedFields()
 
 // slimMeta is the metadata the handler reads: the name and namespace that
-// messages cite, the identity of the object for the informer, and the
+// messages cite and the informer keys objects by, the resourceVersion and
+// generation that client-go's store and event handlers compare, and the
 // annotations and labels named in keep, in their names.Prefix and legacy
 // spellings (names.Lookup reads both); the others are dropped.
 func slimMeta(m *metav1.ObjectMeta, keep ...string) metav1.ObjectMeta {
@@ -51,7 +68,6 @@ func slimMeta(m *metav1.ObjectMeta, keep ...string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Name:            m.Name,
 		Namespace:       m.Namespace,
-		UID:             m.UID,
 		ResourceVersion: m.ResourceVersion,
 		Generation:      m.Generation,
 		Labels:          only(m.Labels, keep),
@@ -116,4 +132,19 @@ func transformException(obj any) (any, error) {
 	e.ObjectMeta = slimMeta(&e.ObjectMeta)
 	e.Status = aadv1.AzurePodIdentityExceptionStatus{}
 	return e, nil
+}
+
+// transformPod keeps the selector label, the service account and the phase
+// (ReaderPeers): nothing of the pod's containers, env or volumes stays in
+// the webhook's memory.
+func transformPod(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Pod{
+		ObjectMeta: slimMeta(&pod.ObjectMeta, names.BindingLabel),
+		Spec:       corev1.PodSpec{ServiceAccountName: pod.Spec.ServiceAccountName},
+		Status:     corev1.PodStatus{Phase: pod.Status.Phase},
+	}, nil
 }

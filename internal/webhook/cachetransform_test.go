@@ -110,7 +110,7 @@ func TestCacheTransformsDrop(t *testing.T) {
 		return m
 	}
 	want := func(annotations, labels map[string]string) metav1.ObjectMeta {
-		return metav1.ObjectMeta{Name: "n", Namespace: "team-a", UID: "uid-1", ResourceVersion: "42", Generation: 3, Annotations: annotations, Labels: labels}
+		return metav1.ObjectMeta{Name: "n", Namespace: "team-a", ResourceVersion: "42", Generation: 3, Annotations: annotations, Labels: labels}
 	}
 	optIn := map[string]string{names.InjectAnnotation: names.InjectEnabled, names.LegacyKey(names.InjectAnnotation): names.InjectEnabled}
 	source := map[string]string{names.TokenSourceAnnotation: names.TokenSourceIMDS, names.LegacyKey(names.TokenSourceAnnotation): names.TokenSourceIMDS}
@@ -142,6 +142,17 @@ func TestCacheTransformsDrop(t *testing.T) {
 			want:      &aadv1.AzurePodIdentityException{ObjectMeta: want(nil, nil), Spec: aadv1.AzurePodIdentityExceptionSpec{PodLabels: map[string]string{"a": "b"}}},
 			transform: transformException,
 		},
+		"pod keeps its selector label, service account and phase": {
+			in: &corev1.Pod{
+				ObjectMeta: meta(nil, map[string]string{names.BindingLabel: "reader"}),
+				Spec: corev1.PodSpec{ServiceAccountName: "sa", NodeName: "node-1",
+					Containers: []corev1.Container{{Name: "app", Env: []corev1.EnvVar{{Name: "TOKEN", Value: "never kept"}}}}},
+				Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1"},
+			},
+			want: &corev1.Pod{ObjectMeta: want(nil, map[string]string{names.BindingLabel: "reader"}),
+				Spec: corev1.PodSpec{ServiceAccountName: "sa"}, Status: corev1.PodStatus{Phase: corev1.PodRunning}},
+			transform: transformPod,
+		},
 		"another type passes through": {
 			in:        "tombstone",
 			want:      "tombstone",
@@ -169,7 +180,7 @@ func TestCacheByObjectCoversReads(t *testing.T) {
 		}
 		kinds[kind] = true
 	}
-	assert.Equal(t, map[string]bool{"Namespace": true, "AzureIdentity": true, "AzureIdentityBinding": true, "AzurePodIdentityException": true}, kinds)
+	assert.Equal(t, map[string]bool{"Namespace": true, "AzureIdentity": true, "AzureIdentityBinding": true, "AzurePodIdentityException": true, "Pod": true}, kinds)
 }
 
 func typeName(obj client.Object) string {
@@ -180,6 +191,8 @@ func typeName(obj client.Object) string {
 		return "AzureIdentityBinding"
 	case *aadv1.AzurePodIdentityException:
 		return "AzurePodIdentityException"
+	case *corev1.Pod:
+		return "Pod"
 	}
 	return ""
 }

@@ -54,6 +54,10 @@ type DecisionFlags struct {
 	DefaultTokenSource string
 	// RequireNamespaceOptIn, when false, injects every labelled pod.
 	RequireNamespaceOptIn bool
+	// WarnSharedServiceAccount warns when a pod's selector differs from
+	// that of other labelled pods of its service account (Peers); the
+	// webhook then caches labelled pods, stripped to what it compares.
+	WarnSharedServiceAccount bool
 }
 
 // DefaultDecisionFlags are the defaults, which the flags override.
@@ -71,6 +75,8 @@ func DefaultDecisionFlags() DecisionFlags {
 		TokenExpiration:       names.TokenExpirationSeconds,
 		DefaultTokenSource:    names.TokenSourceFederated,
 		RequireNamespaceOptIn: true,
+
+		WarnSharedServiceAccount: true,
 	}
 }
 
@@ -93,6 +99,8 @@ func (c *DecisionFlags) AddFlags(fs *flag.FlagSet) {
 			"Default: "+strings.Join(sidecarconfig.PublicAuthorityHosts, ", ")+" and the host of --authority-host")
 	fs.StringVar(&c.DefaultTokenSource, "default-token-source", c.DefaultTokenSource, "token source of type 0 identities: federated or imds")
 	fs.BoolVar(&c.RequireNamespaceOptIn, "require-namespace-opt-in", c.RequireNamespaceOptIn, "inject only in namespaces annotated "+names.InjectAnnotation+"="+names.InjectEnabled)
+	fs.BoolVar(&c.WarnSharedServiceAccount, "warn-shared-service-account", c.WarnSharedServiceAccount,
+		"warn when a pod's "+names.BindingLabel+" selector differs from that of other labelled pods of its service account (the webhook then needs to list and watch pods)")
 }
 
 // Validate reports every flag that is wrong, at once.

@@ -48,6 +48,9 @@ type Options struct {
 	NewSecret func() (string, error)
 	// Metrics, if not nil, record outcomes and latency.
 	Metrics *Metrics
+	// Peers, if not nil, finds the labelled pods that share an injected
+	// pod's service account, for Planner.Peers.
+	Peers Peers
 }
 
 // Handler is the admission.Handler for pods: it checks and decodes the
@@ -70,7 +73,7 @@ func NewHandler(opts Options) (*Handler, error) {
 		opts.NewSecret = RandomSecret
 	}
 	return &Handler{
-		planner: &Planner{Resolver: opts.Resolver, Inject: opts.Inject, RequireOptIn: opts.RequireOptIn, NewSecret: opts.NewSecret},
+		planner: &Planner{Resolver: opts.Resolver, Inject: opts.Inject, RequireOptIn: opts.RequireOptIn, NewSecret: opts.NewSecret, Peers: opts.Peers},
 		metrics: opts.Metrics,
 	}, nil
 }
@@ -86,6 +89,9 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		resp = admission.Allowed(d.Message)
 		resp.Patch, resp.PatchType = patch, ptr.To(admissionv1.PatchTypeJSONPatch)
 		log.Info("injected pod identity sidecar", "patchBytes", len(patch))
+		if d.PeersErr != nil {
+			log.Error(d.PeersErr, "no check of the pods that share the service account")
+		}
 	case OutcomeDenied:
 		resp = admission.Denied(d.Message)
 		log.Info("denied pod", "reason", d.Message)

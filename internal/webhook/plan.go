@@ -30,6 +30,9 @@ type Planner struct {
 	// NewSecret makes the per-pod IDENTITY_HEADER value; nil means
 	// RandomSecret.
 	NewSecret func() (string, error)
+	// Peers, if not nil, finds the labelled pods that share an injected
+	// pod's service account, to warn when their selectors differ.
+	Peers Peers
 }
 
 // Decision is what the webhook does to one pod.
@@ -53,6 +56,9 @@ type Decision struct {
 	// to: the input, less a stale injected-identities annotation that the
 	// patch overwrites.
 	Mutated, PatchBase *corev1.Pod
+	// PeersErr is why the pods sharing the service account could not be
+	// read; the pod is injected all the same, without that warning.
+	PeersErr error
 }
 
 // Patch is the JSON Patch of an injection: add operations only, for the
@@ -146,7 +152,16 @@ func (p *Planner) Plan(ctx context.Context, pod *corev1.Pod) (d Decision) {
 			"it was replaced with %q: remove that annotation from the pod's manifest or template, where it was most likely copied from an injected pod",
 			ref, names.InjectedAnnotation, stale, mutated.Annotations[names.InjectedAnnotation]))
 	}
+	var peersErr error
+	if p.Peers != nil {
+		peers, err := p.Peers.SharingServiceAccount(ctx, namespace, serviceAccountOf(pod))
+		if w := sharedServiceAccountWarning(pod, selector, peers); w != "" {
+			warnings = append(warnings, w)
+		}
+		peersErr = err
+	}
 	return Decision{
+		PeersErr:        peersErr,
 		Outcome:         OutcomeInjected,
 		Message:         fmt.Sprintf("injected identities of selector %q, default %s", selector, result.DefaultIdentity),
 		Warnings:        warnings,

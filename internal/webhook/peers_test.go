@@ -1,0 +1,233 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/podidentity/injector/internal/inject"
+	"github.com/podidentity/injector/internal/inject/injecttest"
+	"github.com/podidentity/injector/internal/manifest"
+	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/internal/sidecarconfig"
+)
+
+// peerPod is a pod of team-a, as the API server stores it: its service
+// account set, and running.
+func peerPod(name, selector, serviceAccount string, phase corev1.PodPhase) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "team-a", Labels: map[string]string{"app": name}},
+		Spec:       corev1.PodSpec{ServiceAccountName: serviceAccount, Containers: []corev1.Container{{Name: "app", Image: "nginx"}}},
+		Status:     corev1.PodStatus{Phase: phase},
+	}
+	if selector != "" {
+		p.Labels[names.BindingLabel] = selector
+	}
+	return p
+}
+
+// peersHandler serves identity "reader" to selector "reader" in team-a,
+// and reads the pods that share a service account from objs, through a
+// reader with the webhook's field index.
+func peersHandler(t *testing.T, peers Peers) *Handler {
+	t.Helper()
+	c := &injecttest.Case{Identities: []inject.Identity{{Identity: sidecarconfig.Identity{Name: "reader", Namespace: "team-a", Source: names.TokenSourceFederated, ClientID: "cid", TenantID: "tid"}}}}
+	h, err := NewHandler(Options{
+		Resolver: &Resolver{
+			Lookup:   ReaderLookup{Reader: fakeReader(t, append(objectsFor(c, "reader"), optedIn("team-a"))...)},
+			Defaults: Defaults{TokenSource: names.TokenSourceFederated},
+		},
+		Inject:       testInjectConfig(),
+		RequireOptIn: true,
+		NewSecret:    func() (string, error) { return testSecret, nil },
+		Peers:        peers,
+	})
+	require.NoError(t, err)
+	return h
+}
+
+// indexedReader is a fake client that lists pods by service account, as
+// the webhook's cache does with IndexServiceAccount.
+func indexedReader(t *testing.T, objs ...client.Object) client.Reader {
+	return fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).
+		WithIndex(&corev1.Pod{}, ServiceAccountField, IndexServiceAccount).Build()
+}
+
+// TestSharedServiceAccountWarning: a pod whose service account other
+// labelled pods run as, with other selectors, is injected with a warning
+// that names them, their selectors and what to do; pods of another service
+// account, with the same selector, unlabelled, finished, or of another
+// namespace are no reason to warn.
+func TestSharedServiceAccountWarning(t *testing.T) {
+	other := func(p *corev1.Pod) *corev1.Pod { p.Namespace = "team-b"; return p }
+	tests := map[string]struct {
+		pod   func(*corev1.Pod)
+		peers []client.Object
+		want  []string // parts of the one warning; nil for none
+	}{
+		"another selector on the same service account": {
+			peers: []client.Object{peerPod("writer-1", "writer", "default", corev1.PodRunning)},
+			want: []string{`pod team-a/web (aadpodidbinding="reader") shares service account "default" with pod writer-1,`,
+				`selectors differ ("writer")`, "no boundary", "service account of their own", "docs/security.md"},
+		},
+		"a named service account": {
+			pod:   func(p *corev1.Pod) { p.Spec.ServiceAccountName = "shared" },
+			peers: []client.Object{peerPod("writer-1", "writer", "shared", corev1.PodPending), peerPod("admin-1", "admin", "shared", corev1.PodRunning)},
+			want:  []string{`service account "shared" with pod admin-1, pod writer-1,`, `selectors differ ("admin", "writer")`},
+		},
+		"more pods than the warning names": {
+			peers: []client.Object{
+				peerPod("w-1", "writer", "default", corev1.PodRunning), peerPod("w-2", "writer", "default", corev1.PodRunning),
+				peerPod("w-3", "writer", "default", corev1.PodRunning), peerPod("w-4", "writer", "default", corev1.PodRunning),
+				peerPod("w-5", "writer", "default", corev1.PodRunning),
+			},
+			want: []string{"with pod w-1, pod w-2, pod w-3 and 2 more,", `selectors differ ("writer"):`},
+		},
+		"the same selector": {
+			peers: []client.Object{peerPod("reader-1", "reader", "default", corev1.PodRunning)},
+		},
+		"another service account": {
+			peers: []client.Object{peerPod("writer-1", "writer", "writer-sa", corev1.PodRunning)},
+		},
+		"an unlabelled pod": {
+			peers: []client.Object{peerPod("plain", "", "default", corev1.PodRunning)},
+		},
+		"finished pods": {
+			peers: []client.Object{peerPod("job-1", "writer", "default", corev1.PodSucceeded), peerPod("job-2", "writer", "default", corev1.PodFailed)},
+		},
+		"another namespace": {
+			peers: []client.Object{other(peerPod("writer-1", "writer", "default", corev1.PodRunning))},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			raw := shapePod(t, func(p *corev1.Pod) {
+				p.Spec.ServiceAccountName = "default"
+				if tc.pod != nil {
+					tc.pod(p)
+				}
+			})
+			resp := peersHandler(t, ReaderPeers{Reader: indexedReader(t, tc.peers...)}).Handle(context.Background(), podRequest(t, "team-a", raw))
+			require.True(t, resp.Allowed, "%+v", resp.Result)
+			require.NotEmpty(t, resp.Patch, "the pod is injected either way")
+			var shared []string
+			for _, w := range resp.Warnings {
+				if strings.Contains(w, "no boundary") {
+					shared = append(shared, w)
+				}
+			}
+			if tc.want == nil {
+				assert.Empty(t, shared)
+				return
+			}
+			require.Len(t, shared, 1, "warnings: %q", resp.Warnings)
+			for _, part := range tc.want {
+				assert.Contains(t, shared[0], part)
+			}
+		})
+	}
+}
+
+// TestSharedServiceAccountThroughTheCacheTransform: the pods as the
+// webhook's cache holds them, stripped by transformPod, give the same
+// warning as the full pods.
+func TestSharedServiceAccountThroughTheCacheTransform(t *testing.T) {
+	full := peerPod("writer-1", "writer", "default", corev1.PodRunning)
+	full.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "PASSWORD", Value: "hunter2"}}
+	bloat(&full.ObjectMeta)
+	slim, err := transformPod(full.DeepCopy())
+	require.NoError(t, err)
+	slimPod := slim.(*corev1.Pod)
+	assert.Empty(t, slimPod.Spec.Containers, "nothing of the containers stays in the webhook's memory")
+	assert.Equal(t, map[string]string{names.BindingLabel: "writer"}, slimPod.Labels)
+
+	raw := shapePod(t, func(p *corev1.Pod) { p.Spec.ServiceAccountName = "default" })
+	fromFull := peersHandler(t, ReaderPeers{Reader: indexedReader(t, full)}).Handle(context.Background(), podRequest(t, "team-a", raw))
+	fromSlim := peersHandler(t, ReaderPeers{Reader: indexedReader(t, slimPod)}).Handle(context.Background(), podRequest(t, "team-a", raw))
+	assert.Equal(t, fromFull.Warnings, fromSlim.Warnings)
+	assert.True(t, containsAny(fromSlim.Warnings, "no boundary"))
+}
+
+// TestCachePodSelectorTakesOnlyLabelledPods: the cache's label selector.
+func TestCachePodSelectorTakesOnlyLabelledPods(t *testing.T) {
+	assert.True(t, CachePodSelector.Matches(labelSet(peerPod("a", "writer", "default", corev1.PodRunning).Labels)))
+	assert.True(t, CachePodSelector.Matches(labelSet(map[string]string{names.BindingLabel: ""})), "an empty selector is still a selector")
+	assert.False(t, CachePodSelector.Matches(labelSet(peerPod("b", "", "default", corev1.PodRunning).Labels)))
+}
+
+type labelSet map[string]string
+
+func (l labelSet) Has(k string) bool              { _, ok := l[k]; return ok }
+func (l labelSet) Get(k string) string            { return l[k] }
+func (l labelSet) Lookup(k string) (string, bool) { v, ok := l[k]; return v, ok }
+
+// failingPeers cannot read the pods.
+type failingPeers struct{}
+
+func (failingPeers) SharingServiceAccount(context.Context, string, string) ([]Peer, error) {
+	return nil, errors.New("pods is forbidden")
+}
+
+// TestSharedServiceAccountReadFails: a pod is injected when the pods that
+// share its service account cannot be read; the decision carries the error
+// for the handler's log, and the user gets no warning about it.
+func TestSharedServiceAccountReadFails(t *testing.T) {
+	h := peersHandler(t, failingPeers{})
+	raw := shapePod(t, nil)
+	var pod corev1.Pod
+	require.NoError(t, json.Unmarshal(raw, &pod))
+	d := h.planner.Plan(context.Background(), &pod)
+	assert.Equal(t, OutcomeInjected, d.Outcome)
+	assert.ErrorContains(t, d.PeersErr, "forbidden")
+	resp := h.Handle(context.Background(), podRequest(t, "team-a", raw))
+	assert.True(t, resp.Allowed)
+	assert.NotEmpty(t, resp.Patch)
+}
+
+// TestSharedServiceAccountInFiles: the plugin compares the workloads of
+// its files with each other, templates included.
+func TestSharedServiceAccountInFiles(t *testing.T) {
+	var set manifest.Set
+	require.NoError(t, set.Read("apps.yaml", strings.NewReader(`
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: writer, namespace: team-a}
+spec:
+  selector: {matchLabels: {app: writer}}
+  template:
+    metadata: {labels: {app: writer, aadpodidbinding: writer}}
+    spec: {containers: [{name: app, image: nginx}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reader, namespace: team-a}
+spec:
+  selector: {matchLabels: {app: reader}}
+  template:
+    metadata: {labels: {app: reader, aadpodidbinding: reader}}
+    spec: {serviceAccountName: default, containers: [{name: app, image: nginx}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: own-sa, namespace: team-a}
+spec:
+  selector: {matchLabels: {app: own}}
+  template:
+    metadata: {labels: {app: own, aadpodidbinding: other}}
+    spec: {serviceAccountName: own, containers: [{name: app, image: nginx}]}
+`), "default"))
+	peers, err := NewMemoryLookup(&set).SharingServiceAccount(context.Background(), "team-a", "default")
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []Peer{{Ref: "Deployment team-a/writer", Selector: "writer"}, {Ref: "Deployment team-a/reader", Selector: "reader"}}, peers)
+	w := sharedServiceAccountWarning(set.Workloads[1].Pod, "reader", peers)
+	assert.Contains(t, w, `shares service account "default" with Deployment team-a/writer, whose aadpodidbinding selectors differ ("writer")`)
+}
