@@ -5,12 +5,10 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
 	"github.com/podidentity/injector/e2e/framework/localenv"
 	"github.com/podidentity/injector/examples"
 	"github.com/podidentity/injector/internal/names"
@@ -106,11 +103,11 @@ func envValue(c *corev1.Container, name string) (string, int) {
 	return val, n
 }
 
-// TestSeedVerbatim applies the blog-era manifests unchanged and follows
-// them all the way: the Pod that kube-controller-manager creates is
-// injected, and its sidecar, run as a real process with a real projected
-// token, gets tokens for azidentity's DefaultAzureCredential and for the
-// real azcopy through the injected environment alone.
+// TestSeedVerbatim applies the blog-era manifests unchanged and checks the
+// Pod that kube-controller-manager creates from them: the webhook's
+// warnings for the legacy keys, the native sidecar first, the env of the
+// azcopy init container and the app, and which containers hold which
+// tokens. The suite e2e/node runs that pod on a real node (TestSeedRuns).
 func TestSeedVerbatim(t *testing.T) {
 	ctx := context.Background()
 	dir := seedDir(t)
@@ -193,55 +190,6 @@ func TestSeedVerbatim(t *testing.T) {
 			}
 		}
 	})
-
-	// Run the pod for real, as far as this machine allows: the sidecar as a
-	// process, the apps as processes with the containers' env.
-	env.DeclareFederatedCredential(seedClientID, "default", "default")
-	sidecar, err := env.RunSidecar(ctx, &pod)
-	require.NoError(t, err)
-	t.Cleanup(sidecar.Stop)
-
-	t.Run("azidentity DefaultAzureCredential in the app container", func(t *testing.T) {
-		appEnv, err := localenv.ContainerEnv(&pod, "my-app")
-		require.NoError(t, err)
-		before := env.Issued(fakeaad.GrantAssertion, seedClientID)
-		cmd := exec.Command(filepath.Join(binDir, "gettoken"), "--credential=default", "--resource=https://storage.azure.com")
-		cmd.Env = append(appEnv, "HOME="+t.TempDir())
-		out, err := cmd.Output()
-		require.NoError(t, err, "gettoken: %s\nsidecar log:\n%s", exitStderr(err), sidecar.Logs())
-		var got struct {
-			Claims map[string]any `json:"claims"`
-		}
-		require.NoError(t, json.Unmarshal(out, &got))
-		assert.Equal(t, "https://storage.azure.com", got.Claims["aud"])
-		assert.Equal(t, "https://sts.windows.net/"+localenv.TenantID+"/", got.Claims["iss"])
-		assert.Equal(t, seedClientID, got.Claims["appid"])
-		assert.Greater(t, env.Issued(fakeaad.GrantAssertion, seedClientID), before,
-			"the fake Entra ID issued the token for a service account assertion it verified against the apiserver's JWKS")
-	})
-	t.Run("azcopy login --identity in the init container", func(t *testing.T) {
-		initEnv, err := localenv.ContainerEnv(&pod, "data-init")
-		require.NoError(t, err)
-		home := t.TempDir()
-		cmd := exec.Command(azcopyBin, "login", "--identity", "--identity-client-id", seedClientID, "--skip-version-check")
-		cmd.Env = append(initEnv, "HOME="+home, "AZCOPY_LOG_LOCATION="+home, "AZCOPY_JOB_PLAN_LOCATION="+home, "PATH=/usr/bin:/bin")
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "azcopy login: %s\nsidecar log:\n%s", out, sidecar.Logs())
-		assert.Contains(t, string(out), "Login with identity succeeded")
-	})
-	t.Run("no token or header secret in the sidecar's logs", func(t *testing.T) {
-		header, _ := envValue(&pod.Spec.InitContainers[0], names.EnvIdentityHeader)
-		require.NotEmpty(t, header)
-		assert.NotContains(t, sidecar.Logs(), header)
-		assert.NotContains(t, sidecar.Logs(), "eyJ", "no JWT in the logs")
-	})
-}
-
-func exitStderr(err error) string {
-	if ee, ok := err.(*exec.ExitError); ok {
-		return string(ee.Stderr)
-	}
-	return ""
 }
 
 // TestNoOptIn: a namespace without the annotation, and a pod without the

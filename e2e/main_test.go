@@ -1,10 +1,10 @@
 //go:build e2e
 
-// Package e2e proves the whole path on a real control plane: a real etcd
-// and kube-apiserver built from Go modules, the webhook as a real HTTPS
-// process with its own ServiceAccount, the real TokenRequest API, the real
-// azidentity client and the real azcopy. Only Entra ID is a fake, on
-// loopback. Run it with `make e2e` (part of `make test`).
+// Package e2e proves admission on a real control plane: a real etcd and
+// kube-apiserver built from Go modules, and the webhook as a real HTTPS
+// process with its own ServiceAccount. No pod runs here: the suite e2e/node
+// runs the injected pods, and the token clients in them, on a real node.
+// Run it with `make e2e` (part of `make test`).
 package e2e
 
 import (
@@ -22,14 +22,12 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/podidentity/injector/e2e/framework/localenv"
-	"github.com/podidentity/injector/e2e/framework/testcluster"
 )
 
 var (
-	env       *localenv.Env
-	repoRoot  string
-	binDir    string
-	azcopyBin string
+	env      *localenv.Env
+	repoRoot string
+	binDir   string
 )
 
 func TestMain(m *testing.M) {
@@ -50,7 +48,6 @@ func run(m *testing.M) int {
 	for name, pkg := range map[string]string{
 		"pod-identity-webhook": "./cmd/webhook",
 		"pod-identity-sidecar": "./cmd/sidecar",
-		"gettoken":             "./hack/gettoken",
 		"kubectl-pod_identity": "./cmd/kubectl-pod_identity",
 	} {
 		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(binDir, name), pkg)
@@ -60,13 +57,6 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
-	bins, err := testcluster.FindBinaries()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	azcopyBin = bins.Azcopy
-
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()

@@ -16,7 +16,7 @@ packages=(
 	python3-azure            # the e2e client matrix: azure.identity for Debian's python3
 	azure-cli                # the e2e client matrix: what `az login --identity` 2.45 does
 	curl                     # the e2e client matrix: README.md's curl commands
-	util-linux               # nsenter, to run the matrix's clients in a pod-like network
+	util-linux               # unshare for the node suite's namespaces, nsenter for make demo's kubectl
 )
 
 # Azurite (the node suite's blob emulator) comes from npm. Machines with

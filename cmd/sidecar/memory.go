@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"runtime/debug"
+	"runtime/metrics"
+	"time"
 
 	"github.com/podidentity/injector/internal/memtune"
 )
@@ -37,4 +40,60 @@ var runtimeSettings = memtune.Settings{GCPercent: 50, LimitShare: 0.75}
 func releaseStartupMemory() {
 	_, _ = x509.SystemCertPool()
 	debug.FreeOSMemory()
+}
+
+// releaseInterval is how often releaseAfterBursts looks at the collector.
+const releaseInterval = 5 * time.Second
+
+// releaseAfterBursts returns the heap that a burst of requests freed to the
+// kernel once the burst is over, until ctx is done. A burst grows the heap
+// to its goal and leaves free spans behind that the runtime's background
+// scavenger gives back only over minutes; a sidecar is idle most of its
+// life, and its private memory is what the kubelet charges to the pod. A
+// burst is over when no collection ran for a whole interval after at least
+// one did since the last release; then debug.FreeOSMemory runs once (one
+// collection of a heap under 1 MiB live). An idle sidecar, whose probes and
+// rare requests do not trigger collections, is never woken for it.
+func releaseAfterBursts(ctx context.Context) {
+	t := time.NewTicker(releaseInterval)
+	defer t.Stop()
+	var r burstReleaser
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if r.tick(gcCycles()) {
+				debug.FreeOSMemory()
+				r.released(gcCycles())
+			}
+		}
+	}
+}
+
+// burstReleaser decides, from the collector's cycle count at each tick,
+// when a burst is over.
+type burstReleaser struct {
+	last, atRelease uint64
+}
+
+// tick reports whether to release now, given the cycle count.
+func (r *burstReleaser) tick(cycles uint64) bool {
+	quiet := cycles == r.last
+	r.last = cycles
+	return quiet && cycles != r.atRelease
+}
+
+// released records the cycle count after a release, whose own collection
+// is not a burst.
+func (r *burstReleaser) released(cycles uint64) { r.last, r.atRelease = cycles, cycles }
+
+// gcCycles is the number of completed collections.
+func gcCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }

@@ -152,6 +152,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stderr i
 	// In the background: the listener is open, so the probe passes
 	// without waiting for it.
 	go releaseStartupMemory()
+	go releaseAfterBursts(ctx)
 	log.Info("serving", "address", ln.Addr().String(), "identities", ids, "defaultIdentity", sc.DefaultIdentity, "memoryLimit", memtune.Limit())
 	err = srv.Serve(ctx, ln)
 	log.Info("stopped")

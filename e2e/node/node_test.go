@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podidentity/injector/e2e/framework/fakeaad"
 	"github.com/podidentity/injector/examples"
 	"github.com/podidentity/injector/internal/names"
 )
@@ -34,12 +35,15 @@ func kubectl(t *testing.T, args ...string) string {
 // node run the pod: the injected native sidecar starts first, its
 // startupProbe gates data-init, whose own `azcopy login --identity && azcopy
 // copy` exits 0 against the blob emulator, and the app container (the nginx
-// stand-in) gets a token through the injected env.
+// stand-in) gets a token through the injected env, which the fake Entra ID
+// issued for a service account token it verified. The sidecar's log holds
+// neither a token nor a container's header secret.
 func TestSeedRuns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := examples.BlogPath(repoRoot)
 	env.DeclareFederatedCredential(seedClientID, "default", "default")
+	issued := env.Issued(fakeaad.GrantAssertion, seedClientID)
 	var applied time.Time
 	for _, f := range examples.BlogFiles {
 		if f == "deployment.yaml" {
@@ -76,8 +80,20 @@ func TestSeedRuns(t *testing.T) {
 
 	appLog := kubectl(t, "logs", pod.Name, "-c", "my-app")
 	t.Logf("kubectl logs %s -c my-app (nginx stand-in image):\n%s", pod.Name, appLog)
-	assert.Contains(t, appLog, "token claims")
-	assert.Contains(t, appLog, seedClientID)
+	_, claimsJSON, ok := strings.Cut(appLog, "token claims ")
+	require.True(t, ok, "the app container printed its token's claims")
+	claimsJSON, _, _ = strings.Cut(claimsJSON, "\n")
+	var claims map[string]any
+	require.NoError(t, json.Unmarshal([]byte(claimsJSON), &claims), claimsJSON)
+	assertStorageToken(t, claims, seedClientID)
+	assert.Greater(t, env.Issued(fakeaad.GrantAssertion, seedClientID), issued,
+		"the fake Entra ID issued the tokens for a service account assertion it verified against the apiserver's JWKS")
+
+	sidecarLog := kubectl(t, "logs", pod.Name, "-c", names.SidecarContainerName)
+	for _, c := range []string{"data-init", "my-app"} {
+		assert.NotContains(t, sidecarLog, envOf(t, pod, c, names.EnvIdentityHeader), "no header secret of %s in the sidecar's log", c)
+	}
+	assert.NotContains(t, sidecarLog, "eyJ", "no JWT in the sidecar's log")
 }
 
 func waitForPod(ctx context.Context, t *testing.T, ns, selector string) *corev1.Pod {

@@ -295,6 +295,13 @@ func bench(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var settled memory
+	if cfg.Settle > 0 {
+		time.Sleep(cfg.Settle)
+		if settled, err = s.rss(); err != nil {
+			return err
+		}
+	}
 	if err := s.stop(); err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
@@ -322,6 +329,9 @@ func bench(ctx context.Context, cfg Config, out io.Writer) error {
 	fmt.Fprintf(out, "| idle RSS after start | %s |\n", idle)
 	fmt.Fprintf(out, "| RSS after %d requests | %s |\n", thr.Requests+1, afterLoad)
 	fmt.Fprintf(out, "| RSS after the fixed-rate phase / peak (VmHWM) | %s / %s |\n", final, mib(final.Peak))
+	if cfg.Settle > 0 {
+		fmt.Fprintf(out, "| RSS after %s idle that follow the load | %s |\n", cfg.Settle, settled)
+	}
 	fmt.Fprintf(out, "| start to exec-probe success, median of %d (min-max) | %s (%s-%s) |\n", len(byProbe), median(byProbe), slices.Min(byProbe), slices.Max(byProbe))
 	fmt.Fprintf(out, "| start to /healthz 200 over HTTP, median of %d (min-max) | %s (%s-%s) |\n", len(byHTTP), median(byHTTP), slices.Min(byHTTP), slices.Max(byHTTP))
 	fmt.Fprintf(out, "| binary size | %s (%d bytes) |\n", mib(st.Size()), st.Size())

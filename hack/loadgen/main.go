@@ -64,6 +64,9 @@ type Config struct {
 	Sidecar string
 	// RateDuration is how long bench's fixed-rate phase runs.
 	RateDuration time.Duration
+	// Settle is how long bench leaves the sidecar idle after the load
+	// before it reads the RSS once more.
+	Settle time.Duration
 	// Repeats is how many times bench measures start-up.
 	Repeats int
 	// LogLevel is passed to the sidecar by bench; "warn" drops the
@@ -87,6 +90,7 @@ func DefaultConfig() Config {
 		Workers:        4,
 		Sidecar:        "bin/pod-identity-sidecar",
 		RateDuration:   10 * time.Second,
+		Settle:         12 * time.Second,
 		Repeats:        5,
 		LogLevel:       "info",
 	}
@@ -102,6 +106,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Rate, "rate", c.Rate, "fixed rate in requests per second (0: as fast as possible)")
 	fs.StringVar(&c.Sidecar, "sidecar", c.Sidecar, "sidecar binary (bench)")
 	fs.DurationVar(&c.RateDuration, "rate-duration", c.RateDuration, "length of bench's fixed-rate phase")
+	fs.DurationVar(&c.Settle, "settle", c.Settle, "how long bench leaves the sidecar idle after the load before reading its RSS again (0: not read)")
 	fs.IntVar(&c.Repeats, "repeats", c.Repeats, "start-up measurements in bench")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "the sidecar's --log-level in bench")
 	fs.StringVar(&c.Identities, "identities", c.Identities, "bench: comma-separated identities of the fake pod to configure (default all: "+strings.Join(fakeaad.PodIdentities, ",")+")")

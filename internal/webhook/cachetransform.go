@@ -55,7 +55,8 @@ func must[T any](v T, err error) T {
 var CacheDefaultTransform toolscache.TransformFunc = cache.TransformStripManagedFields()
 
 // slimMeta is the metadata the handler reads: the name and namespace that
-// messages cite, the identity of the object for the informer, and the
+// messages cite and the informer keys objects by, the resourceVersion and
+// generation that client-go's store and event handlers compare, and the
 // annotations and labels named in keep, in their names.Prefix and legacy
 // spellings (names.Lookup reads both); the others are dropped.
 func slimMeta(m *metav1.ObjectMeta, keep ...string) metav1.ObjectMeta {
@@ -67,7 +68,6 @@ func slimMeta(m *metav1.ObjectMeta, keep ...string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Name:            m.Name,
 		Namespace:       m.Namespace,
-		UID:             m.UID,
 		ResourceVersion: m.ResourceVersion,
 		Generation:      m.Generation,
 		Labels:          only(m.Labels, keep),

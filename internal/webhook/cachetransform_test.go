@@ -110,7 +110,7 @@ func TestCacheTransformsDrop(t *testing.T) {
 		return m
 	}
 	want := func(annotations, labels map[string]string) metav1.ObjectMeta {
-		return metav1.ObjectMeta{Name: "n", Namespace: "team-a", UID: "uid-1", ResourceVersion: "42", Generation: 3, Annotations: annotations, Labels: labels}
+		return metav1.ObjectMeta{Name: "n", Namespace: "team-a", ResourceVersion: "42", Generation: 3, Annotations: annotations, Labels: labels}
 	}
 	optIn := map[string]string{names.InjectAnnotation: names.InjectEnabled, names.LegacyKey(names.InjectAnnotation): names.InjectEnabled}
 	source := map[string]string{names.TokenSourceAnnotation: names.TokenSourceIMDS, names.LegacyKey(names.TokenSourceAnnotation): names.TokenSourceIMDS}

@@ -8,6 +8,7 @@
 // apiserver's real JWKS.
 //
 // Only Entra ID (and node IMDS) are fakes. Everything listens on 127.0.0.1.
+// No pod runs here: package nodeenv adds the real node on top of this.
 package localenv
 
 import (
