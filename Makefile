@@ -20,7 +20,7 @@ CERTS_DIR ?= $(CURDIR)/.cache/certs
 # SCALE is bench-scale's namespace counts.
 SCALE     ?= 1,1000,5000
 
-.PHONY: all build deps test unit vet fmt-check e2e demo tools bench bench-e2e bench-sidecar bench-scale images certs generate verify-generated fuzz clean chart chart-update chart-e2e plugin
+.PHONY: all build deps test unit vet fmt-check e2e demo tools bench bench-e2e bench-node bench-sidecar bench-scale images certs generate verify-generated fuzz clean chart chart-update chart-e2e plugin
 
 all: build
 
@@ -104,6 +104,14 @@ bench:
 ## admission latency, through the real apiserver (hack/benche2e; ~1 min)
 bench-e2e: build tools
 	$(GO) run ./hack/benche2e --markdown
+
+## bench-node: bench-e2e's phases on the real one-node cluster (e2e/node's),
+## the webhook as manifests/' two-replica Deployment, plus labelled pods in a
+## namespace that is not opted in; every pod is held Pending by a scheduling
+## gate (hack/benche2e -node; as root; ~5 min)
+bench-node:
+	$(GO) build -o $(BIN)/benche2e ./hack/benche2e
+	$(BIN)/benche2e -node -repo=$(CURDIR) -pods 500 -rounds 5 --markdown
 
 ## bench-scale: the webhook's RSS, admission latency and ready-after-restart
 ## at 1, 1,000 and 5,000 namespaces (hack/benche2e -scale; ~15 min). Run it

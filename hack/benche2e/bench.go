@@ -27,6 +27,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/podidentity/injector/e2e/framework/localenv"
+	"github.com/podidentity/injector/e2e/framework/nodeenv"
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
 	"github.com/podidentity/injector/internal/names"
 )
@@ -34,6 +35,8 @@ import (
 // The objects the benchmark makes, and what it reads.
 const (
 	benchNamespace = "bench"
+	// plainNamespace is not opted in, for the NotOptedIn phases.
+	plainNamespace = "bench-plain"
 	benchSelector  = "bench"
 	benchClientID  = "00000000-0000-0000-0000-00000000b3c4"
 	// webhookName is the webhook's name in the MutatingWebhookConfiguration,
@@ -71,15 +74,28 @@ const (
 	// Paced creates plain pods with the webhook at a fixed rate well under
 	// saturation, for latencies that are not queueing for the CPU.
 	Paced
+	// NotOptedIn creates the same labelled pods, with the webhook
+	// registered, in a namespace that is not opted in: the objectSelector
+	// still sends them to the webhook, which reads the opt-in annotation
+	// itself and lets them through unchanged (node mode only).
+	NotOptedIn
 	numKinds
 )
 
 func (k Kind) String() string {
-	return [...]string{"without webhook", "with webhook", "pre-injected, no webhook", "with webhook, paced"}[k]
+	return [...]string{"without webhook", "with webhook", "pre-injected, no webhook", "with webhook, paced", "namespace not opted in"}[k]
 }
 
 // webhook reports whether the webhook is registered in phases of kind k.
-func (k Kind) webhook() bool { return k == With || k == Paced }
+func (k Kind) webhook() bool { return k == With || k == Paced || k == NotOptedIn }
+
+// namespace is where phases of kind k create their pods.
+func (k Kind) namespace() string {
+	if k == NotOptedIn {
+		return plainNamespace
+	}
+	return benchNamespace
+}
 
 // Phase is one timed batch of pod creations.
 type Phase struct {
@@ -156,11 +172,19 @@ type bench struct {
 	// injected is the webhook's output for benchPod, the template of the
 	// Preinjected phases.
 	injected *corev1.Pod
+	// cluster is the real node of node mode (node.go), nil otherwise. Its
+	// webhook runs as the Deployment, which the apiserver reaches through
+	// the Service; env's host-process webhook is stopped.
+	cluster *nodeenv.Env
 }
 
 func runBench(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 	rep := &Report{Config: cfg, Date: time.Now().UTC(), CPUs: runtime.NumCPU(), LoadBefore: loadAverage()}
-	b, stop, err := startBench(ctx, cfg, log)
+	start := startBench
+	if cfg.Node {
+		start = startNodeBench
+	}
+	b, stop, err := start(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +212,9 @@ func runBench(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 		kinds = append(kinds, Preinjected)
 	}
 	kinds = append(kinds, With)
+	if cfg.Node {
+		kinds = append(kinds, NotOptedIn)
+	}
 	if cfg.PacedPods > 0 {
 		kinds = append(kinds, Paced)
 	}
@@ -222,7 +249,7 @@ func startBench(ctx context.Context, cfg Config, log io.Writer) (*bench, func(),
 		WebhookBinary: cfg.WebhookBinary,
 		SidecarBinary: cfg.SidecarBinary,
 		Log:           envLog,
-		WebhookArgs:   []string{"--log-level=" + cfg.WebhookLogLevel},
+		WebhookArgs:   append([]string{"--log-level=" + cfg.WebhookLogLevel}, cfg.WebhookArgs...),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("start the local environment: %w", err)
@@ -262,12 +289,26 @@ func (b *bench) setup(ctx context.Context) error {
 	if err := b.env.Client.Create(ctx, bind); err != nil {
 		return fmt.Errorf("create AzureIdentityBinding %s/%s: %w", bind.Namespace, bind.Name, err)
 	}
+	namespaces := []string{benchNamespace}
+	if b.cluster != nil {
+		plain := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: plainNamespace}}
+		if err := b.env.Client.Create(ctx, plain); err != nil {
+			return fmt.Errorf("create Namespace %s: %w", plainNamespace, err)
+		}
+		namespaces = append(namespaces, plainNamespace)
+	}
 	// The ServiceAccount admission plugin refuses pods until
 	// kube-controller-manager has made the default ServiceAccount.
-	return b.poll(ctx, "the default ServiceAccount of namespace "+benchNamespace, func() (bool, error) {
-		_, err := b.cs.CoreV1().ServiceAccounts(benchNamespace).Get(ctx, "default", metav1.GetOptions{})
-		return err == nil, nil
-	})
+	for _, ns := range namespaces {
+		err := b.poll(ctx, "the default ServiceAccount of namespace "+ns, func() (bool, error) {
+			_, err := b.cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+			return err == nil, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // warmup creates and deletes unmeasured pods with the webhook in place,
@@ -276,18 +317,18 @@ func (b *bench) warmup(ctx context.Context) error {
 	if b.cfg.Warmup == 0 {
 		return nil
 	}
-	p := b.create(ctx, "warmup", b.cfg.Warmup, 0, benchPod)
+	p := b.create(ctx, "warmup", b.cfg.Warmup, 0, b.podIn(benchNamespace))
 	if p.Failed > 0 {
 		return fmt.Errorf("warm-up: %d of %d pods failed, first: %s", p.Failed, b.cfg.Warmup, p.FirstError)
 	}
-	return b.deletePods(ctx)
+	return b.deletePods(ctx, benchNamespace)
 }
 
 // phase switches the webhook on or off, creates the pods, counts the
 // injected ones and deletes them, with the metrics scraped around the
 // creates only.
 func (b *bench) phase(ctx context.Context, round int, kind Kind) (Phase, error) {
-	makePod, n, rate := benchPod, b.cfg.Pods, 0.0
+	makePod, n, rate := b.podIn(kind.namespace()), b.cfg.Pods, 0.0
 	if kind == Paced {
 		n, rate = b.cfg.PacedPods, b.cfg.PacedRate
 	}
@@ -309,12 +350,16 @@ func (b *bench) phase(ctx context.Context, round int, kind Kind) (Phase, error) 
 	if err != nil {
 		return Phase{}, err
 	}
-	cpuBefore, err := cpuTimes()
+	webhookContainers, err := b.webhookContainers(ctx)
+	if err != nil {
+		return Phase{}, err
+	}
+	cpuBefore, err := cpuTimes(webhookContainers)
 	if err != nil {
 		return Phase{}, err
 	}
 	p := b.create(ctx, fmt.Sprintf("r%d-k%d", round, kind), n, rate, makePod)
-	cpuAfter, err := cpuTimes()
+	cpuAfter, err := cpuTimes(webhookContainers)
 	if err != nil {
 		return Phase{}, err
 	}
@@ -329,10 +374,10 @@ func (b *bench) phase(ctx context.Context, round int, kind Kind) (Phase, error) 
 	if p.Webhook, err = webhookDelta(hookBefore, hookAfter); err != nil {
 		return Phase{}, err
 	}
-	if p.Injected, p.Size, err = b.inspect(ctx); err != nil {
+	if p.Injected, p.Size, err = b.inspect(ctx, kind.namespace()); err != nil {
 		return Phase{}, err
 	}
-	return p, b.deletePods(ctx)
+	return p, b.deletePods(ctx, kind.namespace())
 }
 
 // create makes n pods named prefix-NNNNN with cfg.Workers concurrent
@@ -358,7 +403,7 @@ func (b *bench) create(ctx context.Context, prefix string, n int, rate float64, 
 				}
 				pod := makePod(fmt.Sprintf("%s-%05d", prefix, i))
 				t0 := time.Now()
-				_, errs[i] = b.cs.CoreV1().Pods(benchNamespace).Create(ctx, pod, metav1.CreateOptions{})
+				_, errs[i] = b.cs.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 				lat[i] = time.Since(t0)
 			}
 		})
@@ -403,7 +448,7 @@ func release(ctx context.Context, jobs chan<- int, n int, rate float64, start ti
 }
 
 // benchPod is a labelled pod with one small container. Nothing runs it:
-// the cluster has no nodes.
+// the local cluster has no nodes, and on the real node (podIn) it is gated.
 func benchPod(name string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNamespace, Labels: map[string]string{names.BindingLabel: benchSelector}},
@@ -414,15 +459,30 @@ func benchPod(name string) *corev1.Pod {
 	}
 }
 
+// podIn makes benchPods in namespace ns. On the real node they carry a
+// scheduling gate, so that they stay Pending and unscheduled: the phases
+// measure the apiserver and the webhook, not a 2-core kubelet starting
+// hundreds of containers.
+func (b *bench) podIn(ns string) func(name string) *corev1.Pod {
+	return func(name string) *corev1.Pod {
+		p := benchPod(name)
+		p.Namespace = ns
+		if b.cluster != nil {
+			p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: schedulingGate}}
+		}
+		return p
+	}
+}
+
 // takeTemplate dry-runs benchPod through the webhook and keeps what it
 // returns, less what the apiserver added, as the Preinjected template.
 func (b *bench) takeTemplate(ctx context.Context) error {
-	got, err := b.cs.CoreV1().Pods(benchNamespace).Create(ctx, benchPod("template"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	got, err := b.cs.CoreV1().Pods(benchNamespace).Create(ctx, b.podIn(benchNamespace)("template"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	if err != nil {
 		return fmt.Errorf("dry-run pod %s/template: %w", benchNamespace, err)
 	}
 	if !hasSidecar(got) {
-		return fmt.Errorf("dry-run pod %s/template came back without the sidecar; see the webhook's log:\n%s", benchNamespace, b.env.WebhookLogTail(10))
+		return fmt.Errorf("dry-run pod %s/template came back without the sidecar; see the webhook's log:\n%s", benchNamespace, b.webhookLogTail(10))
 	}
 	b.injected = preinjected(got)
 	return nil
@@ -461,12 +521,12 @@ func hasSidecar(pod *corev1.Pod) bool {
 	return err == nil
 }
 
-// inspect lists the namespace's labelled pods, counts those with the
+// inspect lists namespace ns's labelled pods, counts those with the
 // sidecar and measures the first.
-func (b *bench) inspect(ctx context.Context) (int, PodSize, error) {
-	list, err := b.cs.CoreV1().Pods(benchNamespace).List(ctx, metav1.ListOptions{LabelSelector: names.BindingLabel + "=" + benchSelector})
+func (b *bench) inspect(ctx context.Context, ns string) (int, PodSize, error) {
+	list, err := b.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: names.BindingLabel + "=" + benchSelector})
 	if err != nil {
-		return 0, PodSize{}, fmt.Errorf("list pods in %s: %w", benchNamespace, err)
+		return 0, PodSize{}, fmt.Errorf("list pods in %s: %w", ns, err)
 	}
 	n := 0
 	for i := range list.Items {
@@ -483,15 +543,15 @@ func (b *bench) inspect(ctx context.Context) (int, PodSize, error) {
 	return n, size, nil
 }
 
-// deletePods removes the labelled pods and waits until they are gone.
-// Pods on no node are deleted at once, without a grace period.
-func (b *bench) deletePods(ctx context.Context) error {
+// deletePods removes namespace ns's labelled pods and waits until they
+// are gone. Pods on no node are deleted at once, without a grace period.
+func (b *bench) deletePods(ctx context.Context, ns string) error {
 	sel := metav1.ListOptions{LabelSelector: names.BindingLabel + "=" + benchSelector}
-	if err := b.cs.CoreV1().Pods(benchNamespace).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, sel); err != nil {
-		return fmt.Errorf("delete the pods of namespace %s: %w", benchNamespace, err)
+	if err := b.cs.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, sel); err != nil {
+		return fmt.Errorf("delete the pods of namespace %s: %w", ns, err)
 	}
-	return b.poll(ctx, "the deletion of the pods of namespace "+benchNamespace, func() (bool, error) {
-		list, err := b.cs.CoreV1().Pods(benchNamespace).List(ctx, sel)
+	return b.poll(ctx, "the deletion of the pods of namespace "+ns, func() (bool, error) {
+		list, err := b.cs.CoreV1().Pods(ns).List(ctx, sel)
 		if err != nil {
 			return false, err
 		}
@@ -512,7 +572,13 @@ func (b *bench) unregisterWebhook(ctx context.Context) error {
 // registerWebhook creates the MutatingWebhookConfiguration as localenv
 // does and waits until the apiserver calls the webhook.
 func (b *bench) registerWebhook(ctx context.Context) error {
-	mwc, err := b.env.WebhookConfiguration(ctx, b.env.WebhookURL, b.env.CABundle())
+	// On the real node the configuration calls the Service, as manifests/
+	// writes it; locally, the host process's URL.
+	url := b.env.WebhookURL
+	if b.cluster != nil {
+		url = ""
+	}
+	mwc, err := b.env.WebhookConfiguration(ctx, url, b.env.CABundle())
 	if err != nil {
 		return err
 	}
@@ -537,7 +603,7 @@ func (b *bench) waitMutated(ctx context.Context, want bool) error {
 		what = "a dry-run pod to pass unmutated"
 	}
 	return b.poll(ctx, what, func() (bool, error) {
-		got, err := b.cs.CoreV1().Pods(benchNamespace).Create(ctx, benchPod("dry-run"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		got, err := b.cs.CoreV1().Pods(benchNamespace).Create(ctx, b.podIn(benchNamespace)("dry-run"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err != nil {
 			return false, err
 		}
@@ -576,6 +642,11 @@ func (b *bench) scrape(ctx context.Context) (api, hook Metrics, err error) {
 	}
 	if api, err = ParseMetrics(bytes.NewReader(raw)); err != nil {
 		return nil, nil, fmt.Errorf("the apiserver's /metrics: %w", err)
+	}
+	if b.cluster != nil {
+		// The Deployment serves /metrics over HTTPS to authorized callers
+		// only (--metrics-secure); node mode reads the apiserver's side.
+		return api, Metrics{}, nil
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.env.MetricsURL, nil)
 	if err != nil {

@@ -48,8 +48,9 @@ func parseStat(line string) (procStat, error) {
 	return procStat{Comm: line[open+1 : end], PPID: ppid, CPU: time.Duration(utime+stime) * clockTick}, nil
 }
 
-// Component names, as the kernel truncates them to 15 bytes.
-var components = []string{"kube-apiserver", "etcd", "pod-identity-we", "kube-controller", "benche2e"}
+// Component names, as the kernel truncates them to 15 bytes. The
+// scheduler runs only in node mode, where it sees the gated pods.
+var components = []string{"kube-apiserver", "etcd", "pod-identity-we", "kube-controller", "kube-scheduler", "benche2e"}
 
 // componentName shortens a comm to the name shown in the report.
 func componentName(comm string) string {
@@ -67,10 +68,16 @@ func componentName(comm string) string {
 // CPUTimes is the CPU time of each component at one moment.
 type CPUTimes map[string]time.Duration
 
+// webhookComm is the webhook binary's name as the kernel truncates it.
+const webhookComm = "pod-identity-we"
+
 // cpuTimes reads the CPU time of this process and of its children that
 // the environment started (etcd, kube-apiserver, kube-controller-manager,
-// the webhook). Only this process's own children are read.
-func cpuTimes() (CPUTimes, error) {
+// the webhook, the scheduler). Only this process's own children are read,
+// and, in node mode, the webhook processes of the Deployment's containers
+// (ids from the pods' status), which runc started: those are found by
+// their cgroup, which names the container.
+func cpuTimes(webhookContainers []string) (CPUTimes, error) {
 	self := os.Getpid()
 	out := CPUTimes{}
 	data, err := os.ReadFile("/proc/self/stat")
@@ -92,7 +99,13 @@ func cpuTimes() (CPUTimes, error) {
 			continue // the process ended since the glob
 		}
 		st, err := parseStat(string(data))
-		if err != nil || st.PPID != self {
+		if err != nil {
+			continue
+		}
+		if st.PPID != self {
+			if st.Comm == webhookComm && len(webhookContainers) > 0 && inContainer(filepath.Join(filepath.Dir(p), "cgroup"), webhookContainers) {
+				out[componentName(webhookComm)] += st.CPU
+			}
 			continue
 		}
 		for _, c := range components {
@@ -111,4 +124,34 @@ func (t CPUTimes) Sub(before CPUTimes) CPUTimes {
 		out[k] = v - before[k]
 	}
 	return out
+}
+
+// inContainer reports whether the /proc/<pid>/cgroup file at path names
+// one of the container ids: with the kubelet's cgroupfs driver, a
+// container's cgroup is .../pod<uid>/<container id>.
+func inContainer(path string, ids []string) bool {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	return cgroupNames(string(data), ids)
+}
+
+// cgroupNames reports whether a /proc/<pid>/cgroup text has a cgroup
+// whose last path element is one of ids.
+func cgroupNames(text string, ids []string) bool {
+	for _, line := range strings.Split(text, "\n") {
+		// hierarchy-ID:controllers:path
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		last := filepath.Base(parts[2])
+		for _, id := range ids {
+			if id != "" && last == id {
+				return true
+			}
+		}
+	}
+	return false
 }

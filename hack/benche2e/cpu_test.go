@@ -44,7 +44,7 @@ func TestCPUTimesReadsThisProcess(t *testing.T) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		t.Skip("no /proc on this system")
 	}
-	got, err := cpuTimes()
+	got, err := cpuTimes(nil)
 	require.NoError(t, err)
 	assert.Contains(t, got, clientComponent)
 }

@@ -26,6 +26,10 @@
 // fixed rate well under saturation: a saturating phase keeps every core
 // busy, so the latencies measured in it are mostly queueing for the CPU.
 //
+// With -node (`make bench-node`, as root) the phases run on the real
+// one-node cluster of e2e/framework/nodeenv instead, with the webhook as
+// manifests/' two-replica Deployment; see node.go.
+//
 // A run fails (exit 1) after printing its results if a pod could not be
 // created or a created pod lacks the sidecar, since the throughput of a
 // failing webhook means nothing.
@@ -40,8 +44,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/podidentity/injector/e2e/framework/node"
 )
 
 func main() {
@@ -94,6 +101,14 @@ type Config struct {
 	// Scale, when set, runs the scale mode instead (scale.go): increasing
 	// counts of namespaces, each with an identity and a binding.
 	Scale string
+	// WebhookArgs are extra flags for the webhook, locally on its command
+	// line and on the real node in the Deployment's args, e.g.
+	// --warn-shared-service-account=false to price a feature.
+	WebhookArgs []string
+	// Node runs the phases on the real one-node cluster (node.go), with
+	// the webhook as its Deployment; WebhookBinary, SidecarBinary and
+	// WebhookLogLevel do not apply, since nodeenv builds the images.
+	Node bool
 	// Markdown also prints a section for BENCHMARKS.md.
 	Markdown bool
 	// Verbose prints the environment's start-up steps.
@@ -138,6 +153,8 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.PacedPods, "paced-pods", c.PacedPods, "pods created with the webhook at -paced-rate each round, for unsaturated latencies (0: none)")
 	fs.Float64Var(&c.PacedRate, "paced-rate", c.PacedRate, "pods/s of the paced phase")
 	fs.StringVar(&c.Scale, "scale", c.Scale, "scale mode: comma-separated increasing namespace counts, e.g. 1,1000,5000 (each with an identity and a binding); reports webhook RSS, admission latency and ready-after-restart per count")
+	fs.Var((*stringList)(&c.WebhookArgs), "webhook-arg", "an extra flag for the webhook, e.g. --warn-shared-service-account=false (repeatable; on the real node added to the Deployment's args)")
+	fs.BoolVar(&c.Node, "node", c.Node, "run on the real one-node cluster (e2e/framework/nodeenv; needs root), the webhook as manifests/' Deployment, pods held by a scheduling gate")
 	fs.BoolVar(&c.Markdown, "markdown", c.Markdown, "also print a section for BENCHMARKS.md")
 	fs.BoolVar(&c.Verbose, "v", c.Verbose, "print the environment's start-up steps")
 }
@@ -190,12 +207,33 @@ func (c *Config) Validate() error {
 	if _, err := os.Stat(filepath.Join(c.RepoRoot, "manifests", "kustomization.yaml")); err != nil {
 		errs = append(errs, fmt.Errorf("-repo %s has no manifests/kustomization.yaml; run from the repository root or pass -repo: %w", c.RepoRoot, err))
 	}
+	for _, a := range c.WebhookArgs {
+		if !strings.HasPrefix(a, "--") || strings.ContainsAny(a, " \t\n") {
+			errs = append(errs, fmt.Errorf("-webhook-arg %q is not one --flag=value", a))
+		}
+	}
+	if c.Node && c.Scale != "" {
+		errs = append(errs, errors.New("-node and -scale do not combine: the scale mode runs on the local control plane"))
+	}
 	for flagName, path := range map[string]string{"-webhook": c.WebhookBinary, "-sidecar": c.SidecarBinary} {
+		if c.Node {
+			break // nodeenv builds its own
+		}
 		if _, err := os.Stat(path); err != nil {
 			errs = append(errs, fmt.Errorf("%s %s: %w (run make build)", flagName, path, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, " ") }
+
+func (l *stringList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
 }
 
 // parseConfig is the flag handling of run, separate so that tests use it.
@@ -220,6 +258,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if cfg.Scale != "" {
 		return runScale(ctx, cfg, stdout, stderr)
+	}
+	if cfg.Node && !node.InNamespace() {
+		return reexecInNode(ctx, cfg, stderr)
 	}
 	rep, err := runBench(ctx, cfg, stderr)
 	if err != nil {

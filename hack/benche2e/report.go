@@ -198,13 +198,25 @@ func (s Summary) cpuComponents() []string {
 // AdmissionErrors is every failure the client or the apiserver saw in the
 // phases with the webhook.
 func (s Summary) AdmissionErrors() int {
-	n := float64(s.Failed[With]+s.Failed[Paced]) + s.Rejections + s.FailOpen
+	n := float64(s.createFailuresWithWebhook()) + s.Rejections + s.FailOpen
 	for code, v := range s.Requests {
 		if code != "200" {
 			n += v
 		}
 	}
 	return int(n)
+}
+
+// createFailuresWithWebhook counts the failed creates of the phases with
+// the webhook registered.
+func (s Summary) createFailuresWithWebhook() int {
+	n := 0
+	for k := range numKinds {
+		if k.webhook() {
+			n += s.Failed[k]
+		}
+	}
+	return n
 }
 
 // Failure is non-nil if the run does not measure what it claims: a pod
@@ -227,7 +239,10 @@ func (s Summary) Failure() error {
 	if s.Injected[Without] > 0 || s.CallsWithout > 0 {
 		errs = append(errs, fmt.Errorf("with the webhook configuration deleted, %d pods were injected and the apiserver called the webhook %v times", s.Injected[Without], s.CallsWithout))
 	}
-	if n := s.AdmissionErrors() - s.Failed[With] - s.Failed[Paced]; n > 0 {
+	if s.Injected[NotOptedIn] > 0 {
+		errs = append(errs, fmt.Errorf("%d of %d pods created in namespace %s, which is not opted in, carry the sidecar", s.Injected[NotOptedIn], s.Created[NotOptedIn], plainNamespace))
+	}
+	if n := s.AdmissionErrors() - s.createFailuresWithWebhook(); n > 0 {
 		errs = append(errs, fmt.Errorf("the apiserver counted %d webhook errors (requests by code %v, rejections %v, fail-open %v)", n, s.Requests, s.Rejections, s.FailOpen))
 	}
 	if s.Err != nil {
@@ -320,10 +335,10 @@ func counts(m map[string]float64) string {
 }
 
 // columns are the per-kind rows of both outputs, in display order
-// (Without, Preinjected, With).
+// (Without, NotOptedIn, Preinjected, With, Paced).
 func (s Summary) columns() []Kind {
 	var out []Kind
-	for _, k := range []Kind{Without, Preinjected, With, Paced} {
+	for _, k := range []Kind{Without, NotOptedIn, Preinjected, With, Paced} {
 		if s.has(k) {
 			out = append(out, k)
 		}
@@ -369,6 +384,27 @@ func (s Summary) rows() [][]string {
 	return append(out, row("CPU per pod, server side (all but the client)", cpu("")))
 }
 
+// logLevel is the webhook's --log-level as the run set it.
+func logLevel(c Config) string {
+	if c.Node {
+		return "as manifests/"
+	}
+	return "--log-level=" + c.WebhookLogLevel
+}
+
+// nodeModeNote says what the node mode runs and why its pods stay Pending.
+const nodeModeNote = "node mode: the real one-node cluster (e2e/framework/nodeenv), the webhook as manifests/' two-replica Deployment called through its Service; " +
+	"every pod carries spec.schedulingGates (" + schedulingGate + "), so it stays Pending and unscheduled and nothing runs on the kubelet; " +
+	"the webhook-side histograms are not read (the Deployment serves /metrics over HTTPS to authorized callers only)"
+
+// extraArgs says which flags the run added to the webhook's.
+func extraArgs(c Config) string {
+	if len(c.WebhookArgs) == 0 {
+		return ""
+	}
+	return ", webhook args added: " + strings.Join(c.WebhookArgs, " ")
+}
+
 func reinvocation(c Config) string {
 	if c.Reinvocation == "" {
 		return "as manifests/"
@@ -379,8 +415,11 @@ func reinvocation(c Config) string {
 // WriteText prints the result table.
 func (s Summary) WriteText(w io.Writer) {
 	r, c := s.Report, s.Report.Config
-	fmt.Fprintf(w, "benche2e: %d pods per phase x %d rounds, %d concurrent clients, webhook --log-level=%s, reinvocationPolicy %s\n",
-		c.Pods, c.Rounds, c.Workers, c.WebhookLogLevel, reinvocation(c))
+	fmt.Fprintf(w, "benche2e: %d pods per phase x %d rounds, %d concurrent clients, webhook %s, reinvocationPolicy %s%s\n",
+		c.Pods, c.Rounds, c.Workers, logLevel(c), reinvocation(c), extraArgs(c))
+	if c.Node {
+		fmt.Fprintln(w, nodeModeNote)
+	}
 	fmt.Fprintf(w, "%s, kube-apiserver %s, %d CPUs, load average before %s, after %s\n\n", r.Date.Format(time.RFC3339), r.ServerVersion, r.CPUs, r.LoadBefore, r.LoadAfter)
 	head := []string{""}
 	for _, k := range s.columns() {
@@ -401,27 +440,37 @@ func (s Summary) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "split, in %% of the throughput without: bigger pod (without -> pre-injected) %.1f %%, admission call (pre-injected -> with) %.1f %%; CPU-bound: %.1f %% and %.1f %%\n",
 			s.shareOf(Without, Preinjected), s.shareOf(Preinjected, With), s.CPUCostPercent(Without, Preinjected), s.CPUCostPercent(Preinjected, With))
 	}
+	if s.has(NotOptedIn) {
+		fmt.Fprintf(w, "a call that changes nothing (without -> namespace not opted in): %.1f %% of the throughput without; CPU-bound: %.1f %%\n",
+			s.shareOf(Without, NotOptedIn), s.CPUCostPercent(Without, NotOptedIn))
+	}
 	fmt.Fprintf(w, "webhook admission latency from the apiserver's %s{name=%q,type=\"admit\",operation=\"CREATE\"}, delta over the phases, bucket-interpolated:\n",
 		apiserverWebhookLatency, webhookName)
-	for _, k := range []Kind{With, Paced} {
+	for _, k := range []Kind{With, NotOptedIn, Paced} {
 		if !s.has(k) {
 			continue
 		}
 		fmt.Fprintf(w, "  %s: %v calls for %d pods; p50 %s; p99 %s (target < %s: %s)\n", k, s.WebhookLatency[k].Count(), s.Created[k],
 			quantileText(.5, s.WebhookLatency[k]), quantileText(.99, s.WebhookLatency[k]), seconds(MaxP99), s.p99Verdict(k))
+		if c.Node {
+			continue
+		}
 		fmt.Fprintf(w, "    webhook-side %s (controller-runtime, whole HTTP handler): p50 %s, p99 %s\n", handlerHTTPLatency, quantileText(.5, s.HandlerHTTP[k]), quantileText(.99, s.HandlerHTTP[k]))
 		fmt.Fprintf(w, "    webhook-side %s{outcome=\"injected\"} (admission logic): p50 %s, p99 %s\n", handlerLatency, quantileText(.5, s.Handler[k]), quantileText(.99, s.Handler[k]))
 	}
 	fmt.Fprintf(w, "admission errors: %d (create failures %d, %s by code: %s, %s %v, %s %v); webhook decisions: %s; webhook calls in the phases without it: %v\n",
-		s.AdmissionErrors(), s.Failed[With], apiserverWebhookRequests, counts(s.Requests), apiserverWebhookRejected, s.Rejections,
+		s.AdmissionErrors(), s.createFailuresWithWebhook(), apiserverWebhookRequests, counts(s.Requests), apiserverWebhookRejected, s.Rejections,
 		apiserverWebhookFailOpen, s.FailOpen, counts(s.Decisions), s.CallsWithout)
 }
 
 // WriteMarkdown prints the tables of the BENCHMARKS.md section.
 func (s Summary) WriteMarkdown(w io.Writer) {
 	r, c := s.Report, s.Report.Config
-	fmt.Fprintf(w, "Run %s on kube-apiserver %s, %d CPUs, load average %s before and %s after; %d pods per phase, %d rounds, %d concurrent clients, webhook `--log-level=%s`, reinvocationPolicy %s.\n\n",
-		r.Date.Format("2006-01-02 15:04 MST"), r.ServerVersion, r.CPUs, r.LoadBefore, r.LoadAfter, c.Pods, c.Rounds, c.Workers, c.WebhookLogLevel, reinvocation(c))
+	fmt.Fprintf(w, "Run %s on kube-apiserver %s, %d CPUs, load average %s before and %s after; %d pods per phase, %d rounds, %d concurrent clients, webhook %s, reinvocationPolicy %s%s.\n\n",
+		r.Date.Format("2006-01-02 15:04 MST"), r.ServerVersion, r.CPUs, r.LoadBefore, r.LoadAfter, c.Pods, c.Rounds, c.Workers, logLevel(c), reinvocation(c), extraArgs(c))
+	if c.Node {
+		fmt.Fprintf(w, "%s.\n\n", nodeModeNote)
+	}
 	cols := s.columns()
 	head, rule := "| |", "|---|"
 	for _, k := range cols {
@@ -443,13 +492,19 @@ func (s Summary) WriteMarkdown(w io.Writer) {
 		fmt.Fprintf(w, "| of which the bigger pod (without -> pre-injected), measured / CPU-bound | %.1f %% / %.1f %% | | |\n", s.shareOf(Without, Preinjected), s.CPUCostPercent(Without, Preinjected))
 		fmt.Fprintf(w, "| of which the admission call (pre-injected -> with), measured / CPU-bound | %.1f %% / %.1f %% | | |\n", s.shareOf(Preinjected, With), s.CPUCostPercent(Preinjected, With))
 	}
+	if s.has(NotOptedIn) {
+		fmt.Fprintf(w, "| a call that changes nothing (without -> namespace not opted in), measured / CPU-bound | %.1f %% / %.1f %% | | |\n", s.shareOf(Without, NotOptedIn), s.CPUCostPercent(Without, NotOptedIn))
+	}
 	fmt.Fprintf(w, "| webhook calls per pod (apiserver's count) | %.2f | | |\n", s.WebhookLatency[With].Count()/float64(max(1, s.Created[With])))
-	for _, k := range []Kind{With, Paced} {
+	for _, k := range []Kind{With, NotOptedIn, Paced} {
 		if !s.has(k) {
 			continue
 		}
 		fmt.Fprintf(w, "| %s: webhook admission p50, apiserver's metric, bucket-interpolated | %s | | |\n", k, quantileText(.5, s.WebhookLatency[k]))
 		fmt.Fprintf(w, "| %s: webhook admission p99, apiserver's metric, bucket-interpolated | %s | under %s | %s |\n", k, quantileText(.99, s.WebhookLatency[k]), seconds(MaxP99), s.p99Verdict(k))
+		if c.Node {
+			continue
+		}
 		fmt.Fprintf(w, "| %s: webhook-side HTTP handler p50 / p99 (controller-runtime) | %s / %s | | |\n", k, quantileText(.5, s.HandlerHTTP[k]), quantileText(.99, s.HandlerHTTP[k]))
 		fmt.Fprintf(w, "| %s: webhook-side admission logic p50 / p99 | %s / %s | | |\n", k, quantileText(.5, s.Handler[k]), quantileText(.99, s.Handler[k]))
 	}

@@ -107,7 +107,7 @@ func runScale(ctx context.Context, cfg Config, stdout, log io.Writer) error {
 		if err != nil {
 			return err
 		}
-		p := b.create(ctx, fmt.Sprintf("scale-%d", n), b.cfg.PacedPods, b.cfg.PacedRate, benchPod)
+		p := b.create(ctx, fmt.Sprintf("scale-%d", n), b.cfg.PacedPods, b.cfg.PacedRate, b.podIn(benchNamespace))
 		api1, _, err := b.scrape(ctx)
 		if err != nil {
 			return err
@@ -117,7 +117,7 @@ func runScale(ctx context.Context, cfg Config, stdout, log io.Writer) error {
 			return err
 		}
 		st.Admission, st.Created, st.Failed = d.Latency, p.Created, p.Failed
-		if err := b.deletePods(ctx); err != nil {
+		if err := b.deletePods(ctx, benchNamespace); err != nil {
 			return err
 		}
 		if st.Ready, err = b.env.RestartWebhook(ctx); err != nil {
