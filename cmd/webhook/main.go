@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
@@ -138,10 +139,19 @@ func run(ctx context.Context, args []string) error {
 	}
 	var peers webhook.Peers
 	if cfg.WarnSharedServiceAccount {
-		if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, webhook.ServiceAccountField, webhook.IndexServiceAccount); err != nil {
+		// Made here, started with the cache; warmCache waits for it.
+		inf, err := mgr.GetCache().GetInformer(ctx, &corev1.Pod{}, cache.BlockUntilSynced(false))
+		if err != nil {
+			return fmt.Errorf("watch pods: %w", err)
+		}
+		sii, ok := inf.(toolscache.SharedIndexInformer)
+		if !ok {
+			return fmt.Errorf("watch pods: the cache's informer is a %T, not a client-go SharedIndexInformer", inf)
+		}
+		if err := sii.AddIndexers(webhook.PodIndexers()); err != nil {
 			return fmt.Errorf("index pods by service account: %w", err)
 		}
-		peers = webhook.ReaderPeers{Reader: mgr.GetCache()}
+		peers = webhook.IndexerPeers{Indexer: sii.GetIndexer()}
 	}
 	handler, err := webhook.NewHandler(webhook.Options{
 		Resolver: &webhook.Resolver{

@@ -135,7 +135,7 @@ func transformException(obj any) (any, error) {
 }
 
 // transformPod keeps the selector label, the service account and the phase
-// (ReaderPeers): nothing of the pod's containers, env or volumes stays in
+// (IndexerPeers): nothing of the pod's containers, env or volumes stays in
 // the webhook's memory.
 func transformPod(obj any) (any, error) {
 	pod, ok := obj.(*corev1.Pod)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podidentity/injector/internal/inject"
@@ -26,10 +27,10 @@ import (
 
 // Peers finds the other labelled pods that run as a service account.
 type Peers interface {
-	// SharingServiceAccount returns the pods of namespace that carry an
-	// aadpodidbinding label and run as serviceAccount, whatever their
+	// OtherSelectors returns the pods of namespace that run as
+	// serviceAccount and carry an aadpodidbinding label other than
 	// selector. Pods that have finished are left out.
-	SharingServiceAccount(ctx context.Context, namespace, serviceAccount string) ([]Peer, error)
+	OtherSelectors(ctx context.Context, namespace, serviceAccount, selector string) ([]Peer, error)
 }
 
 // Peer is another labelled pod, or a pod template read from a file.
@@ -38,21 +39,6 @@ type Peer struct {
 	Ref string
 	// Selector is its aadpodidbinding label.
 	Selector string
-}
-
-// ServiceAccountField is the pod field that ReaderPeers selects on: a field
-// selector the API server supports for pods, and, for an informer cache, a
-// field index that the cache must be given (IndexServiceAccount).
-const ServiceAccountField = "spec.serviceAccountName"
-
-// IndexServiceAccount is the cache's index of ServiceAccountField, for
-// cache.Cache.IndexField.
-func IndexServiceAccount(obj client.Object) []string {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return nil
-	}
-	return []string{serviceAccountOf(pod)}
 }
 
 // serviceAccountOf is the pod's service account; the API server's
@@ -65,45 +51,100 @@ func serviceAccountOf(pod *corev1.Pod) string {
 	return pod.Spec.ServiceAccountName
 }
 
-// ReaderPeers lists pods through a controller-runtime reader: the webhook's
-// informer cache, which then needs IndexServiceAccount and holds only
-// labelled pods (CachePodSelector), or a live client (the plugin's
-// --live), whose List becomes a label and a field selector.
+// differs is whether pod is a peer of a pod with selector: labelled with
+// another selector, and not finished.
+func differs(pod *corev1.Pod, selector string) (string, bool) {
+	s, ok := pod.Labels[names.BindingLabel]
+	if !ok || s == selector || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return "", false
+	}
+	return s, true
+}
+
+// ServiceAccountIndex is the index that IndexerPeers reads, which the
+// webhook adds to its pod informer: pods by "namespace/serviceAccount".
+const ServiceAccountIndex = names.Prefix + "/service-account"
+
+// PodIndexers are the indexers to add to the pod informer for
+// IndexerPeers.
+func PodIndexers() toolscache.Indexers {
+	return toolscache.Indexers{ServiceAccountIndex: func(obj any) ([]string, error) {
+		pod, ok := obj.(*corev1.Pod)
+		if !ok {
+			return nil, nil
+		}
+		return []string{pod.Namespace + "/" + serviceAccountOf(pod)}, nil
+	}}
+}
+
+// IndexerPeers reads the webhook's pod informer through its index: the
+// cached pods themselves, never copied. An admission visits one pointer
+// per labelled pod of the service account in the namespace, and allocates
+// only for the pods it names (BenchmarkIndexerPeers: about 1 µs for 10
+// such pods, 0.2 ms for 2,500). The informer holds only labelled pods
+// (CachePodSelector), stripped by transformPod.
+type IndexerPeers struct {
+	Indexer toolscache.Indexer
+}
+
+var _ Peers = IndexerPeers{}
+
+// OtherSelectors implements Peers.
+func (p IndexerPeers) OtherSelectors(_ context.Context, namespace, serviceAccount, selector string) ([]Peer, error) {
+	objs, err := p.Indexer.ByIndex(ServiceAccountIndex, namespace+"/"+serviceAccount)
+	if err != nil {
+		return nil, fmt.Errorf("read the cached pods of namespace %s that run as service account %s: %w", namespace, serviceAccount, err)
+	}
+	var peers []Peer
+	for _, obj := range objs {
+		pod, ok := obj.(*corev1.Pod)
+		if !ok {
+			continue
+		}
+		if s, ok := differs(pod, selector); ok {
+			peers = append(peers, Peer{Ref: "pod " + pod.Name, Selector: s})
+		}
+	}
+	return peers, nil
+}
+
+// ReaderPeers lists pods through a live client (the plugin's --live): the
+// API server selects them by label and by the spec.serviceAccountName
+// field.
 type ReaderPeers struct {
 	Reader client.Reader
 }
 
 var _ Peers = ReaderPeers{}
 
-// SharingServiceAccount implements Peers.
-func (p ReaderPeers) SharingServiceAccount(ctx context.Context, namespace, serviceAccount string) ([]Peer, error) {
+// OtherSelectors implements Peers.
+func (p ReaderPeers) OtherSelectors(ctx context.Context, namespace, serviceAccount, selector string) ([]Peer, error) {
 	var list corev1.PodList
 	if err := p.Reader.List(ctx, &list, client.InNamespace(namespace), client.HasLabels{names.BindingLabel},
-		client.MatchingFields{ServiceAccountField: serviceAccount}); err != nil {
+		client.MatchingFields{"spec.serviceAccountName": serviceAccount}); err != nil {
 		return nil, fmt.Errorf("list the pods of namespace %s that run as service account %s: %w", namespace, serviceAccount, err)
 	}
-	peers := make([]Peer, 0, len(list.Items))
+	var peers []Peer
 	for i := range list.Items {
-		pod := &list.Items[i]
-		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
-			continue
+		if s, ok := differs(&list.Items[i], selector); ok {
+			peers = append(peers, Peer{Ref: "pod " + list.Items[i].Name, Selector: s})
 		}
-		peers = append(peers, Peer{Ref: "pod " + pod.Name, Selector: pod.Labels[names.BindingLabel]})
 	}
 	return peers, nil
 }
 
-// SharingServiceAccount implements Peers over the pods and pod templates of
-// the files: for the plugin, one workload's peers are the others in the
-// same files.
-func (l MemoryLookup) SharingServiceAccount(_ context.Context, namespace, serviceAccount string) ([]Peer, error) {
+// OtherSelectors implements Peers over the pods and pod templates of the
+// files: for the plugin, one workload's peers are the others in the same
+// files.
+func (l MemoryLookup) OtherSelectors(_ context.Context, namespace, serviceAccount, selector string) ([]Peer, error) {
 	var peers []Peer
 	for _, w := range l.set.Workloads {
-		selector, ok := w.Pod.Labels[names.BindingLabel]
-		if !ok || w.Pod.Namespace != namespace || serviceAccountOf(w.Pod) != serviceAccount {
+		if w.Pod.Namespace != namespace || serviceAccountOf(w.Pod) != serviceAccount {
 			continue
 		}
-		peers = append(peers, Peer{Ref: w.Ref(), Selector: selector})
+		if s, ok := differs(w.Pod, selector); ok {
+			peers = append(peers, Peer{Ref: w.Ref(), Selector: s})
+		}
 	}
 	return peers, nil
 }
@@ -114,14 +155,11 @@ var _ Peers = MemoryLookup{}
 const maxPeersNamed = 3
 
 // sharedServiceAccountWarning is the warning for pod, whose selector is
-// selector, given the peers that run as its service account; "" when every
-// peer has the same selector.
+// selector, given the peers with other selectors that run as its service
+// account; "" when there are none.
 func sharedServiceAccountWarning(pod *corev1.Pod, selector string, peers []Peer) string {
 	var refs, selectors []string
 	for _, p := range peers {
-		if p.Selector == selector {
-			continue
-		}
 		refs = append(refs, p.Ref)
 		if !slices.Contains(selectors, p.Selector) {
 			selectors = append(selectors, p.Selector)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
@@ -55,11 +57,24 @@ func peersHandler(t *testing.T, peers Peers) *Handler {
 	return h
 }
 
-// indexedReader is a fake client that lists pods by service account, as
-// the webhook's cache does with IndexServiceAccount.
-func indexedReader(t *testing.T, objs ...client.Object) client.Reader {
-	return fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).
-		WithIndex(&corev1.Pod{}, ServiceAccountField, IndexServiceAccount).Build()
+// indexedPods is the webhook's pod informer's store, with its index,
+// holding objs.
+func indexedPods(t *testing.T, objs ...client.Object) IndexerPeers {
+	t.Helper()
+	idx := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, PodIndexers())
+	for _, o := range objs {
+		require.NoError(t, idx.Add(o))
+	}
+	return IndexerPeers{Indexer: idx}
+}
+
+// livePods is the plugin's --live reader: a client that selects by label
+// and by spec.serviceAccountName, as the API server does.
+func livePods(t *testing.T, objs ...client.Object) ReaderPeers {
+	t.Helper()
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).
+		WithIndex(&corev1.Pod{}, "spec.serviceAccountName", func(o client.Object) []string { return []string{serviceAccountOf(o.(*corev1.Pod))} }).Build()
+	return ReaderPeers{Reader: c}
 }
 
 // TestSharedServiceAccountWarning: a pod whose service account other
@@ -116,22 +131,26 @@ func TestSharedServiceAccountWarning(t *testing.T) {
 					tc.pod(p)
 				}
 			})
-			resp := peersHandler(t, ReaderPeers{Reader: indexedReader(t, tc.peers...)}).Handle(context.Background(), podRequest(t, "team-a", raw))
-			require.True(t, resp.Allowed, "%+v", resp.Result)
-			require.NotEmpty(t, resp.Patch, "the pod is injected either way")
-			var shared []string
-			for _, w := range resp.Warnings {
-				if strings.Contains(w, "no boundary") {
-					shared = append(shared, w)
-				}
-			}
-			if tc.want == nil {
-				assert.Empty(t, shared)
-				return
-			}
-			require.Len(t, shared, 1, "warnings: %q", resp.Warnings)
-			for _, part := range tc.want {
-				assert.Contains(t, shared[0], part)
+			for reader, peers := range map[string]Peers{"webhook's informer": indexedPods(t, tc.peers...), "plugin's --live": livePods(t, tc.peers...)} {
+				t.Run(reader, func(t *testing.T) {
+					resp := peersHandler(t, peers).Handle(context.Background(), podRequest(t, "team-a", raw))
+					require.True(t, resp.Allowed, "%+v", resp.Result)
+					require.NotEmpty(t, resp.Patch, "the pod is injected either way")
+					var shared []string
+					for _, w := range resp.Warnings {
+						if strings.Contains(w, "no boundary") {
+							shared = append(shared, w)
+						}
+					}
+					if tc.want == nil {
+						assert.Empty(t, shared)
+						return
+					}
+					require.Len(t, shared, 1, "warnings: %q", resp.Warnings)
+					for _, part := range tc.want {
+						assert.Contains(t, shared[0], part)
+					}
+				})
 			}
 		})
 	}
@@ -151,8 +170,8 @@ func TestSharedServiceAccountThroughTheCacheTransform(t *testing.T) {
 	assert.Equal(t, map[string]string{names.BindingLabel: "writer"}, slimPod.Labels)
 
 	raw := shapePod(t, func(p *corev1.Pod) { p.Spec.ServiceAccountName = "default" })
-	fromFull := peersHandler(t, ReaderPeers{Reader: indexedReader(t, full)}).Handle(context.Background(), podRequest(t, "team-a", raw))
-	fromSlim := peersHandler(t, ReaderPeers{Reader: indexedReader(t, slimPod)}).Handle(context.Background(), podRequest(t, "team-a", raw))
+	fromFull := peersHandler(t, indexedPods(t, full)).Handle(context.Background(), podRequest(t, "team-a", raw))
+	fromSlim := peersHandler(t, indexedPods(t, slimPod)).Handle(context.Background(), podRequest(t, "team-a", raw))
 	assert.Equal(t, fromFull.Warnings, fromSlim.Warnings)
 	assert.True(t, containsAny(fromSlim.Warnings, "no boundary"))
 }
@@ -173,7 +192,7 @@ func (l labelSet) Lookup(k string) (string, bool) { v, ok := l[k]; return v, ok 
 // failingPeers cannot read the pods.
 type failingPeers struct{}
 
-func (failingPeers) SharingServiceAccount(context.Context, string, string) ([]Peer, error) {
+func (failingPeers) OtherSelectors(context.Context, string, string, string) ([]Peer, error) {
 	return nil, errors.New("pods is forbidden")
 }
 
@@ -225,9 +244,39 @@ spec:
     metadata: {labels: {app: own, aadpodidbinding: other}}
     spec: {serviceAccountName: own, containers: [{name: app, image: nginx}]}
 `), "default"))
-	peers, err := NewMemoryLookup(&set).SharingServiceAccount(context.Background(), "team-a", "default")
+	peers, err := NewMemoryLookup(&set).OtherSelectors(context.Background(), "team-a", "default", "reader")
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []Peer{{Ref: "Deployment team-a/writer", Selector: "writer"}, {Ref: "Deployment team-a/reader", Selector: "reader"}}, peers)
+	assert.Equal(t, []Peer{{Ref: "Deployment team-a/writer", Selector: "writer"}}, peers, "the workload itself, same selector, and the one of another service account are no peers")
 	w := sharedServiceAccountWarning(set.Workloads[1].Pod, "reader", peers)
 	assert.Contains(t, w, `shares service account "default" with Deployment team-a/writer, whose aadpodidbinding selectors differ ("writer")`)
+}
+
+// BenchmarkIndexerPeers is the webhook's read per admission when n pods run
+// as the pod's service account with the same selector (no warning), and
+// when one of them has another (a warning naming it).
+func BenchmarkIndexerPeers(b *testing.B) {
+	for _, n := range []int{10, 2500} {
+		for _, other := range []bool{false, true} {
+			b.Run(fmt.Sprintf("pods=%d/otherSelector=%t", n, other), func(b *testing.B) {
+				idx := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, PodIndexers())
+				for i := range n {
+					sel := "reader"
+					if other && i == 0 {
+						sel = "writer"
+					}
+					if err := idx.Add(peerPod(fmt.Sprintf("p-%d", i), sel, "default", corev1.PodRunning)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				p := IndexerPeers{Indexer: idx}
+				b.ReportAllocs()
+				for b.Loop() {
+					peers, err := p.OtherSelectors(context.Background(), "team-a", "default", "reader")
+					if err != nil || (len(peers) == 1) != other {
+						b.Fatalf("peers %v, err %v", peers, err)
+					}
+				}
+			})
+		}
+	}
 }

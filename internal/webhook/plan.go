@@ -154,7 +154,7 @@ func (p *Planner) Plan(ctx context.Context, pod *corev1.Pod) (d Decision) {
 	}
 	var peersErr error
 	if p.Peers != nil {
-		peers, err := p.Peers.SharingServiceAccount(ctx, namespace, serviceAccountOf(pod))
+		peers, err := p.Peers.OtherSelectors(ctx, namespace, serviceAccountOf(pod), selector)
 		if w := sharedServiceAccountWarning(pod, selector, peers); w != "" {
 			warnings = append(warnings, w)
 		}
