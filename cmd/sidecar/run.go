@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"syscall"
+	"time"
 
 	"github.com/podidentity/injector/internal/memtune"
 	"github.com/podidentity/injector/internal/names"
@@ -159,6 +161,9 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stderr i
 	return err
 }
 
+// probeRetry is how often probe dials again while nothing listens.
+const probeRetry = 10 * time.Millisecond
+
 // probe exits 0 when the server on the configured port answers its health
 // endpoint.
 func probe(ctx context.Context, cfg Config, getenv func(string) string) error {
@@ -179,6 +184,19 @@ func probe(ctx context.Context, cfg Config, getenv func(string) string) error {
 	}
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 	resp, err := client.Do(req)
+	// The kubelet's probe ticks once a period (1 s) from when it took the
+	// pod, so a tick can land just after the container started and before
+	// the server listens. A refused connection is therefore retried within
+	// the probe's own timeout: that probe then passes as soon as the
+	// server listens, instead of one period later.
+	for err != nil && errors.Is(err, syscall.ECONNREFUSED) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("probe %s: %w (retried until the probe's %s timeout)", url, err, cfg.ProbeTimeout)
+		case <-time.After(probeRetry):
+		}
+		resp, err = client.Do(req)
+	}
 	if err != nil {
 		return fmt.Errorf("probe %s: %w", url, err)
 	}

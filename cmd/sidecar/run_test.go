@@ -161,6 +161,33 @@ func TestProbe(t *testing.T) {
 	}
 }
 
+// TestProbeWaitsForTheListener: a probe that starts before the server
+// listens passes once it does, within its timeout, as the kubelet's first
+// startupProbe does; one that never finds a listener says so.
+func TestProbeWaitsForTheListener(t *testing.T) {
+	port := freePort(t)
+	listening := make(chan struct{})
+	go func() {
+		defer close(listening)
+		time.Sleep(150 * time.Millisecond)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if !assert.NoError(t, err) {
+			return
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })}
+		t.Cleanup(func() { _ = srv.Close() })
+		go func() { _ = srv.Serve(ln) }()
+	}()
+	err := run(context.Background(), []string{"probe", "--port", strconv.Itoa(port), "--probe-timeout", "5s"}, func(string) string { return "" }, &bytes.Buffer{})
+	<-listening
+	require.NoError(t, err, "the probe waits for the listener within its timeout")
+
+	err = run(context.Background(), []string{"probe", "--port", strconv.Itoa(freePort(t)), "--probe-timeout", "100ms"}, func(string) string { return "" }, &bytes.Buffer{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "connection refused")
+	assert.Contains(t, err.Error(), "retried until the probe's 100ms timeout")
+}
+
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
