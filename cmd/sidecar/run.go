@@ -190,12 +190,16 @@ func probe(ctx context.Context, cfg Config, getenv func(string) string) error {
 	// the probe's own timeout: that probe then passes as soon as the
 	// server listens, instead of one period later.
 	for err != nil && errors.Is(err, syscall.ECONNREFUSED) {
+		refused := fmt.Errorf("probe %s: %w (retried until the probe's %s timeout)", url, err, cfg.ProbeTimeout)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("probe %s: %w (retried until the probe's %s timeout)", url, err, cfg.ProbeTimeout)
+			return refused
 		case <-time.After(probeRetry):
 		}
-		resp, err = client.Do(req)
+		if resp, err = client.Do(req); err != nil && ctx.Err() != nil {
+			// The timeout cut this attempt short; the refusal is the news.
+			return refused
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("probe %s: %w", url, err)
