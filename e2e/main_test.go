@@ -47,7 +47,6 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(binDir)
 	for name, pkg := range map[string]string{
 		"pod-identity-webhook": "./cmd/webhook",
-		"pod-identity-sidecar": "./cmd/sidecar",
 		"kubectl-pod_identity": "./cmd/kubectl-pod_identity",
 	} {
 		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(binDir, name), pkg)
@@ -63,7 +62,6 @@ func run(m *testing.M) int {
 	env, err = localenv.Start(ctx, localenv.Options{
 		RepoRoot:      repoRoot,
 		WebhookBinary: filepath.Join(binDir, "pod-identity-webhook"),
-		SidecarBinary: filepath.Join(binDir, "pod-identity-sidecar"),
 		Log:           os.Stderr,
 	})
 	if err != nil {

@@ -247,7 +247,6 @@ func startBench(ctx context.Context, cfg Config, log io.Writer) (*bench, func(),
 	env, err := localenv.Start(startCtx, localenv.Options{
 		RepoRoot:      cfg.RepoRoot,
 		WebhookBinary: cfg.WebhookBinary,
-		SidecarBinary: cfg.SidecarBinary,
 		Log:           envLog,
 		WebhookArgs:   append([]string{"--log-level=" + cfg.WebhookLogLevel}, cfg.WebhookArgs...),
 	})

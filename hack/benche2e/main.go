@@ -65,8 +65,8 @@ func main() {
 type Config struct {
 	// RepoRoot holds manifests/ and certs/.
 	RepoRoot string
-	// WebhookBinary and SidecarBinary are what `make build` writes.
-	WebhookBinary, SidecarBinary string
+	// WebhookBinary is what `make build` writes.
+	WebhookBinary string
 	// Pods is the number of pods created per phase.
 	Pods int
 	// Workers is the number of concurrent clients creating pods.
@@ -106,8 +106,8 @@ type Config struct {
 	// --warn-shared-service-account=false to price a feature.
 	WebhookArgs []string
 	// Node runs the phases on the real one-node cluster (node.go), with
-	// the webhook as its Deployment; WebhookBinary, SidecarBinary and
-	// WebhookLogLevel do not apply, since nodeenv builds the images.
+	// the webhook as its Deployment; WebhookBinary and WebhookLogLevel
+	// do not apply, since nodeenv builds the images.
 	Node bool
 	// Markdown also prints a section for BENCHMARKS.md.
 	Markdown bool
@@ -120,7 +120,6 @@ func DefaultConfig() Config {
 	return Config{
 		RepoRoot:        ".",
 		WebhookBinary:   filepath.Join("bin", "pod-identity-webhook"),
-		SidecarBinary:   filepath.Join("bin", "pod-identity-sidecar"),
 		Pods:            500,
 		Workers:         8,
 		Rounds:          3,
@@ -139,7 +138,6 @@ func DefaultConfig() Config {
 func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RepoRoot, "repo", c.RepoRoot, "repository root (manifests/, certs/)")
 	fs.StringVar(&c.WebhookBinary, "webhook", c.WebhookBinary, "webhook binary (make build)")
-	fs.StringVar(&c.SidecarBinary, "sidecar", c.SidecarBinary, "sidecar binary (make build)")
 	fs.IntVar(&c.Pods, "pods", c.Pods, "pods created per phase")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent clients creating pods")
 	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "rounds of (without webhook, with webhook)")
@@ -215,7 +213,7 @@ func (c *Config) Validate() error {
 	if c.Node && c.Scale != "" {
 		errs = append(errs, errors.New("-node and -scale do not combine: the scale mode runs on the local control plane"))
 	}
-	for flagName, path := range map[string]string{"-webhook": c.WebhookBinary, "-sidecar": c.SidecarBinary} {
+	for flagName, path := range map[string]string{"-webhook": c.WebhookBinary} {
 		if c.Node {
 			break // nodeenv builds its own
 		}

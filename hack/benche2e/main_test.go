@@ -11,21 +11,19 @@ import (
 )
 
 // fakeRepo is a directory that passes Validate's file checks.
-func fakeRepo(t *testing.T) (root, webhook, sidecar string) {
+func fakeRepo(t *testing.T) (root, webhook string) {
 	t.Helper()
 	root = t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "manifests"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(root, "manifests", "kustomization.yaml"), nil, 0o600))
-	webhook, sidecar = filepath.Join(root, "webhook"), filepath.Join(root, "sidecar")
-	for _, f := range []string{webhook, sidecar} {
-		require.NoError(t, os.WriteFile(f, nil, 0o700))
-	}
-	return root, webhook, sidecar
+	webhook = filepath.Join(root, "webhook")
+	require.NoError(t, os.WriteFile(webhook, nil, 0o700))
+	return root, webhook
 }
 
 func TestParseConfig(t *testing.T) {
-	root, webhook, sidecar := fakeRepo(t)
-	files := []string{"-repo", root, "-webhook", webhook, "-sidecar", sidecar}
+	root, webhook := fakeRepo(t)
+	files := []string{"-repo", root, "-webhook", webhook}
 
 	t.Run("defaults", func(t *testing.T) {
 		cfg, err := parseConfig(files, io.Discard)

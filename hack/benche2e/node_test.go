@@ -16,10 +16,10 @@ import (
 )
 
 func TestParseConfigNodeMode(t *testing.T) {
-	root, _, _ := fakeRepo(t)
+	root, _ := fakeRepo(t)
 	t.Run("the binaries are not needed: nodeenv builds its images", func(t *testing.T) {
 		absent := filepath.Join(root, "absent")
-		cfg, err := parseConfig([]string{"-repo", root, "-node", "-webhook", absent, "-sidecar", absent}, io.Discard)
+		cfg, err := parseConfig([]string{"-repo", root, "-node", "-webhook", absent}, io.Discard)
 		require.NoError(t, err)
 		assert.True(t, cfg.Node)
 	})

@@ -66,9 +66,10 @@ const (
 type Options struct {
 	// RepoRoot is the repository, for manifests/ and certs/.
 	RepoRoot string
-	// WebhookBinary and SidecarBinary are the built binaries
-	// (bin/pod-identity-webhook and bin/pod-identity-sidecar).
-	WebhookBinary, SidecarBinary string
+	// WebhookBinary is the built webhook (bin/pod-identity-webhook). No
+	// pod runs here: the sidecar runs only on the real node (package
+	// nodeenv), from its image.
+	WebhookBinary string
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 	// WebhookArgs are appended to the webhook's flags.
@@ -135,10 +136,8 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if opts.SidecarImage == "" {
 		opts.SidecarImage = SidecarImage
 	}
-	for _, b := range []string{opts.WebhookBinary, opts.SidecarBinary} {
-		if _, err := os.Stat(b); err != nil {
-			return nil, fmt.Errorf("binary %s: %w (run make build)", b, err)
-		}
+	if _, err := os.Stat(opts.WebhookBinary); err != nil {
+		return nil, fmt.Errorf("binary %s: %w (run make build)", opts.WebhookBinary, err)
 	}
 	e := &Env{opts: opts, whDone: make(chan error, 1)}
 	if e.dir, err = os.MkdirTemp("", "pod-identity-localenv-"); err != nil {

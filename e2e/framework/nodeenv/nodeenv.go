@@ -119,7 +119,7 @@ func (e *Env) start(ctx context.Context) error {
 	if e.binDir, err = os.MkdirTemp("", "pod-identity-node-bin-"); err != nil {
 		return err
 	}
-	for name, pkg := range map[string]string{"pod-identity-webhook": "./cmd/webhook", "pod-identity-sidecar": "./cmd/sidecar"} {
+	for name, pkg := range map[string]string{"pod-identity-webhook": "./cmd/webhook"} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(e.binDir, name), pkg)
 		cmd.Dir, cmd.Env = e.opts.RepoRoot, append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -132,7 +132,6 @@ func (e *Env) start(ctx context.Context) error {
 	e.Local, err = localenv.Start(ctx, localenv.Options{
 		RepoRoot:         e.opts.RepoRoot,
 		WebhookBinary:    filepath.Join(e.binDir, "pod-identity-webhook"),
-		SidecarBinary:    filepath.Join(e.binDir, "pod-identity-sidecar"),
 		Log:              e.opts.Log,
 		Cluster:          testcluster.Options{NodeAddress: node.Address},
 		AADListenAddress: node.Address,
