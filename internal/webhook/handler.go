@@ -88,6 +88,12 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	case OutcomeInjected:
 		resp = admission.Allowed(d.Message)
 		resp.Patch, resp.PatchType = patch, ptr.To(admissionv1.PatchTypeJSONPatch)
+		// The warnings go to whoever created the pod: for a pod that a
+		// controller made, that is the controller, not a person; the log
+		// keeps them where an operator looks.
+		if len(d.Warnings) > 0 {
+			log = log.WithValues("warnings", d.Warnings)
+		}
 		log.Info("injected pod identity sidecar", "patchBytes", len(patch))
 		if d.PeersErr != nil {
 			log.Error(d.PeersErr, "no check of the pods that share the service account")
