@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -279,4 +281,18 @@ func BenchmarkIndexerPeers(b *testing.B) {
 			})
 		}
 	}
+}
+
+// TestSharedServiceAccountWarningIsLogged: the warning of a pod that a
+// controller made reaches no person, so the injection's log line carries
+// it.
+func TestSharedServiceAccountWarningIsLogged(t *testing.T) {
+	var lines []string
+	ctx := logr.NewContext(context.Background(), funcr.New(func(prefix, args string) { lines = append(lines, args) }, funcr.Options{}))
+	raw := shapePod(t, func(p *corev1.Pod) { p.Spec.ServiceAccountName = "default" })
+	resp := peersHandler(t, indexedPods(t, peerPod("writer-1", "writer", "default", corev1.PodRunning))).Handle(ctx, podRequest(t, "team-a", raw))
+	require.True(t, resp.Allowed)
+	require.Len(t, lines, 1)
+	assert.Contains(t, lines[0], `"msg"="injected pod identity sidecar"`)
+	assert.Contains(t, lines[0], `shares service account \"default\" with pod writer-1`)
 }
