@@ -189,7 +189,7 @@ func probe(ctx context.Context, cfg Config, getenv func(string) string) error {
 	// the server listens. A refused connection is therefore retried within
 	// the probe's own timeout: that probe then passes as soon as the
 	// server listens, instead of one period later.
-	for err != nil && errors.Is(err, syscall.ECONNREFUSED) {
+	for errors.Is(err, syscall.ECONNREFUSED) {
 		refused := fmt.Errorf("probe %s: %w (retried until the probe's %s timeout)", url, err, cfg.ProbeTimeout)
 		select {
 		case <-ctx.Done():

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podidentity/injector/e2e/framework/fakeaad"
+	"github.com/podidentity/injector/e2e/framework/node"
 	"github.com/podidentity/injector/examples"
 	"github.com/podidentity/injector/internal/names"
 )
@@ -82,7 +83,7 @@ func TestSeedRuns(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("measured: sidecar's first log line -> data-init's first token request %s (containerd log timestamps; an upper bound on what the sidecar adds)",
 		request.Sub(first).Round(time.Millisecond))
-	logSidecarMemory(ctx, t, pod.Name)
+	logSidecarMemory(ctx, t, pod.Namespace, pod.Name)
 
 	initLog := kubectl(t, "logs", pod.Name, "-c", "data-init")
 	t.Logf("kubectl logs %s -c data-init (azcopy stand-in image):\n%s", pod.Name, initLog)
@@ -157,35 +158,16 @@ func events(ns, name string) string {
 
 // logSidecarMemory logs the sidecar container's working set from the
 // kubelet's /stats/summary (through the apiserver's node proxy).
-func logSidecarMemory(ctx context.Context, t *testing.T, podName string) {
+func logSidecarMemory(ctx context.Context, t *testing.T, namespace, podName string) {
 	t.Helper()
-	var summary struct {
-		Pods []struct {
-			PodRef     struct{ Name string } `json:"podRef"`
-			Containers []struct {
-				Name   string `json:"name"`
-				Memory struct {
-					WorkingSetBytes *uint64 `json:"workingSetBytes"`
-				} `json:"memory"`
-			} `json:"containers"`
-		} `json:"pods"`
-	}
 	// The kubelet's stats refresh every few seconds; wait for the sidecar.
 	for range 40 {
-		raw, err := theNode.StatsSummary(ctx)
-		require.NoError(t, err)
-		require.NoError(t, json.Unmarshal(raw, &summary))
-		for _, p := range summary.Pods {
-			if p.PodRef.Name != podName {
-				continue
-			}
-			for _, c := range p.Containers {
-				if c.Name == names.SidecarContainerName && c.Memory.WorkingSetBytes != nil {
-					t.Logf("measured: sidecar working set %.1f MiB (kubelet /stats/summary)", float64(*c.Memory.WorkingSetBytes)/(1<<20))
-					return
-				}
-			}
+		m, err := theNode.ContainerMemory(ctx, namespace, podName, names.SidecarContainerName)
+		if err == nil {
+			t.Logf("measured: sidecar working set %.1f MiB (kubelet /stats/summary)", float64(*m.WorkingSetBytes)/(1<<20))
+			return
 		}
+		require.ErrorIs(t, err, node.ErrNoStats)
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Log("the kubelet's /stats/summary had no memory figure for the sidecar within 20 s")
