@@ -37,6 +37,15 @@ type Config struct {
 
 	// LiveReadTimeout bounds the one API read on a cache miss.
 	LiveReadTimeout time.Duration
+	// LiveReadsPerSecond and LiveReadBurst bound the API reads of cache
+	// misses: whoever reaches the admission endpoint can name objects that
+	// no cache holds.
+	LiveReadsPerSecond float64
+	LiveReadBurst      int
+	// ClientCAFile, if set, is the CA bundle that the API server's client
+	// certificate must chain to; without one the admission endpoint serves
+	// anyone who reaches it.
+	ClientCAFile string
 	// LogLevel is the slog level: debug, info, warn or error.
 	LogLevel string
 }
@@ -44,13 +53,15 @@ type Config struct {
 // defaultConfig returns the defaults, which the flags override.
 func defaultConfig() Config {
 	return Config{
-		Port:            9443,
-		MetricsAddr:     ":8443",
-		MetricsSecure:   true,
-		ProbeAddr:       ":8081",
-		DecisionFlags:   webhook.DefaultDecisionFlags(),
-		LiveReadTimeout: 2 * time.Second,
-		LogLevel:        "info",
+		Port:               9443,
+		MetricsAddr:        ":8443",
+		MetricsSecure:      true,
+		ProbeAddr:          ":8081",
+		DecisionFlags:      webhook.DefaultDecisionFlags(),
+		LiveReadTimeout:    2 * time.Second,
+		LiveReadsPerSecond: 5,
+		LiveReadBurst:      20,
+		LogLevel:           "info",
 	}
 }
 
@@ -66,6 +77,9 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", c.ProbeAddr, "address of /healthz and /readyz")
 	c.DecisionFlags.AddFlags(fs)
 	fs.DurationVar(&c.LiveReadTimeout, "live-read-timeout", c.LiveReadTimeout, "timeout of the one API read on a cache miss")
+	fs.Float64Var(&c.LiveReadsPerSecond, "live-reads-per-second", c.LiveReadsPerSecond, "API reads of cache misses allowed per second; past it (and the burst) a pod whose objects are not cached yet is denied with a message to retry")
+	fs.IntVar(&c.LiveReadBurst, "live-read-burst", c.LiveReadBurst, "API reads of cache misses allowed at once, above --live-reads-per-second")
+	fs.StringVar(&c.ClientCAFile, "client-ca-file", c.ClientCAFile, "CA bundle (PEM) that the API server's client certificate must chain to; empty serves any caller (reloaded on change)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 }
 
@@ -80,6 +94,12 @@ func (c *Config) Validate() error {
 	}
 	if c.LiveReadTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--live-read-timeout %s must be positive", c.LiveReadTimeout))
+	}
+	if c.LiveReadsPerSecond <= 0 {
+		errs = append(errs, fmt.Errorf("--live-reads-per-second %g must be positive", c.LiveReadsPerSecond))
+	}
+	if c.LiveReadBurst < 1 {
+		errs = append(errs, fmt.Errorf("--live-read-burst %d must be at least 1", c.LiveReadBurst))
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)

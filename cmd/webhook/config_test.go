@@ -50,6 +50,8 @@ func TestConfigValidate(t *testing.T) {
 		"bad quantity":       {[]string{"--sidecar-image=x", "--sidecar-memory-limit=lots"}, "--sidecar-memory-limit"},
 		"bad log level":      {[]string{"--sidecar-image=x", "--log-level=loud"}, "--log-level"},
 		"bad live timeout":   {[]string{"--sidecar-image=x", "--live-read-timeout=0s"}, "--live-read-timeout"},
+		"bad live rate":      {[]string{"--sidecar-image=x", "--live-reads-per-second=0"}, "--live-reads-per-second"},
+		"bad live burst":     {[]string{"--sidecar-image=x", "--live-read-burst=0"}, "--live-read-burst"},
 		"authority off list": {[]string{"--sidecar-image=x", "--authority-host=https://login.example/", "--allowed-authority-hosts=login.microsoftonline.com"}, "--authority-host \"https://login.example/\" is not on --allowed-authority-hosts"},
 		"bad allowed host":   {[]string{"--sidecar-image=x", "--allowed-authority-hosts=login.microsoftonline.com,http://x/"}, "--allowed-authority-hosts"},
 		"all errors at once": {[]string{"--port=0", "--token-port=0"}, "--token-port 0"},

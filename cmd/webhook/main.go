@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -96,7 +97,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "serverVersion", serverVersion, "nativeSidecar", native, "sidecarImage", cfg.SidecarImage,
+	log.Info("starting", "clientCAFile", cfg.ClientCAFile, "serverVersion", serverVersion, "nativeSidecar", native, "sidecarImage", cfg.SidecarImage,
 		"allowedAuthorityHosts", cfg.AllowedHosts(), "memoryLimit", memtune.Limit())
 
 	scheme := runtime.NewScheme()
@@ -107,6 +108,14 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	watches := newWatchHealth(time.Now)
+	webhookTLSOptions := tlsOptions(cfg)
+	if cfg.ClientCAFile != "" {
+		ca, err := newClientCA(cfg.ClientCAFile)
+		if err != nil {
+			return err
+		}
+		webhookTLSOptions = append(webhookTLSOptions, ca.tlsOption)
+	}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme: scheme,
 		// The handler only reads what it gets from the cache, so the cache
@@ -122,7 +131,7 @@ func run(ctx context.Context, args []string) error {
 		Metrics:                metricsOptions(cfg),
 		HealthProbeBindAddress: cfg.ProbeAddr,
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
-			Host: cfg.Host, Port: cfg.Port, CertDir: cfg.CertDir, TLSOpts: tlsOptions(cfg),
+			Host: cfg.Host, Port: cfg.Port, CertDir: cfg.CertDir, TLSOpts: webhookTLSOptions,
 		}),
 	})
 	if err != nil {
@@ -155,7 +164,8 @@ func run(ctx context.Context, args []string) error {
 	}
 	handler, err := webhook.NewHandler(webhook.Options{
 		Resolver: &webhook.Resolver{
-			Lookup:   webhook.CacheThenLive(mgr.GetCache(), mgr.GetAPIReader(), cfg.LiveReadTimeout),
+			Lookup: webhook.CacheThenLive(mgr.GetCache(), mgr.GetAPIReader(), cfg.LiveReadTimeout,
+				rate.NewLimiter(rate.Limit(cfg.LiveReadsPerSecond), cfg.LiveReadBurst)),
 			Defaults: cfg.Defaults(),
 		},
 		Inject:       injectCfg,
@@ -166,7 +176,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	mgr.GetWebhookServer().Register(webhook.Path, &admission.Webhook{Handler: handler})
+	mgr.GetWebhookServer().Register(webhook.Path, webhook.LimitBody(&admission.Webhook{Handler: handler}))
 
 	synced := &atomic.Bool{}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {

@@ -103,7 +103,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		log.Info("denied pod", "reason", d.Message)
 	case OutcomeErrored:
 		code := int32(http.StatusInternalServerError)
-		if errors.Is(d.Err, errBadRequest) {
+		if errors.Is(d.Err, errBadRequest) || errors.Is(d.Err, ErrInvalidNamespace) {
 			code = http.StatusBadRequest
 		}
 		resp = admission.Errored(code, d.Err)
@@ -113,10 +113,16 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		log.V(1).Info("pod left unchanged", "reason", d.Message)
 	}
 	if m := h.metrics; m != nil {
-		m.Decisions.WithLabelValues(req.Namespace, d.Outcome).Inc()
+		// Only a namespace the decision found may become a label: a caller
+		// who names made-up namespaces would otherwise add a series each.
+		label := NamespaceOther
+		if d.NamespaceFound {
+			label = req.Namespace
+		}
+		m.Decisions.WithLabelValues(label, d.Outcome).Inc()
 		m.Duration.WithLabelValues(d.Outcome).Observe(time.Since(start).Seconds())
 		if d.ResolveErr {
-			m.ResolveErrors.WithLabelValues(req.Namespace, reason(d.Err)).Inc()
+			m.ResolveErrors.WithLabelValues(label, reason(d.Err)).Inc()
 		}
 	}
 	return resp.WithWarnings(d.Warnings...)
@@ -135,7 +141,7 @@ func (h *Handler) decide(ctx context.Context, req admission.Request) (Decision, 
 		return Decision{Outcome: OutcomeSkipped, Message: fmt.Sprintf("operation %s; pods are injected on CREATE only", req.Operation)}, nil
 	}
 	bad := func(format string, args ...any) (Decision, []byte) {
-		return Decision{Outcome: OutcomeErrored, Err: fmt.Errorf("%w %s for pod %s/%s: %w", errBadRequest, req.UID, req.Namespace, req.Name, fmt.Errorf(format, args...))}, nil
+		return Decision{Outcome: OutcomeErrored, Err: fmt.Errorf("%w %s for pod %s/%s: %w", errBadRequest, short(string(req.UID)), short(req.Namespace), short(req.Name), fmt.Errorf(format, args...))}, nil
 	}
 	if len(req.Object.Raw) == 0 {
 		return bad("the request has no object; the API server sent no pod")
@@ -182,6 +188,7 @@ func reason(err error) string {
 		{ErrInvalidBinding, "invalid_binding"},
 		{ErrIdentityNotFound, "identity_not_found"},
 		{ErrInvalidIdentity, "invalid_identity"},
+		{ErrLiveReadLimited, "live_read_limited"},
 		{ErrLookup, "lookup"},
 	} {
 		if errors.Is(err, r.err) {
@@ -189,4 +196,25 @@ func reason(err error) string {
 		}
 	}
 	return "other"
+}
+
+// MaxRequestBytes caps an admission request's body. The largest pod etcd
+// stores is 1.5 MiB, and its AdmissionReview (the object, and the old
+// object of an update) fits in twice that; controller-runtime alone would
+// read 7 MiB from anyone who reaches the port.
+const MaxRequestBytes = 3 << 20
+
+// LimitBody refuses a request whose body is over MaxRequestBytes: at once
+// when its Content-Length says so, else when the admission webhook's read
+// passes the cap.
+func LimitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > MaxRequestBytes {
+			http.Error(w, fmt.Sprintf("request body of %d bytes is too large: an admission request is at most %d bytes", r.ContentLength, MaxRequestBytes),
+				http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBytes)
+		next.ServeHTTP(w, r)
+	})
 }

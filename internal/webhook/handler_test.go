@@ -53,7 +53,7 @@ func newTestHandler(t testing.TB, cache, live client.Reader, cfg inject.Config, 
 	t.Helper()
 	h, err := NewHandler(Options{
 		Resolver: &Resolver{
-			Lookup: CacheThenLive(cache, live, 1e9),
+			Lookup: CacheThenLive(cache, live, 1e9, nil),
 			// The webhook gives the resolver and the sidecar one allow-list.
 			Defaults: Defaults{TokenSource: names.TokenSourceFederated, AllowedAuthorityHosts: cfg.AllowedAuthorityHosts},
 		},

@@ -2,10 +2,13 @@ package webhook
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -79,6 +82,11 @@ func (l ReaderLookup) Exceptions(ctx context.Context, namespace string) ([]aadv1
 	return list.Items, nil
 }
 
+// ErrLiveReadLimited: a cache miss could not be read live because the
+// webhook's live reads are over their rate (FallbackLookup.Limiter). It is
+// transient; the decision denies the pod with a message that says to retry.
+var ErrLiveReadLimited = errors.New("too many live reads")
+
 // FallbackLookup reads Primary and, on a miss, Live once, under Timeout: an
 // object created a moment before the pod may not have reached the informer
 // cache yet (a `kubectl apply -f dir/` race; the EKS webhook learned this in
@@ -87,24 +95,37 @@ func (l ReaderLookup) Exceptions(ctx context.Context, namespace string) ([]aadv1
 // from Primary alone: a missed exception injects a pod that asked not to
 // be, which a restart mends, while reading live for every labelled pod would
 // cost an API call per admission.
+//
+// Anyone who reaches the admission endpoint can name a namespace, a
+// selector or an identity that no cache holds, so every live read takes a
+// token from Limiter first: past its rate a miss fails with
+// ErrLiveReadLimited instead of becoming an API call.
 type FallbackLookup struct {
 	Primary, Live Lookup
 	Timeout       time.Duration
+	// Limiter bounds the live reads; nil means unbounded.
+	Limiter *rate.Limiter
 }
 
 var _ Lookup = FallbackLookup{}
 
 // CacheThenLive is the webhook's lookup: its informer cache, then the API
-// server. live may be nil for no fallback.
-func CacheThenLive(cache, live client.Reader, timeout time.Duration) Lookup {
+// server, at most limit's rate. live may be nil for no fallback, and limit
+// nil for no bound.
+func CacheThenLive(cache, live client.Reader, timeout time.Duration, limit *rate.Limiter) Lookup {
 	if live == nil {
 		return ReaderLookup{Reader: cache}
 	}
-	return FallbackLookup{Primary: ReaderLookup{Reader: cache}, Live: ReaderLookup{Reader: live}, Timeout: timeout}
+	return FallbackLookup{Primary: ReaderLookup{Reader: cache}, Live: ReaderLookup{Reader: live}, Timeout: timeout, Limiter: limit}
 }
 
-// live runs read against Live under Timeout.
+// live runs read against Live under Timeout, if Limiter has a token.
 func live[T any](ctx context.Context, l FallbackLookup, read func(context.Context, Lookup) (T, error)) (T, error) {
+	if l.Limiter != nil && !l.Limiter.Allow() {
+		var zero T
+		return zero, fmt.Errorf("%w: the webhook reads objects that are not in its cache yet at most %g times a second (burst %d)",
+			ErrLiveReadLimited, float64(l.Limiter.Limit()), l.Limiter.Burst())
+	}
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
 	return read(ctx, l.Live)

@@ -44,7 +44,7 @@ func TestFallbackLookupReadsLiveOnlyOnAMiss(t *testing.T) {
 	cache := fakeReader(t, optedIn("a"), identity("a", "cached"), binding("a", "b1", "reader"))
 	apiServer := &countingReader{Reader: fakeReader(t, optedIn("a"), optedIn("new"), identity("a", "cached"), identity("a", "fresh"),
 		binding("a", "b1", "reader"), binding("a", "b2", "writer"))}
-	l := CacheThenLive(cache, apiServer, 1e9)
+	l := CacheThenLive(cache, apiServer, 1e9, nil)
 
 	_, err := l.Identity(ctx, "a", "cached")
 	require.NoError(t, err)

@@ -13,6 +13,11 @@ const (
 	OutcomeNoChange = "unchanged"
 )
 
+// NamespaceOther is the namespace label of every admission whose namespace
+// the decision did not find: the one bounded bucket for made-up names. No
+// namespace can be called so (an underscore is not allowed in one).
+const NamespaceOther = "_other"
+
 // Metrics are the webhook's Prometheus collectors. Construct them with
 // NewMetrics and register them once.
 type Metrics struct {
@@ -20,9 +25,10 @@ type Metrics struct {
 	// namespace label: a histogram per namespace costs a dozen series each.
 	Duration *prometheus.HistogramVec
 	// Decisions counts admissions by namespace and outcome, so that alerts
-	// can be per team. The namespace is the pod's, which the API server
-	// vouches for; the number of series is bounded by the namespaces that
-	// create labelled pods.
+	// can be per team. The namespace is the pod's once the decision found
+	// it in the cache or the API server, else NamespaceOther: anyone who
+	// reaches the endpoint can send a request, so the series are bounded
+	// by the namespaces that exist, plus one.
 	Decisions *prometheus.CounterVec
 	// ResolveErrors counts failed resolutions by namespace and reason.
 	ResolveErrors *prometheus.CounterVec

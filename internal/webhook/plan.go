@@ -9,6 +9,9 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/podidentity/injector/internal/inject"
 	"github.com/podidentity/injector/internal/names"
@@ -59,6 +62,31 @@ type Decision struct {
 	// PeersErr is why the pods sharing the service account could not be
 	// read; the pod is injected all the same, without that warning.
 	PeersErr error
+	// NamespaceFound is true once the pod's namespace was read and exists:
+	// only such a namespace may become a metric label, since anyone who
+	// reaches the admission endpoint can name any namespace.
+	NamespaceFound bool
+}
+
+// Errors of the pod's namespace, before any binding is read.
+var (
+	// ErrInvalidNamespace: the pod's namespace is not a DNS-1123 label, so
+	// no API server sent it.
+	ErrInvalidNamespace = errors.New("invalid namespace name")
+	// ErrNamespaceNotFound: the pod's namespace does not exist.
+	ErrNamespaceNotFound = errors.New("namespace not found")
+)
+
+// maxQuoted is how much of a hostile value a message repeats.
+const maxQuoted = 80
+
+// short cuts s to maxQuoted bytes for a message: a namespace that is not
+// one may be megabytes long.
+func short(s string) string {
+	if len(s) <= maxQuoted {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:maxQuoted], len(s))
 }
 
 // Patch is the JSON Patch of an injection: add operations only, for the
@@ -89,16 +117,31 @@ func (p *Planner) newSecret() (string, error) {
 // Plan decides for pod, whose Namespace must be set: skip, deny or inject,
 // with the warnings of every object it read. It never modifies pod.
 func (p *Planner) Plan(ctx context.Context, pod *corev1.Pod) (d Decision) {
-	ref := inject.PodRef(pod)
 	namespace := pod.Namespace
+	if errs := validation.IsDNS1123Label(namespace); len(errs) > 0 {
+		return Decision{Outcome: OutcomeErrored, Err: fmt.Errorf("%w: metadata.namespace %q of pod %q: %s; the API server sends only pods of existing namespaces",
+			ErrInvalidNamespace, short(namespace), short(pod.Name), errs[0])}
+	}
+	ref := inject.PodRef(pod)
 	selector, ok := pod.Labels[names.BindingLabel]
 	if !ok {
 		return Decision{Outcome: OutcomeSkipped, Message: fmt.Sprintf("pod %s has no %s label", ref, names.BindingLabel)}
 	}
 	// Every answer from here on carries the deprecation warnings of the
-	// pod's and the namespace's legacy keys.
+	// pod's and the namespace's legacy keys, and says whether the
+	// namespace exists.
 	var deprecated []string
-	defer func() { d.Warnings = append(deprecated, d.Warnings...) }()
+	var found bool
+	defer func() { d.Warnings, d.NamespaceFound = append(deprecated, d.Warnings...), found }()
+	ns, err := p.Resolver.Lookup.Namespace(ctx, namespace)
+	switch {
+	case apierrors.IsNotFound(err):
+		err = fmt.Errorf("%w: pod %s: namespace %s does not exist; create the namespace before its pods", ErrNamespaceNotFound, ref, namespace)
+		return Decision{Outcome: OutcomeDenied, Err: err, Message: err.Error()}
+	case err != nil:
+		return lookupFailed(ref, fmt.Errorf("%w: get namespace %s: %w", ErrLookup, namespace, err), nil)
+	}
+	found = true
 	for _, key := range podKeys {
 		if w := names.DeprecationWarning("Pod "+ref, "annotation", pod.Annotations, key); w != "" {
 			deprecated = append(deprecated, w)
@@ -108,11 +151,8 @@ func (p *Planner) Plan(ctx context.Context, pod *corev1.Pod) (d Decision) {
 		return Decision{Outcome: OutcomeSkipped, Message: fmt.Sprintf("pod %s opted out with %s=%s", ref, names.InjectAnnotation, names.InjectDisabled)}
 	}
 	if p.RequireOptIn {
-		in, nsWarnings, err := p.optedIn(ctx, namespace)
+		in, nsWarnings := namespaceOptedIn(ns)
 		deprecated = append(deprecated, nsWarnings...)
-		if err != nil {
-			return Decision{Outcome: OutcomeErrored, Err: err, ResolveErr: true}
-		}
 		if !in {
 			return Decision{Outcome: OutcomeSkipped, Message: fmt.Sprintf("namespace %s has not opted in; annotate it %s=%s", namespace, names.InjectAnnotation, names.InjectEnabled)}
 		}
@@ -129,7 +169,7 @@ func (p *Planner) Plan(ctx context.Context, pod *corev1.Pod) (d Decision) {
 	res.Warnings = append(excWarnings, res.Warnings...)
 	if err != nil {
 		if errors.Is(err, ErrLookup) {
-			return Decision{Outcome: OutcomeErrored, Err: err, ResolveErr: true, Warnings: res.Warnings}
+			return lookupFailed(ref, err, res.Warnings)
 		}
 		return Decision{Outcome: OutcomeDenied, Err: err, ResolveErr: true, Warnings: res.Warnings,
 			Message: fmt.Sprintf("pod %s: %v", ref, err)}
@@ -194,24 +234,32 @@ func withoutStaleAnnotation(pod, mutated *corev1.Pod) (*corev1.Pod, string, bool
 	return &out, v, true
 }
 
-// optedIn reports whether the namespace carries the opt-in annotation or
+// lookupFailed is the decision when the cache and the API server could not
+// be read. A read refused by the live-read rate is a deny with a message
+// that says to retry, since the webhook never admits a labelled pod
+// uninjected; any other failure is an error.
+func lookupFailed(ref string, err error, warnings []string) Decision {
+	if errors.Is(err, ErrLiveReadLimited) {
+		return Decision{Outcome: OutcomeDenied, Err: err, ResolveErr: true, Warnings: warnings,
+			Message: fmt.Sprintf("pod %s: %v; an object it needs is not in the webhook's cache yet: retry in a few seconds (a controller retries by itself)", ref, err)}
+	}
+	return Decision{Outcome: OutcomeErrored, Err: err, ResolveErr: true, Warnings: warnings}
+}
+
+// namespaceOptedIn reports whether the namespace carries the opt-in annotation or
 // label, with deprecation warnings for their legacy spellings. Namespaces
 // are cached as metadata only.
-func (p *Planner) optedIn(ctx context.Context, namespace string) (bool, []string, error) {
-	ns, err := p.Resolver.Lookup.Namespace(ctx, namespace)
-	if err != nil {
-		return false, nil, fmt.Errorf("%w: get namespace %s: %w", ErrLookup, namespace, err)
-	}
+func namespaceOptedIn(ns *metav1.PartialObjectMetadata) (bool, []string) {
 	var warnings []string
 	for kind, m := range map[string]map[string]string{"annotation": ns.Annotations, "label": ns.Labels} {
-		if w := names.DeprecationWarning("Namespace "+namespace, kind, m, names.InjectAnnotation); w != "" {
+		if w := names.DeprecationWarning("Namespace "+ns.Name, kind, m, names.InjectAnnotation); w != "" {
 			warnings = append(warnings, w)
 		}
 	}
 	slices.Sort(warnings)
 	annotation, _ := names.Lookup(ns.Annotations, names.InjectAnnotation)
 	label, _ := names.Lookup(ns.Labels, names.InjectAnnotation)
-	return annotation == names.InjectEnabled || label == names.InjectEnabled, warnings, nil
+	return annotation == names.InjectEnabled || label == names.InjectEnabled, warnings
 }
 
 // exception returns the name of the first AzurePodIdentityException in the
