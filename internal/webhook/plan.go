@@ -136,7 +136,7 @@ func (p *Planner) Plan(ctx context.Context, pod *corev1.Pod) (d Decision) {
 	ns, err := p.Resolver.Lookup.Namespace(ctx, namespace)
 	switch {
 	case apierrors.IsNotFound(err):
-		err = fmt.Errorf("%w: pod %s: namespace %s does not exist; create the namespace before its pods", ErrNamespaceNotFound, ref, namespace)
+		err = reasonf(ErrNamespaceNotFound, "pod %s: namespace %s does not exist; create the namespace before its pods", ref, namespace)
 		return Decision{Outcome: OutcomeDenied, Err: err, Message: err.Error()}
 	case err != nil:
 		return lookupFailed(ref, fmt.Errorf("%w: get namespace %s: %w", ErrLookup, namespace, err), nil)

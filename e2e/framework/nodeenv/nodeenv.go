@@ -130,10 +130,13 @@ func (e *Env) start(ctx context.Context) error {
 		return err
 	}
 	e.Local, err = localenv.Start(ctx, localenv.Options{
-		RepoRoot:         e.opts.RepoRoot,
-		WebhookBinary:    filepath.Join(e.binDir, "pod-identity-webhook"),
-		Log:              e.opts.Log,
-		Cluster:          testcluster.Options{NodeAddress: node.Address},
+		RepoRoot:      e.opts.RepoRoot,
+		WebhookBinary: filepath.Join(e.binDir, "pod-identity-webhook"),
+		Log:           e.opts.Log,
+		// The apiserver authenticates to the webhook with a client
+		// certificate, and the Deployment accepts no other caller
+		// (--client-ca-file): docs/security.md's hardened setup.
+		Cluster:          testcluster.Options{NodeAddress: node.Address, WebhookClientAuth: true},
 		AADListenAddress: node.Address,
 		SidecarImage:     SidecarImage,
 	})

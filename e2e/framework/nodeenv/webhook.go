@@ -51,6 +51,9 @@ func (e *Env) deployWebhook(ctx context.Context) error {
 		return fmt.Errorf("manifests/ renders the webhook image as %q, want %q", c.Image, WebhookImage)
 	}
 	c.Args = append(c.Args, e.Local.WebhookArgs()...)
+	if err := e.requireClientCert(ctx, &d); err != nil {
+		return err
+	}
 	c.Env = append(c.Env,
 		corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: node.Address},
 		corev1.EnvVar{Name: "KUBERNETES_SERVICE_PORT", Value: apiserver.Port()},
@@ -75,6 +78,32 @@ func (e *Env) deployWebhook(ctx context.Context) error {
 	}
 	e.Local.StopWebhook()
 	return e.waitInjects(ctx)
+}
+
+// ClientCAConfigMap holds the CA of the apiserver's webhook client
+// certificate, which the Deployment mounts for --client-ca-file.
+const ClientCAConfigMap = "pod-identity-webhook-client-ca"
+
+// requireClientCert makes the webhook Deployment accept only the
+// apiserver's client certificate, as docs/security.md shows: the CA in a
+// ConfigMap, mounted, and named by --client-ca-file.
+func (e *Env) requireClientCert(ctx context.Context, d *appsv1.Deployment) error {
+	ca := e.Local.Cluster.WebhookClientCA()
+	if ca == nil {
+		return fmt.Errorf("the control plane presents no client certificate to webhooks")
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: ClientCAConfigMap, Namespace: d.Namespace}, Data: map[string]string{"ca.crt": string(ca)}}
+	if err := e.Local.Client.Create(ctx, cm); err != nil {
+		return fmt.Errorf("create ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
+	}
+	const dir = "/etc/pod-identity-webhook/client-ca"
+	spec := &d.Spec.Template.Spec
+	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "client-ca", VolumeSource: corev1.VolumeSource{
+		ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: ClientCAConfigMap}}}})
+	c := &spec.Containers[0]
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "client-ca", MountPath: dir, ReadOnly: true})
+	c.Args = append(c.Args, "--client-ca-file="+dir+"/ca.crt")
+	return nil
 }
 
 // WaitDeployment waits until the Deployment's rollout has want ready,

@@ -79,6 +79,10 @@ type Options struct {
 	// inside a network namespace of the caller's own, where NodeAddress is
 	// an address on its loopback: every address there is private.
 	NodeAddress string
+	// WebhookClientAuth makes the apiserver present a client certificate to
+	// every admission webhook (an AdmissionConfiguration whose
+	// kubeConfigFile holds it), from a CA of its own: WebhookClientCA.
+	WebhookClientAuth bool
 	// ReadyTimeout bounds the wait for each component to become ready.
 	ReadyTimeout time.Duration
 	// StopGracePeriod is how long Stop waits after SIGTERM before SIGKILL.
@@ -125,6 +129,8 @@ type Cluster struct {
 	kubeconfig string
 	restConfig *rest.Config
 	client     kubernetes.Interface
+
+	webhookClient *webhookClient // with Options.WebhookClientAuth
 
 	mu    sync.Mutex
 	procs []*process // in start order; Stop ends them in reverse
@@ -263,6 +269,13 @@ func (c *Cluster) startAPIServer(ctx context.Context, port, etcdPort int) error 
 			"--kubelet-client-key="+c.pki.adminKey,
 			"--enable-aggregator-routing=true",
 		)
+	}
+	if c.opts.WebhookClientAuth {
+		flag, err := c.setupWebhookClient(filepath.Join(c.workDir, "pki"))
+		if err != nil {
+			return err
+		}
+		args = append(args, flag)
 	}
 	p, err := c.run("kube-apiserver", c.opts.Binaries.KubeAPIServer, nil, append(args, c.opts.ExtraAPIServerFlags...)...)
 	if err != nil {

@@ -1,0 +1,135 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/podidentity/injector/internal/names"
+)
+
+// rssKiB reads a process's resident set from /proc.
+func rssKiB(t *testing.T, pid int) int {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kib, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			require.NoError(t, err)
+			return kib
+		}
+	}
+	t.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
+
+// unauthenticatedReview is an AdmissionReview that anyone who reaches the
+// webhook's port can send: a labelled pod of a made-up namespace.
+func unauthenticatedReview(t *testing.T, uid, namespace string) []byte {
+	t.Helper()
+	raw, err := json.Marshal(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: map[string]string{names.BindingLabel: "reader"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}}})
+	require.NoError(t, err)
+	b, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID: types.UID("exposure-" + uid), Namespace: namespace, Operation: admissionv1.Create,
+			Kind:     metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Object:   runtime.RawExtension{Raw: raw},
+		},
+	})
+	require.NoError(t, err)
+	return b
+}
+
+// TestWebhookMadeUpNamespaces: the admission endpoint of the real webhook
+// process serves anyone who reaches it, unless --client-ca-file is set. 30
+// POSTs that each name a made-up namespace of 2 MiB are refused as bad
+// requests, leave the process's memory within a few MiB of where it
+// started, and add no metric series; 1,000 valid but made-up namespaces
+// add none either; and the webhook keeps serving the API server.
+func TestWebhookMadeUpNamespaces(t *testing.T) {
+	pid := env.WebhookPID()
+	require.NotZero(t, pid)
+	roots := x509.NewCertPool()
+	require.True(t, roots.AppendCertsFromPEM(env.CABundle()))
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	defer c.CloseIdleConnections()
+	send := func(body []byte) admissionv1.AdmissionResponse {
+		t.Helper()
+		resp, err := c.Post(env.WebhookURL, "application/json", bytes.NewReader(body))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%.300s", b)
+		var out admissionv1.AdmissionReview
+		require.NoError(t, json.Unmarshal(b, &out))
+		require.NotNil(t, out.Response)
+		return *out.Response
+	}
+	// One request of each kind first, so that the baseline holds the
+	// buffers any request needs.
+	send(unauthenticatedReview(t, "warm", "made-up-warm"))
+	before := rssKiB(t, pid)
+
+	huge := strings.Repeat("n", 2<<20)
+	for i := range 30 {
+		resp := send(unauthenticatedReview(t, fmt.Sprint(i), huge+strconv.Itoa(i)))
+		require.False(t, resp.Allowed)
+		require.Equal(t, int32(http.StatusBadRequest), resp.Result.Code)
+		require.Contains(t, resp.Result.Message, "metadata.namespace")
+		require.Less(t, len(resp.Result.Message), 1000, "the refusal does not echo the name")
+	}
+	for i := range 1000 {
+		resp := send(unauthenticatedReview(t, fmt.Sprint("v", i), fmt.Sprintf("made-up-%04d", i)))
+		require.False(t, resp.Allowed, "a pod of a namespace that does not exist is never admitted")
+	}
+	// What the requests left is garbage: the collector returns it to the
+	// kernel within seconds (the scavenger), while lasting state would stay.
+	const slackKiB = 8 << 10
+	var after int
+	require.Eventually(t, func() bool {
+		after = rssKiB(t, pid)
+		return after <= before+slackKiB
+	}, 60*time.Second, 500*time.Millisecond, "RSS %d KiB before, %d KiB after", before, after)
+	t.Logf("webhook RSS: %d KiB before, %d KiB after 30 POSTs of 2 MiB namespaces and 1,000 made-up ones", before, after)
+
+	metrics, err := http.Get(env.MetricsURL)
+	require.NoError(t, err)
+	defer metrics.Body.Close()
+	b, err := io.ReadAll(metrics.Body)
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "made-up-", "no metric series names a namespace that does not exist")
+	assert.NotContains(t, string(b), "nnnnnnnn")
+	assert.Contains(t, string(b), `namespace="_other"`)
+
+	// The webhook still serves the API server.
+	createNamespace(t, "exposure-after", true)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "exposure-after", Labels: map[string]string{names.BindingLabel: "none"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}}}
+	err = env.Client.Create(t.Context(), pod)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), denyPrefix, "the webhook answered the API server")
+}
