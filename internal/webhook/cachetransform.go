@@ -22,10 +22,9 @@ import (
 // NewPodInformer holds every labelled pod. The transforms below keep, of
 // each object, only what the handler and the resolver read, instead of the
 // whole object with its managedFields and kubectl's
-// last-applied-configuration: about 3.7 KB of Go heap per namespace with
+// last-applied-configuration: 3.5-3.7 KB of Go heap per namespace with
 // one identity and one binding (BENCHMARKS.md, "The webhook at scale"), and
-// about 230 bytes per labelled pod (BENCHMARKS.md, "The pod informer's
-// memory"). A new read of a field that is dropped here must keep that
+// 292 bytes per labelled pod (BENCHMARKS.md, "The pod informer's memory"). A new read of a field that is dropped here must keep that
 // field here too; TestCacheTransformKeepsReads reads through the transforms
 // to catch it.
 
