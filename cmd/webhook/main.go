@@ -22,9 +22,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
@@ -107,7 +107,7 @@ func run(ctx context.Context, args []string) error {
 	if err := aadv1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	watches := newWatchHealth(time.Now)
+	watches := newWatchHealth(time.Now, "so the cache may serve deleted or stale bindings")
 	webhookTLSOptions := tlsOptions(cfg)
 	if cfg.ClientCAFile != "" {
 		ca, err := newClientCA(cfg.ClientCAFile)
@@ -121,7 +121,8 @@ func run(ctx context.Context, args []string) error {
 		// The handler only reads what it gets from the cache, so the cache
 		// may hand out its own objects instead of a deep copy per read. The
 		// transforms keep only the fields it reads: the cache holds every
-		// namespace of the cluster. Watch failures feed readiness.
+		// namespace of the cluster. Watch failures feed readiness. Pods are
+		// not in it (podsWatch).
 		Cache: cache.Options{
 			DefaultUnsafeDisableDeepCopy: ptr.To(true),
 			DefaultTransform:             webhook.CacheDefaultTransform,
@@ -148,19 +149,25 @@ func run(ctx context.Context, args []string) error {
 	}
 	var peers webhook.Peers
 	if cfg.WarnSharedServiceAccount {
-		// Made here, started with the cache; warmCache waits for it.
-		inf, err := mgr.GetCache().GetInformer(ctx, &corev1.Pod{}, cache.BlockUntilSynced(false))
+		clientset, err := kubernetes.NewForConfig(restCfg)
 		if err != nil {
 			return fmt.Errorf("watch pods: %w", err)
 		}
-		sii, ok := inf.(toolscache.SharedIndexInformer)
-		if !ok {
-			return fmt.Errorf("watch pods: the cache's informer is a %T, not a client-go SharedIndexInformer", inf)
+		pods, err := newPodsWatch(clientset, time.Now, log)
+		if err != nil {
+			return fmt.Errorf("watch pods: %w", err)
 		}
-		if err := sii.AddIndexers(webhook.PodIndexers()); err != nil {
-			return fmt.Errorf("index pods by service account: %w", err)
+		if err := ctrlmetrics.Registry.Register(pods.healthyGauge()); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
 		}
-		peers = webhook.IndexerPeers{Indexer: sii.GetIndexer()}
+		// Not the manager's cache, whose sync gates readiness.
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			pods.informer.RunWithContext(ctx)
+			return nil
+		})); err != nil {
+			return err
+		}
+		peers = pods.peers()
 	}
 	handler, err := webhook.NewHandler(webhook.Options{
 		Resolver: &webhook.Resolver{
@@ -180,7 +187,7 @@ func run(ctx context.Context, args []string) error {
 
 	synced := &atomic.Bool{}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		return warmCache(ctx, mgr, cfg.WarnSharedServiceAccount, synced, log)
+		return warmCache(ctx, mgr, synced, log)
 	})); err != nil {
 		return err
 	}
@@ -206,14 +213,12 @@ func run(ctx context.Context, args []string) error {
 }
 
 // warmCache starts the informers the handler reads, so that readiness
-// means every lookup is served from memory, and marks synced.
-func warmCache(ctx context.Context, mgr manager.Manager, pods bool, synced *atomic.Bool, log logr.Logger) error {
+// means every lookup is served from memory, and marks synced. The pods of
+// the shared service account warning are not among them (podsWatch).
+func warmCache(ctx context.Context, mgr manager.Manager, synced *atomic.Bool, log logr.Logger) error {
 	ns := &metav1.PartialObjectMetadata{}
 	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
 	objs := []client.Object{&aadv1.AzureIdentity{}, &aadv1.AzureIdentityBinding{}, &aadv1.AzurePodIdentityException{}, ns}
-	if pods {
-		objs = append(objs, &corev1.Pod{})
-	}
 	for _, obj := range objs {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("watch %T: %w (are the CRDs installed? kubectl apply -k manifests/crds)", obj, err)

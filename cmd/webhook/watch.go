@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -9,8 +10,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
+
+	"github.com/podidentity/injector/internal/webhook"
 )
 
 // Timing of watchHealth, from client-go's reflector: after a failure it
@@ -33,6 +39,11 @@ const (
 // answers.
 type watchHealth struct {
 	now func() time.Time
+	// consequence ends check's error: what a broken watch means.
+	consequence string
+	// onBroken, if not nil, is called once per streak of failures, when
+	// it outlasts watchGrace.
+	onBroken func(what string, since time.Time, err error)
 
 	mu sync.Mutex
 	// streaks are the failing watches, by the reflector's type.
@@ -43,10 +54,11 @@ type watchHealth struct {
 type streak struct {
 	since, last time.Time
 	err         error
+	reported    bool
 }
 
-func newWatchHealth(now func() time.Time) *watchHealth {
-	return &watchHealth{now: now, streaks: map[string]*streak{}}
+func newWatchHealth(now func() time.Time, consequence string) *watchHealth {
+	return &watchHealth{now: now, consequence: consequence, streaks: map[string]*streak{}}
 }
 
 // handler is the informers' WatchErrorHandler: client-go's default, which
@@ -71,6 +83,10 @@ func (h *watchHealth) failed(what string, err error) {
 		h.streaks[what] = s
 	}
 	s.last, s.err = now, err
+	if !s.reported && s.last.Sub(s.since) >= watchGrace && h.onBroken != nil {
+		s.reported = true
+		h.onBroken(what, s.since, err)
+	}
 }
 
 // check is the readiness check: an error while a watch has been failing
@@ -93,5 +109,58 @@ func (h *watchHealth) check(*http.Request) error {
 		return nil
 	}
 	slices.Sort(broken)
-	return fmt.Errorf("the informer watch is failing, so the cache may serve deleted or stale bindings: %s", strings.Join(broken, "; "))
+	return fmt.Errorf("the informer watch is failing, %s: %s", h.consequence, strings.Join(broken, "; "))
+}
+
+// podsWatch is the informer of labelled pods that the shared service
+// account warning reads, with a watchHealth of its own that no readiness
+// check reads: admission never waits for it, and while it has not synced
+// or its watch is broken, pods are admitted without that warning, the
+// webhook logs once per broken streak, and the gauge reads 0.
+type podsWatch struct {
+	informer toolscache.SharedIndexInformer
+	health   *watchHealth
+}
+
+func newPodsWatch(c kubernetes.Interface, now func() time.Time, log logr.Logger) (*podsWatch, error) {
+	health := newWatchHealth(now, "so pods are admitted without the shared service account warning")
+	health.onBroken = func(what string, since time.Time, err error) {
+		log.Error(err, "the watch of labelled pods is failing; pods are admitted without the shared service account warning until it recovers",
+			"watch", what, "since", since.UTC().Format(time.RFC3339))
+	}
+	inf, err := webhook.NewPodInformer(c, health.handler)
+	if err != nil {
+		return nil, err
+	}
+	return &podsWatch{informer: inf, health: health}, nil
+}
+
+// errPodsNotSynced is why the pods are not read before the first list.
+var errPodsNotSynced = errors.New("the informer of labelled pods has not synced yet")
+
+// current is nil when the informer has synced and its watch is not
+// broken, else why not.
+func (w *podsWatch) current() error {
+	if !w.informer.HasSynced() {
+		return errPodsNotSynced
+	}
+	return w.health.check(nil)
+}
+
+// peers reads the informer while it is current.
+func (w *podsWatch) peers() webhook.IndexerPeers {
+	return webhook.IndexerPeers{Indexer: w.informer.GetIndexer(), Current: w.current}
+}
+
+// healthyGauge is 1 while current is nil, read at each scrape.
+func (w *podsWatch) healthyGauge() prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pod_identity_injector_peers_watch_healthy",
+		Help: "1 when the webhook's cache of labelled pods, which the shared service account warning reads, has synced and its watch is not failing; 0 while pods are admitted without that warning.",
+	}, func() float64 {
+		if w.current() != nil {
+			return 0
+		}
+		return 1
+	})
 }

@@ -1,10 +1,13 @@
 package webhook
 
 import (
+	"unique"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,17 +18,20 @@ import (
 
 // The informer cache holds every namespace and every AzureIdentity,
 // AzureIdentityBinding and AzurePodIdentityException of the cluster, and,
-// unless --warn-shared-service-account=false, every labelled pod. The
-// transforms below keep, of each object, only what the handler and the
-// resolver read, so that the cache grows with the cluster by a few hundred
-// bytes per object instead of by the whole object with its managedFields
-// and kubectl's last-applied-configuration. A new read of a field that is
-// dropped here must keep that field here too; TestCacheTransformKeepsReads
-// reads through the transforms to catch it.
+// unless --warn-shared-service-account=false, the pod informer of
+// NewPodInformer holds every labelled pod. The transforms below keep, of
+// each object, only what the handler and the resolver read, instead of the
+// whole object with its managedFields and kubectl's
+// last-applied-configuration: 3.5-3.7 KB of Go heap per namespace with
+// one identity and one binding (BENCHMARKS.md, "The webhook at scale"), and
+// 292 bytes per labelled pod (BENCHMARKS.md, "The pod informer's memory"). A new read of a field that is dropped here must keep that
+// field here too; TestCacheTransformKeepsReads reads through the transforms
+// to catch it.
 
 // CacheByObject is the cache configuration of every kind the handler reads,
 // for cache.Options.ByObject. Namespaces are the metadata-only kind that
-// warmCache and the handler use.
+// warmCache and the handler use. Pods are not in it: they have an informer
+// of their own (NewPodInformer), which admission does not wait for.
 func CacheByObject() map[client.Object]cache.ByObject {
 	ns := &metav1.PartialObjectMetadata{}
 	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
@@ -34,12 +40,11 @@ func CacheByObject() map[client.Object]cache.ByObject {
 		&aadv1.AzureIdentity{}:             {Transform: transformIdentity},
 		&aadv1.AzureIdentityBinding{}:      {Transform: transformBinding},
 		&aadv1.AzurePodIdentityException{}: {Transform: transformException},
-		&corev1.Pod{}:                      {Label: CachePodSelector, Transform: transformPod},
 	}
 }
 
-// CachePodSelector limits the pods the cache holds to labelled ones: the
-// webhook reads pods only to compare a pod's selector with those of the
+// CachePodSelector limits the pods NewPodInformer holds to labelled ones:
+// the webhook reads pods only to compare a pod's selector with those of the
 // pods that share its service account (Peers).
 var CachePodSelector = labels.NewSelector().Add(*must(labels.NewRequirement(names.BindingLabel, selection.Exists, nil)))
 
@@ -134,17 +139,78 @@ func transformException(obj any) (any, error) {
 	return e, nil
 }
 
-// transformPod keeps the selector label, the service account and the phase
-// (IndexerPeers): nothing of the pod's containers, env or volumes stays in
-// the webhook's memory.
+// transformPod keeps, of a pod, the selector label, the service account
+// and whether it has finished (IndexerPeers), in a cachedPod: nothing of
+// the pod's containers, env or volumes stays in the webhook's memory.
+// client-go's informer stores whatever its transform returns, keyed by
+// meta.Accessor, so the cache holds no corev1.Pod, whose empty struct
+// alone is over 1 KB. A cachedPod passes through unchanged, as client-go
+// requires of a transform.
 func transformPod(obj any) (any, error) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok {
 		return obj, nil
 	}
-	return &corev1.Pod{
-		ObjectMeta: slimMeta(&pod.ObjectMeta, names.BindingLabel),
-		Spec:       corev1.PodSpec{ServiceAccountName: pod.Spec.ServiceAccountName},
-		Status:     corev1.PodStatus{Phase: pod.Status.Phase},
-	}, nil
+	c := &cachedPod{
+		name:            pod.Name,
+		namespace:       unique.Make(pod.Namespace),
+		serviceAccount:  unique.Make(serviceAccountOf(pod)),
+		resourceVersion: pod.ResourceVersion,
+		finished:        finished(pod.Status.Phase),
+	}
+	if s, ok := pod.Labels[names.BindingLabel]; ok {
+		c.selector, c.labelled = unique.Make(s), true
+	}
+	return c, nil
 }
+
+// cachedPod is a labelled pod as the webhook's pod informer stores it. The
+// namespace, service account and selector repeat across pods, so they are
+// interned (unique.Handle, one pointer each). The resourceVersion stays:
+// client-go's store records the last one it saw and its informer tells an
+// update from a resync by it.
+type cachedPod struct {
+	name                                string
+	namespace, serviceAccount, selector unique.Handle[string]
+	resourceVersion                     string
+	// labelled tells an empty selector from none; finished is the
+	// pod's phase as finished reads it.
+	labelled, finished bool
+}
+
+// cachedPod implements metav1.Object, the interface meta.Accessor needs
+// to key it: its getters give the name, the namespace and the
+// resourceVersion, the rest are empty, and its setters are never called
+// on a stored object (the informer never writes to what it stores).
+var _ metav1.Object = (*cachedPod)(nil)
+
+func (p *cachedPod) GetNamespace() string                        { return p.namespace.Value() }
+func (p *cachedPod) GetName() string                             { return p.name }
+func (p *cachedPod) GetResourceVersion() string                  { return p.resourceVersion }
+func (*cachedPod) SetNamespace(string)                           {}
+func (*cachedPod) SetName(string)                                {}
+func (*cachedPod) GetGenerateName() string                       { return "" }
+func (*cachedPod) SetGenerateName(string)                        {}
+func (*cachedPod) GetUID() types.UID                             { return "" }
+func (*cachedPod) SetUID(types.UID)                              {}
+func (*cachedPod) SetResourceVersion(string)                     {}
+func (*cachedPod) GetGeneration() int64                          { return 0 }
+func (*cachedPod) SetGeneration(int64)                           {}
+func (*cachedPod) GetSelfLink() string                           { return "" }
+func (*cachedPod) SetSelfLink(string)                            {}
+func (*cachedPod) GetCreationTimestamp() metav1.Time             { return metav1.Time{} }
+func (*cachedPod) SetCreationTimestamp(metav1.Time)              {}
+func (*cachedPod) GetDeletionTimestamp() *metav1.Time            { return nil }
+func (*cachedPod) SetDeletionTimestamp(*metav1.Time)             {}
+func (*cachedPod) GetDeletionGracePeriodSeconds() *int64         { return nil }
+func (*cachedPod) SetDeletionGracePeriodSeconds(*int64)          {}
+func (*cachedPod) GetLabels() map[string]string                  { return nil }
+func (*cachedPod) SetLabels(map[string]string)                   {}
+func (*cachedPod) GetAnnotations() map[string]string             { return nil }
+func (*cachedPod) SetAnnotations(map[string]string)              {}
+func (*cachedPod) GetFinalizers() []string                       { return nil }
+func (*cachedPod) SetFinalizers([]string)                        {}
+func (*cachedPod) GetOwnerReferences() []metav1.OwnerReference   { return nil }
+func (*cachedPod) SetOwnerReferences([]metav1.OwnerReference)    {}
+func (*cachedPod) GetManagedFields() []metav1.ManagedFieldsEntry { return nil }
+func (*cachedPod) SetManagedFields([]metav1.ManagedFieldsEntry)  {}

@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubefake "k8s.io/client-go/kubernetes/fake"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -59,13 +62,18 @@ func peersHandler(t *testing.T, peers Peers) *Handler {
 	return h
 }
 
-// indexedPods is the webhook's pod informer's store, with its index,
-// holding objs.
-func indexedPods(t *testing.T, objs ...client.Object) IndexerPeers {
+// indexedPods is the store of the webhook's pod informer holding objs, as
+// the informer fills it: through transformPod, into the informer's own
+// indexer.
+func indexedPods(t testing.TB, objs ...client.Object) IndexerPeers {
 	t.Helper()
-	idx := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, PodIndexers())
+	inf, err := NewPodInformer(kubefake.NewClientset(), nil)
+	require.NoError(t, err)
+	idx := inf.GetIndexer()
 	for _, o := range objs {
-		require.NoError(t, idx.Add(o))
+		slim, err := transformPod(o)
+		require.NoError(t, err)
+		require.NoError(t, idx.Add(slim))
 	}
 	return IndexerPeers{Indexer: idx}
 }
@@ -165,15 +173,9 @@ func TestSharedServiceAccountThroughTheCacheTransform(t *testing.T) {
 	full := peerPod("writer-1", "writer", "default", corev1.PodRunning)
 	full.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "PASSWORD", Value: "hunter2"}}
 	bloat(&full.ObjectMeta)
-	slim, err := transformPod(full.DeepCopy())
-	require.NoError(t, err)
-	slimPod := slim.(*corev1.Pod)
-	assert.Empty(t, slimPod.Spec.Containers, "nothing of the containers stays in the webhook's memory")
-	assert.Equal(t, map[string]string{names.BindingLabel: "writer"}, slimPod.Labels)
-
 	raw := shapePod(t, func(p *corev1.Pod) { p.Spec.ServiceAccountName = "default" })
-	fromFull := peersHandler(t, indexedPods(t, full)).Handle(context.Background(), podRequest(t, "team-a", raw))
-	fromSlim := peersHandler(t, indexedPods(t, slimPod)).Handle(context.Background(), podRequest(t, "team-a", raw))
+	fromFull := peersHandler(t, livePods(t, full)).Handle(context.Background(), podRequest(t, "team-a", raw))
+	fromSlim := peersHandler(t, indexedPods(t, full.DeepCopy())).Handle(context.Background(), podRequest(t, "team-a", raw))
 	assert.Equal(t, fromFull.Warnings, fromSlim.Warnings)
 	assert.True(t, containsAny(fromSlim.Warnings, "no boundary"))
 }
@@ -260,17 +262,15 @@ func BenchmarkIndexerPeers(b *testing.B) {
 	for _, n := range []int{10, 2500} {
 		for _, other := range []bool{false, true} {
 			b.Run(fmt.Sprintf("pods=%d/otherSelector=%t", n, other), func(b *testing.B) {
-				idx := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, PodIndexers())
+				var pods []client.Object
 				for i := range n {
 					sel := "reader"
 					if other && i == 0 {
 						sel = "writer"
 					}
-					if err := idx.Add(peerPod(fmt.Sprintf("p-%d", i), sel, "default", corev1.PodRunning)); err != nil {
-						b.Fatal(err)
-					}
+					pods = append(pods, peerPod(fmt.Sprintf("p-%d", i), sel, "default", corev1.PodRunning))
 				}
-				p := IndexerPeers{Indexer: idx}
+				p := indexedPods(b, pods...)
 				b.ReportAllocs()
 				for b.Loop() {
 					peers, err := p.OtherSelectors(context.Background(), "team-a", "default", "reader")
@@ -295,4 +295,70 @@ func TestSharedServiceAccountWarningIsLogged(t *testing.T) {
 	require.Len(t, lines, 1)
 	assert.Contains(t, lines[0], `"msg"="injected pod identity sidecar"`)
 	assert.Contains(t, lines[0], `shares service account \"default\" with pod writer-1`)
+}
+
+// TestIndexerPeersNotCurrent: while the pod informer is not current, a pod
+// whose service account another selector shares is injected without the
+// warning, and the decision says why (ErrPeersUnavailable) for the log.
+func TestIndexerPeersNotCurrent(t *testing.T) {
+	p := indexedPods(t, peerPod("writer-1", "writer", "default", corev1.PodRunning))
+	p.Current = func() error { return errors.New("watch failing since 09:00") }
+	h := peersHandler(t, p)
+	raw := shapePod(t, func(p *corev1.Pod) { p.Spec.ServiceAccountName = "default" })
+	var pod corev1.Pod
+	require.NoError(t, json.Unmarshal(raw, &pod))
+	d := h.planner.Plan(context.Background(), &pod)
+	assert.Equal(t, OutcomeInjected, d.Outcome)
+	assert.ErrorIs(t, d.PeersErr, ErrPeersUnavailable)
+	resp := h.Handle(context.Background(), podRequest(t, "team-a", raw))
+	require.True(t, resp.Allowed)
+	assert.NotEmpty(t, resp.Patch)
+	assert.False(t, containsAny(resp.Warnings, "no boundary"), "no warning from a stale cache: %q", resp.Warnings)
+
+	p.Current = func() error { return nil }
+	resp = peersHandler(t, p).Handle(context.Background(), podRequest(t, "team-a", raw))
+	assert.True(t, containsAny(resp.Warnings, "no boundary"), "the same cache, current, warns")
+}
+
+// TestPodInformerFollowsPods runs NewPodInformer against a clientset: the
+// cachedPods it stores follow a pod that is created, changes selector,
+// finishes and is deleted, and pods without the label stay out.
+func TestPodInformerFollowsPods(t *testing.T) {
+	c := kubefake.NewClientset(peerPod("writer-1", "writer", "default", corev1.PodRunning), peerPod("web", "", "default", corev1.PodRunning))
+	inf, err := NewPodInformer(c, nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); inf.RunWithContext(ctx) }()
+	defer func() { cancel(); <-done }()
+	require.True(t, toolscache.WaitForCacheSync(ctx.Done(), inf.HasSynced))
+	p := IndexerPeers{Indexer: inf.GetIndexer()}
+	// eventually waits up to 10 s for the informer to see a change.
+	eventually := func(want []Peer) {
+		t.Helper()
+		var got []Peer
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if got, err = p.OtherSelectors(ctx, "team-a", "default", "reader"); err == nil && cmp.Equal(want, got) {
+				return
+			}
+		}
+		t.Fatalf("peers %v, err %v; want %v", got, err, want)
+	}
+	eventually([]Peer{{Ref: "pod writer-1", Selector: "writer"}})
+	assert.Equal(t, []string{"team-a/writer-1"}, inf.GetIndexer().ListKeys(), "the fake clientset selects by label, as the API server does")
+
+	pods := c.CoreV1().Pods("team-a")
+	_, err = pods.Create(ctx, peerPod("writer-2", "blob", "default", corev1.PodPending), metav1.CreateOptions{})
+	require.NoError(t, err)
+	eventually([]Peer{{Ref: "pod writer-1", Selector: "writer"}, {Ref: "pod writer-2", Selector: "blob"}})
+	_, err = pods.Update(ctx, peerPod("writer-2", "reader", "default", corev1.PodRunning), metav1.UpdateOptions{})
+	require.NoError(t, err)
+	eventually([]Peer{{Ref: "pod writer-1", Selector: "writer"}})
+	_, err = pods.UpdateStatus(ctx, peerPod("writer-1", "writer", "default", corev1.PodSucceeded), metav1.UpdateOptions{})
+	require.NoError(t, err)
+	eventually(nil)
+	require.NoError(t, pods.Delete(ctx, "writer-1", metav1.DeleteOptions{}))
+	for deadline := time.Now().Add(10 * time.Second); len(inf.GetIndexer().ListKeys()) != 1 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	}
+	assert.Equal(t, []string{"team-a/writer-2"}, inf.GetIndexer().ListKeys())
 }
