@@ -167,6 +167,13 @@ const probeRetry = 10 * time.Millisecond
 // probe exits 0 when the server on the configured port answers its health
 // endpoint.
 func probe(ctx context.Context, cfg Config, getenv func(string) string) error {
+	// The probe runs as the sidecar's user in the sidecar's mount
+	// namespace, so while it runs its /proc/<pid>/root is the sidecar's
+	// root, token and Secrets included: it is made not dumpable first, as
+	// serve is.
+	if err := disableDumping(); err != nil {
+		return err
+	}
 	port := cfg.Port
 	if port == 0 {
 		sc, err := loadConfig(cfg, getenv)
