@@ -114,7 +114,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stderr i
 	// credentials to a host the webhook would have refused. Config
 	// validation checked the identities' own authorities.
 	fallback := cmp.Or(cfg.AuthorityHost, sidecarconfig.DefaultAuthorityHost)
-	so := tokenserver.SourceOptions{AuthorityHost: fallback, Transport: httpClient, IMDSEndpoint: cfg.IMDSEndpoint}
+	so := tokenserver.SourceOptions{AuthorityHost: fallback, Transport: httpClient, IMDSEndpoint: cfg.IMDSEndpoint, AllowedAuthorityHosts: sc.AllowedAuthorities()}
 	sources := map[string]tokenserver.Source{}
 	for _, id := range sc.Identities {
 		if id.AuthorityHost == "" && id.Source != names.TokenSourceIMDS {
