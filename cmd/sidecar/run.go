@@ -136,6 +136,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stderr i
 		Logger:          log,
 		Cache:           tokenserver.CacheOptions{MaxResourcesPerIdentity: cfg.MaxResourcesPerIdentity},
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		MaxConnections:  cfg.MaxConnections,
 	})
 	if err != nil {
 		return err

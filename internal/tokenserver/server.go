@@ -48,6 +48,9 @@ type Options struct {
 	Cache CacheOptions
 	// ShutdownTimeout bounds the graceful shutdown in Serve; default 5s.
 	ShutdownTimeout time.Duration
+	// MaxConnections caps the connections Serve keeps open; default
+	// DefaultMaxConnections. See connLimiter for what happens past it.
+	MaxConnections int
 }
 
 // Server answers token requests. It is an http.Handler.
@@ -69,6 +72,7 @@ type Server struct {
 	byClientID      map[string]*identity
 	byResID         map[string]*identity
 	shutdown        time.Duration
+	conns           *connLimiter
 	port            int // the config's port, for requests served without a listener
 	mux             *http.ServeMux
 	// now is the cache's clock, so that expires_in and refresh_in agree
@@ -126,12 +130,16 @@ func New(o Options) (*Server, error) {
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 5 * time.Second
 	}
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = DefaultMaxConnections
+	}
 	s := &Server{
 		header:     []byte(o.IdentityHeader),
 		log:        o.Logger,
 		byClientID: map[string]*identity{},
 		byResID:    map[string]*identity{},
 		shutdown:   o.ShutdownTimeout,
+		conns:      newConnLimiter(o.MaxConnections),
 		port:       o.Config.Port,
 
 		imdsNeedsHeader: o.Config.IMDSRequiresHeader,
@@ -266,8 +274,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      s.cache.o.MaxWait + 5*time.Second,
-		IdleTimeout:       90 * time.Second,
+		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    16 << 10,
+		ConnState:         s.conns.hook,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
