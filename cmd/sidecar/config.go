@@ -39,6 +39,9 @@ type Config struct {
 	MaxResourcesPerIdentity int
 	// MaxConnections caps the server's open connections.
 	MaxConnections int
+	// UpstreamRate and UpstreamBurst bound each identity's upstream calls.
+	UpstreamRate  float64
+	UpstreamBurst int
 }
 
 // DefaultConfig is the configuration with no flags given.
@@ -51,6 +54,8 @@ func DefaultConfig() Config {
 		ProbeTimeout:            900 * time.Millisecond,
 		MaxResourcesPerIdentity: 64,
 		MaxConnections:          tokenserver.DefaultMaxConnections,
+		UpstreamRate:            0.5,
+		UpstreamBurst:           30,
 	}
 }
 
@@ -65,6 +70,8 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to let requests in flight finish after SIGTERM")
 	fs.DurationVar(&c.ProbeTimeout, "probe-timeout", c.ProbeTimeout, "timeout of the probe subcommand's health request")
 	fs.IntVar(&c.MaxResourcesPerIdentity, "max-resources-per-identity", c.MaxResourcesPerIdentity, "distinct resources whose tokens are cached per identity")
+	fs.Float64Var(&c.UpstreamRate, "upstream-rate", c.UpstreamRate, "upstream calls per second per identity once --upstream-burst is spent")
+	fs.IntVar(&c.UpstreamBurst, "upstream-burst", c.UpstreamBurst, "upstream calls per identity at once")
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "open connections the server keeps; past it the one idle longest is closed")
 }
 
@@ -85,6 +92,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxResourcesPerIdentity < 1 {
 		errs = append(errs, fmt.Errorf("--max-resources-per-identity %d must be at least 1", c.MaxResourcesPerIdentity))
+	}
+	if c.UpstreamRate <= 0 {
+		errs = append(errs, fmt.Errorf("--upstream-rate %g must be positive", c.UpstreamRate))
+	}
+	if c.UpstreamBurst < 1 {
+		errs = append(errs, fmt.Errorf("--upstream-burst %d must be at least 1", c.UpstreamBurst))
 	}
 	if c.MaxConnections < 1 {
 		errs = append(errs, fmt.Errorf("--max-connections %d must be at least 1", c.MaxConnections))

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/podidentity/injector/internal/memtune"
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/sidecarconfig"
@@ -130,11 +132,12 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stderr i
 		sources[id.Name] = src
 	}
 	srv, err := tokenserver.New(tokenserver.Options{
-		Config:          sc,
-		Sources:         sources,
-		IdentityHeader:  getenv(names.EnvIdentityHeader),
-		Logger:          log,
-		Cache:           tokenserver.CacheOptions{MaxResourcesPerIdentity: cfg.MaxResourcesPerIdentity},
+		Config:         sc,
+		Sources:        sources,
+		IdentityHeader: getenv(names.EnvIdentityHeader),
+		Logger:         log,
+		Cache: tokenserver.CacheOptions{MaxResourcesPerIdentity: cfg.MaxResourcesPerIdentity,
+			UpstreamRate: rate.Limit(cfg.UpstreamRate), UpstreamBurst: cfg.UpstreamBurst},
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		MaxConnections:  cfg.MaxConnections,
 	})

@@ -462,6 +462,11 @@ func (s *Server) boundList(g *grant) string {
 // upstreamFailure turns a failed token fetch into the response: 503 when a
 // retry may help, 500 when Entra ID or IMDS refused outright.
 func upstreamFailure(id *identity, resource string, err error) *apiError {
+	if errors.Is(err, ErrUpstreamRateLimited) || errors.Is(err, ErrTooManyResources) {
+		return &apiError{http.StatusTooManyRequests, "too_many_requests", fmt.Sprintf(
+			"AzureIdentity %s (client_id %s) gets no token for resource %q now: %s; ask again later, and for fewer distinct resources",
+			id.label, id.cfg.ClientID, resource, oneLine(err.Error()))}
+	}
 	status, code := http.StatusServiceUnavailable, "temporarily_unavailable"
 	if !isTemporary(err) {
 		status, code = http.StatusInternalServerError, "upstream_refused"
