@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/podidentity/injector/internal/sidecarconfig"
+	"github.com/podidentity/injector/internal/tokenserver"
 )
 
 // Config is the sidecar's command line. The identities themselves come from
@@ -36,6 +37,11 @@ type Config struct {
 	ProbeTimeout time.Duration
 	// MaxResourcesPerIdentity bounds the token cache.
 	MaxResourcesPerIdentity int
+	// MaxConnections caps the server's open connections.
+	MaxConnections int
+	// UpstreamRate and UpstreamBurst bound each identity's upstream calls.
+	UpstreamRate  float64
+	UpstreamBurst int
 }
 
 // DefaultConfig is the configuration with no flags given.
@@ -47,6 +53,9 @@ func DefaultConfig() Config {
 		// the probe with our message rather than a killed process.
 		ProbeTimeout:            900 * time.Millisecond,
 		MaxResourcesPerIdentity: 64,
+		MaxConnections:          tokenserver.DefaultMaxConnections,
+		UpstreamRate:            0.5,
+		UpstreamBurst:           30,
 	}
 }
 
@@ -61,6 +70,9 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to let requests in flight finish after SIGTERM")
 	fs.DurationVar(&c.ProbeTimeout, "probe-timeout", c.ProbeTimeout, "timeout of the probe subcommand's health request")
 	fs.IntVar(&c.MaxResourcesPerIdentity, "max-resources-per-identity", c.MaxResourcesPerIdentity, "distinct resources whose tokens are cached per identity")
+	fs.Float64Var(&c.UpstreamRate, "upstream-rate", c.UpstreamRate, "upstream calls per second per identity once --upstream-burst is spent")
+	fs.IntVar(&c.UpstreamBurst, "upstream-burst", c.UpstreamBurst, "upstream calls per identity at once")
+	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "open connections the server keeps; past it the one idle longest is closed")
 }
 
 // Validate checks the values that flags alone can get wrong.
@@ -80,6 +92,15 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxResourcesPerIdentity < 1 {
 		errs = append(errs, fmt.Errorf("--max-resources-per-identity %d must be at least 1", c.MaxResourcesPerIdentity))
+	}
+	if c.UpstreamRate <= 0 {
+		errs = append(errs, fmt.Errorf("--upstream-rate %g must be positive", c.UpstreamRate))
+	}
+	if c.UpstreamBurst < 1 {
+		errs = append(errs, fmt.Errorf("--upstream-burst %d must be at least 1", c.UpstreamBurst))
+	}
+	if c.MaxConnections < 1 {
+		errs = append(errs, fmt.Errorf("--max-connections %d must be at least 1", c.MaxConnections))
 	}
 	if c.AuthorityHost != "" {
 		if u, err := url.Parse(c.AuthorityHost); err != nil || u.Scheme != "https" || u.Host == "" {

@@ -27,10 +27,18 @@ func TestServeIsNotDumpable(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 0, after, "the sidecar process must not be dumpable")
 
-	// The probe subcommand holds no credential and changes nothing.
+}
+
+// TestProbeIsNotDumpable: the probe runs in the sidecar's container as its
+// user, so /proc/<probe pid>/root would show the mounted token and Secrets
+// to any process of that uid; it marks itself not dumpable before it does
+// anything else, even when it then fails.
+func TestProbeIsNotDumpable(t *testing.T) {
 	require.NoError(t, unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0))
-	_ = run(context.Background(), []string{"probe", "--port", "1"}, noEnv, &bytes.Buffer{})
-	still, err := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
+	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0) })
+	err := run(context.Background(), []string{"probe", "--port", "1", "--probe-timeout", "50ms"}, noEnv, &bytes.Buffer{})
+	require.Error(t, err, "nothing listens on port 1")
+	after, err := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
 	require.NoError(t, err)
-	assert.Equal(t, 1, still)
+	assert.Equal(t, 0, after, "the probe process must not be dumpable")
 }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/podidentity/injector/internal/memtune"
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/sidecarconfig"
@@ -114,7 +116,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stderr i
 	// credentials to a host the webhook would have refused. Config
 	// validation checked the identities' own authorities.
 	fallback := cmp.Or(cfg.AuthorityHost, sidecarconfig.DefaultAuthorityHost)
-	so := tokenserver.SourceOptions{AuthorityHost: fallback, Transport: httpClient, IMDSEndpoint: cfg.IMDSEndpoint}
+	so := tokenserver.SourceOptions{AuthorityHost: fallback, Transport: httpClient, IMDSEndpoint: cfg.IMDSEndpoint, AllowedAuthorityHosts: sc.AllowedAuthorities()}
 	sources := map[string]tokenserver.Source{}
 	for _, id := range sc.Identities {
 		if id.AuthorityHost == "" && id.Source != names.TokenSourceIMDS {
@@ -130,12 +132,14 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stderr i
 		sources[id.Name] = src
 	}
 	srv, err := tokenserver.New(tokenserver.Options{
-		Config:          sc,
-		Sources:         sources,
-		IdentityHeader:  getenv(names.EnvIdentityHeader),
-		Logger:          log,
-		Cache:           tokenserver.CacheOptions{MaxResourcesPerIdentity: cfg.MaxResourcesPerIdentity},
+		Config:         sc,
+		Sources:        sources,
+		IdentityHeader: getenv(names.EnvIdentityHeader),
+		Logger:         log,
+		Cache: tokenserver.CacheOptions{MaxResourcesPerIdentity: cfg.MaxResourcesPerIdentity,
+			UpstreamRate: rate.Limit(cfg.UpstreamRate), UpstreamBurst: cfg.UpstreamBurst},
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		MaxConnections:  cfg.MaxConnections,
 	})
 	if err != nil {
 		return err
@@ -167,6 +171,13 @@ const probeRetry = 10 * time.Millisecond
 // probe exits 0 when the server on the configured port answers its health
 // endpoint.
 func probe(ctx context.Context, cfg Config, getenv func(string) string) error {
+	// The probe runs as the sidecar's user in the sidecar's mount
+	// namespace, so while it runs its /proc/<pid>/root is the sidecar's
+	// root, token and Secrets included: it is made not dumpable first, as
+	// serve is.
+	if err := disableDumping(); err != nil {
+		return err
+	}
 	port := cfg.Port
 	if port == 0 {
 		sc, err := loadConfig(cfg, getenv)

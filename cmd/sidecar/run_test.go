@@ -29,10 +29,11 @@ func TestConfigFlags(t *testing.T) {
 	}{
 		{"defaults", nil, func(*Config) {}},
 		{"all flags", []string{"--config-file=/c.json", "--port=9000", "--authority-host=https://login.example/", "--ca-file=/ca.pem",
-			"--imds-endpoint=http://127.0.0.1:1", "--log-level=debug", "--shutdown-timeout=2s", "--probe-timeout=300ms", "--max-resources-per-identity=8"},
+			"--imds-endpoint=http://127.0.0.1:1", "--log-level=debug", "--shutdown-timeout=2s", "--probe-timeout=300ms", "--max-resources-per-identity=8", "--max-connections=16", "--upstream-rate=2", "--upstream-burst=5"},
 			func(c *Config) {
 				c.ConfigFile, c.Port, c.AuthorityHost, c.CAFile = "/c.json", 9000, "https://login.example/", "/ca.pem"
 				c.IMDSEndpoint, c.LogLevel, c.ShutdownTimeout, c.ProbeTimeout, c.MaxResourcesPerIdentity = "http://127.0.0.1:1", "debug", 2*time.Second, 300*time.Millisecond, 8
+				c.MaxConnections, c.UpstreamRate, c.UpstreamBurst = 16, 2, 5
 			}},
 	}
 	for _, tc := range cases {
@@ -59,6 +60,9 @@ func TestConfigValidate(t *testing.T) {
 		"shutdown":       {func(c *Config) { c.ShutdownTimeout = 0 }, "--shutdown-timeout 0s must be positive"},
 		"probe":          {func(c *Config) { c.ProbeTimeout = -1 }, "--probe-timeout -1ns must be positive"},
 		"resources":      {func(c *Config) { c.MaxResourcesPerIdentity = 0 }, "--max-resources-per-identity 0 must be at least 1"},
+		"upstream rate":  {func(c *Config) { c.UpstreamRate = 0 }, "--upstream-rate 0 must be positive"},
+		"upstream burst": {func(c *Config) { c.UpstreamBurst = 0 }, "--upstream-burst 0 must be at least 1"},
+		"connections":    {func(c *Config) { c.MaxConnections = 0 }, "--max-connections 0 must be at least 1"},
 		"authority http": {func(c *Config) { c.AuthorityHost = "http://login.example/" }, "must be an https URL"},
 		"imds endpoint":  {func(c *Config) { c.IMDSEndpoint = "127.0.0.1:80" }, "--imds-endpoint \"127.0.0.1:80\" must be an http(s) URL"},
 	}

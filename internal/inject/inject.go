@@ -202,6 +202,7 @@ func buildState(ref string, pod *corev1.Pod, ids []Identity, cfg Config, secret 
 	}
 	st := &state{config: sc, opts: opts}
 	sc.Containers, st.headers = containerAccess(pod, opts.grants, sc.DefaultIdentity, secret)
+	sc.IMDSRequiresHeader = opts.imdsHeader || len(sc.Containers) > 0
 	if sc.Containers == nil {
 		st.header = corev1.EnvVar{Name: names.EnvIdentityHeader, Value: secret}
 	}

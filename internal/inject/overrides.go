@@ -30,6 +30,10 @@ type podOptions struct {
 	// grants maps container names to the identity the pod's
 	// ContainerIdentitiesAnnotation gives them; nil without it.
 	grants map[string]string
+	// imdsHeader: the pod asked, with IMDSRequiresHeaderAnnotation, that
+	// the sidecar's IMDS path require X-IDENTITY-HEADER too. Per-container
+	// identities turn it on whatever the annotation says (buildState).
+	imdsHeader bool
 }
 
 // splitList splits an annotation's value at ',' and ';', which
@@ -80,6 +84,14 @@ func readOptions(ref string, pod *corev1.Pod, ids []Identity, cfg Config) (podOp
 				names.MinTokenExpirationSeconds, names.MaxTokenExpirationSeconds, cfg.expiration())
 		}
 		o.expiration = n
+	}
+	if v, ok := pod.Annotations[names.IMDSRequiresHeaderAnnotation]; ok {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return o, annotationError(ref, names.IMDSRequiresHeaderAnnotation, v, ErrBadOverride,
+				"want \"true\" or \"false\" (default false; always true with %s); fix the value or remove the annotation", names.ContainerIdentitiesAnnotation)
+		}
+		o.imdsHeader = b
 	}
 	if err := readResources(ref, pod, &o.resources); err != nil {
 		return o, err
@@ -315,6 +327,12 @@ func injectedOptions(pod *corev1.Pod, sc sidecarRef, cfg Config) (podOptions, er
 	// defaulted since.
 	have := withoutDefaults(sc.c, cfg).Resources
 	o := podOptions{audience: cfg.audience(), expiration: cfg.expiration(), resources: have}
+	if e, ok := lookupEnv(sc.c.Env, names.EnvSidecarConfig); ok {
+		// stateOf parsed it already; a config it refused never gets here.
+		if injected, err := sidecarconfig.Parse([]byte(e.Value)); err == nil {
+			o.imdsHeader = injected.IMDSRequiresHeader
+		}
+	}
 	for _, v := range pod.Spec.Volumes {
 		if v.Name != names.TokenVolumeName || v.Projected == nil {
 			continue

@@ -100,6 +100,44 @@ func TestReinvocationKeepsInjectedValues(t *testing.T) {
 	}
 }
 
+// TestIMDSRequiresHeaderSetting: the sidecar config requires the header
+// on the IMDS path when the pod asks for it, and always with per-container
+// identities, whose header-less requests could come from a container
+// without an entry. A re-invocation keeps what was injected.
+func TestIMDSRequiresHeaderSetting(t *testing.T) {
+	tests := map[string]struct {
+		name, value string // "" value: no annotation
+		want        bool
+	}{
+		"pod-wide, default":          {"seed", "", false},
+		"pod-wide, on":               {"seed", "true", true},
+		"pod-wide, off":              {"seed", "false", false},
+		"per-container, default":     {"seed-container-identities", "", true},
+		"per-container, off ignored": {"seed-container-identities", "false", true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := loadCase(t, tc.name)
+			if tc.value != "" {
+				if c.Pod.Annotations == nil {
+					c.Pod.Annotations = map[string]string{}
+				}
+				c.Pod.Annotations[names.IMDSRequiresHeaderAnnotation] = tc.value
+			}
+			out, _, err := c.Inject()
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, sidecarConfigOf(t, out).IMDSRequiresHeader)
+
+			changed := out.DeepCopy()
+			changed.Annotations[names.IMDSRequiresHeaderAnnotation] = map[bool]string{true: "false", false: "true"}[tc.want]
+			again, res, err := inject.Inject(changed, c.Identities, c.Config, "a-later-admission-secret")
+			require.NoError(t, err)
+			assert.False(t, res.Changed, "a re-invocation changed the pod")
+			assert.Equal(t, tc.want, sidecarConfigOf(t, again).IMDSRequiresHeader)
+		})
+	}
+}
+
 // TestPerContainerLateContainer: a container added after a per-container
 // injection has no header the sidecar knows, so it gets no environment,
 // and the user is told why.
@@ -180,6 +218,8 @@ func TestOverrideAndContainerIdentityErrors(t *testing.T) {
 			[]string{`container "my-app" gets no identity environment`}},
 		"container not opted in": {withAnnotations(names.ContainerIdentitiesAnnotation, "my-app=queue-writer", names.InjectContainersAnnotation, "data-init"), inject.ErrContainerIdentities,
 			[]string{`container "my-app" gets no identity environment`, names.InjectContainersAnnotation}},
+		"imds-requires-header not a boolean": {withAnnotations(names.IMDSRequiresHeaderAnnotation, "yes please"), inject.ErrBadOverride,
+			[]string{`metadata.annotations["podidentity.github.io/imds-requires-header"] is "yes please"`, `want "true" or "false"`}},
 		"shared process namespace, even with the opt-out": {shared, inject.ErrContainerIdentities,
 			[]string{names.ContainerIdentitiesAnnotation, "spec.shareProcessNamespace is true", "/proc/<pid>/environ", names.AllowSharedProcessNamespaceAnnotation + " does not lift this"}},
 	}

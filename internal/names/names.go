@@ -99,6 +99,14 @@ const (
 	// denied. See docs/security.md.
 	AllowSharedProcessNamespaceAnnotation = Prefix + "/allow-shared-process-namespace"
 
+	// IMDSRequiresHeaderAnnotation on a Pod, "true" or "false", decides
+	// whether the sidecar's IMDS path (names.PathIMDS) also requires
+	// HeaderIdentity, which "Metadata: true" alone does not prove: a
+	// port-forward or an ephemeral container reaches the pod's loopback
+	// too. It is always on with ContainerIdentitiesAnnotation, and off by
+	// default otherwise. See docs/security.md.
+	IMDSRequiresHeaderAnnotation = Prefix + "/imds-requires-header"
+
 	// InjectedAnnotation is written on every injected Pod. Its value names
 	// the AzureIdentity objects the sidecar serves, so that an operator can
 	// see at a glance what a pod was given.

@@ -46,6 +46,12 @@ type Config struct {
 	// with a header listed here, and only the identities of its container.
 	// Empty means one pod-wide header that may use every identity.
 	Containers []Container `json:"containers,omitempty"`
+	// IMDSRequiresHeader makes the IMDS path require X-IDENTITY-HEADER as
+	// the App Service path does (names.IMDSRequiresHeaderAnnotation). The
+	// webhook sets it for every pod with Containers. Optional and added to
+	// v1 as Containers was: an older sidecar refuses a document that sets
+	// it, and a document without it means what it meant before.
+	IMDSRequiresHeader bool `json:"imdsRequiresHeader,omitempty"`
 }
 
 // Container is what one container may ask the sidecar for.

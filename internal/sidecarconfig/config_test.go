@@ -50,6 +50,41 @@ func TestOlderDocumentsParse(t *testing.T) {
 	got, err := Parse([]byte(s))
 	require.NoError(t, err)
 	assert.Empty(t, got.Containers)
+	assert.NotContains(t, s, "imdsRequiresHeader")
+}
+
+// TestEarlierDocumentsParse: documents as earlier webhooks wrote them,
+// byte for byte, still parse and mean what they meant; the IMDS header
+// requirement (added later) is off in both.
+func TestEarlierDocumentsParse(t *testing.T) {
+	docs := map[string]string{
+		"pod-wide": `{"apiVersion":"sidecar.aadpodidentity.k8s.io/v1","port":8181,"defaultIdentity":"reader",` +
+			`"identities":[{"name":"reader","namespace":"team-a","source":"federated","clientID":"c1","tenantID":"t","tokenFile":"/token"}]}`,
+		"per-container": `{"apiVersion":"sidecar.aadpodidentity.k8s.io/v1","port":8181,"defaultIdentity":"reader",` +
+			`"identities":[{"name":"reader","namespace":"team-a","source":"federated","clientID":"c1","tenantID":"t","tokenFile":"/token"}],` +
+			`"allowedAuthorityHosts":["login.microsoftonline.com"],` +
+			`"containers":[{"name":"app","headerSHA256":"` + HeaderSum("x") + `","identities":["reader"]}]}`,
+	}
+	for name, doc := range docs {
+		t.Run(name, func(t *testing.T) {
+			got, err := Parse([]byte(doc))
+			require.NoError(t, err)
+			assert.Equal(t, "reader", got.Default().Name)
+			assert.False(t, got.IMDSRequiresHeader)
+		})
+	}
+}
+
+// TestIMDSRequiresHeaderRoundTrip: the setting travels in the document.
+func TestIMDSRequiresHeaderRoundTrip(t *testing.T) {
+	c := withContainers()
+	c.IMDSRequiresHeader = true
+	s, err := c.Marshal()
+	require.NoError(t, err)
+	assert.Contains(t, s, `"imdsRequiresHeader":true`)
+	got, err := Parse([]byte(s))
+	require.NoError(t, err)
+	assert.True(t, got.IMDSRequiresHeader)
 }
 
 func TestHeaderSum(t *testing.T) {

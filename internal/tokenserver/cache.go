@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 )
 
 // CacheOptions tune the token cache. Zero fields take the defaults.
@@ -17,8 +18,16 @@ type CacheOptions struct {
 	// inject a fake one.
 	Now func() time.Time
 	// MaxResourcesPerIdentity bounds memory: past it, the least recently
-	// used resource of that identity is forgotten. Default 64.
+	// used resource of that identity is forgotten. While new resources are
+	// fetched an identity may hold up to twice as many; a request for yet
+	// another new one is refused with ErrTooManyResources. Default 64.
 	MaxResourcesPerIdentity int
+	// UpstreamRate and UpstreamBurst bound each identity's upstream calls
+	// (a token bucket): UpstreamBurst at once, then UpstreamRate per
+	// second. A call past them is not made, and the request fails with
+	// ErrUpstreamRateLimited. Defaults 0.5 (one call every 2 s) and 30.
+	UpstreamRate  rate.Limit
+	UpstreamBurst int
 	// MaxAttempts is how many upstream calls one fetch makes when they fail
 	// with a temporary error. Default 3.
 	MaxAttempts int
@@ -55,6 +64,12 @@ func (o *CacheOptions) defaults() {
 	if o.MaxResourcesPerIdentity <= 0 {
 		o.MaxResourcesPerIdentity = 64
 	}
+	if o.UpstreamRate <= 0 {
+		o.UpstreamRate = 0.5
+	}
+	if o.UpstreamBurst <= 0 {
+		o.UpstreamBurst = 30
+	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 3
 	}
@@ -81,6 +96,17 @@ func (o *CacheOptions) defaults() {
 // ErrClosed is returned by a closed cache.
 var ErrClosed = errors.New("token cache is shut down")
 
+// Refusals of the cache's own bounds, for errors.Is.
+var (
+	// ErrUpstreamRateLimited: the identity made as many upstream calls
+	// as UpstreamRate and UpstreamBurst allow.
+	ErrUpstreamRateLimited = errors.New("the identity's upstream call budget is spent")
+	// ErrTooManyResources: the identity already holds as many resources
+	// as MaxResourcesPerIdentity allows, with new ones still being
+	// fetched.
+	ErrTooManyResources = errors.New("the identity holds as many distinct resources as the sidecar keeps")
+)
+
 // Cache holds tokens per (identity, resource). It serves from memory,
 // renews a token in the background once it is past its refresh time, lets
 // concurrent misses share one upstream call, and keeps serving a token that
@@ -99,6 +125,7 @@ type Cache struct {
 	mu         sync.Mutex
 	closed     bool
 	byIdentity map[string]map[string]*entry
+	limiters   map[string]*rate.Limiter
 
 	// waiting counts requests blocked on an upstream call; tests read it.
 	waiting atomic.Int64
@@ -111,8 +138,10 @@ type entry struct {
 	has       bool
 	refreshAt time.Time
 	lastUsed  time.Time
-	// refreshing is set while a background renewal runs.
+	// refreshing is set while a background renewal runs, fetching while
+	// requests wait on a fetch; such an entry is never evicted.
 	refreshing bool
+	fetching   bool
 	// failures counts consecutive fetches that failed or did not renew;
 	// until retryAt no new upstream call is made for this entry, except on
 	// demand (see CacheOptions.OnDemandRetry) once failedAt is that old.
@@ -126,7 +155,7 @@ type entry struct {
 func NewCache(o CacheOptions) *Cache {
 	o.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Cache{o: o, ctx: ctx, cancel: cancel, byIdentity: map[string]map[string]*entry{}}
+	return &Cache{o: o, ctx: ctx, cancel: cancel, byIdentity: map[string]map[string]*entry{}, limiters: map[string]*rate.Limiter{}}
 }
 
 // Get returns a token of identity for resource. The token's RefreshOn is
@@ -142,6 +171,10 @@ func (c *Cache) Get(ctx context.Context, identity, resource, scope string, src S
 	}
 	now := c.o.Now()
 	e := c.entryFor(identity, resource, now)
+	if e == nil {
+		c.mu.Unlock()
+		return Token{}, false, fmt.Errorf("%w: %d, each with a token or a fetch in flight; the sidecar's --max-resources-per-identity sets how many it keeps", ErrTooManyResources, len(c.byIdentity[identity]))
+	}
 	e.lastUsed = now
 	if e.servable(now, c.o.ExpiryMargin) {
 		tok = e.served()
@@ -160,6 +193,7 @@ func (c *Cache) Get(ctx context.Context, identity, resource, scope string, src S
 		c.mu.Unlock()
 		return Token{}, false, err
 	}
+	e.fetching = true
 	c.mu.Unlock()
 
 	c.waiting.Add(1)
@@ -218,6 +252,8 @@ func (c *Cache) entryFor(identity, resource string, now time.Time) *entry {
 	if len(m) >= c.o.MaxResourcesPerIdentity {
 		if victim := c.victim(m, nil, now, true); victim != "" {
 			delete(m, victim)
+		} else if len(m) >= 2*c.o.MaxResourcesPerIdentity {
+			return nil
 		}
 	}
 	e := &entry{identity: identity, resource: resource, lastUsed: now}
@@ -250,7 +286,7 @@ func (c *Cache) victim(m map[string]*entry, keep *entry, now time.Time, staleOnl
 	var stale, oldest string
 	var staleAt, oldestAt time.Time
 	for r, e := range m {
-		if e == keep {
+		if e == keep || e.fetching || e.refreshing {
 			continue
 		}
 		if oldest == "" || e.lastUsed.Before(oldestAt) {
@@ -281,7 +317,15 @@ func (c *Cache) fetch(e *entry, scope string, src Source) (Token, error) {
 	var tok Token
 	var err error
 	delay := c.o.RetryDelay
+	limiter := c.limiter(e.identity)
 	for attempt := 1; ; attempt++ {
+		if !limiter.AllowN(c.o.Now(), 1) {
+			if attempt == 1 {
+				err = fmt.Errorf("%w: at most %d upstream calls at once, then one every %s; the next is due in %s",
+					ErrUpstreamRateLimited, c.o.UpstreamBurst, time.Duration(float64(time.Second)/float64(c.o.UpstreamRate)), c.retryAfter(limiter))
+			}
+			break
+		}
 		actx, cancel := context.WithTimeout(c.ctx, c.o.AttemptTimeout)
 		tok, err = src.Token(actx, scope)
 		cancel()
@@ -299,13 +343,34 @@ func (c *Cache) fetch(e *entry, scope string, src Source) (Token, error) {
 	return c.store(e, tok, err)
 }
 
+// limiter is identity's upstream token bucket.
+func (c *Cache) limiter(identity string) *rate.Limiter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.limiters[identity]
+	if l == nil {
+		l = rate.NewLimiter(c.o.UpstreamRate, c.o.UpstreamBurst)
+		c.limiters[identity] = l
+	}
+	return l
+}
+
+// retryAfter is how long until l allows a call, rounded up to a second.
+func (c *Cache) retryAfter(l *rate.Limiter) time.Duration {
+	now := c.o.Now()
+	r := l.ReserveN(now, 1)
+	d := r.DelayFrom(now)
+	r.CancelAt(now)
+	return max(d.Round(time.Second), time.Second)
+}
+
 // store records a fetch's outcome in e and returns what the waiting
 // requests get.
 func (c *Cache) store(e *entry, tok Token, err error) (Token, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.o.Now()
-	e.refreshing = false
+	e.refreshing, e.fetching = false, false
 	if err == nil && !tok.ExpiresOn.After(now.Add(c.o.ExpiryMargin)) {
 		err = permanent(fmt.Errorf("the upstream returned a token that expires at %s, which is too soon to serve", tok.ExpiresOn.UTC().Format(time.RFC3339)))
 	}

@@ -82,7 +82,7 @@ func startServer(t *testing.T, p *fakeaad.Pod, opts ...serverOption) *running {
 	t.Helper()
 	up, err := NewHTTPClient(p.AAD.CAPEM())
 	require.NoError(t, err)
-	so := SourceOptions{Transport: up, IMDSEndpoint: p.IMDS.URL}
+	so := SourceOptions{Transport: up, IMDSEndpoint: p.IMDS.URL, AllowedAuthorityHosts: p.Config.AllowedAuthorities()}
 	sources := map[string]Source{}
 	for _, id := range p.Config.Identities {
 		src, err := LoadSource(id, so)

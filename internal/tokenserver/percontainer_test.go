@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -163,29 +162,112 @@ func TestPerContainerHeaders(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, got.status, "a wrong header on the IMDS path is refused, not ignored")
 }
 
-// TestPerContainerIMDSWithoutHeader: the IMDS path without a header serves
-// only identities that every container may use.
+// TestPerContainerIMDSWithoutHeader: the IMDS path without a header
+// serves nothing, not even an identity that every listed container may
+// use: such a request may come from a container without an entry (one
+// skip-containers left out, one added later, an ephemeral one), which
+// gets nothing (issue 22).
 func TestPerContainerIMDSWithoutHeader(t *testing.T) {
-	t.Run("nothing shared", func(t *testing.T) {
-		pc := startPerContainer(t, false)
-		for sel, v := range map[string]string{"": "", paramClientID: pc.pod.Identity(fakeaad.IdentityFederated).ClientID} {
-			got := pc.request(t, "imds", "", sel, v)
-			assert.Equal(t, http.StatusForbidden, got.status, "selector %q: %v", sel, got.body)
-			assert.Contains(t, got.str("error_description"), "a request without the header may use only identities every container may use (none)")
-		}
-	})
-	t.Run("one shared", func(t *testing.T) {
+	for name, shared := range map[string]bool{"nothing shared": false, "one shared": true} {
+		t.Run(name, func(t *testing.T) {
+			pc := startPerContainer(t, shared)
+			selectors := map[string]string{
+				"":            "",
+				paramClientID: pc.pod.Identity(fakeaad.IdentityFederated).ClientID,
+			}
+			if shared {
+				selectors[paramClientID] = pc.pod.Identity(fakeaad.IdentityIMDS).ClientID
+			}
+			for sel, v := range selectors {
+				got := pc.request(t, "imds", "", sel, v)
+				assert.Equal(t, http.StatusForbidden, got.status, "selector %q: %v", sel, got.body)
+				assert.Empty(t, got.str("access_token"))
+				assert.Contains(t, got.str("error_description"), "a request without the header gets no identity")
+			}
+		})
+	}
+	t.Run("with a header the shared one is served", func(t *testing.T) {
 		pc := startPerContainer(t, true)
 		shared := pc.pod.Identity(fakeaad.IdentityIMDS).ClientID
-		got := pc.request(t, "imds", "", "", "")
+		for _, protocol := range []string{"imds", "appService"} {
+			got := pc.request(t, protocol, pc.appHdr, paramClientID, shared)
+			require.Equal(t, http.StatusOK, got.status, "%s: %v", protocol, got.body)
+			assert.Equal(t, shared, got.str("client_id"))
+		}
+	})
+}
+
+// TestNotFoundListsOnlyGranted: a 404 for an identity that is not bound
+// lists what the caller may use, never the identities of other containers
+// (issue 22).
+func TestNotFoundListsOnlyGranted(t *testing.T) {
+	pc := startPerContainer(t, false)
+	mine, theirs := pc.pod.Identity(fakeaad.IdentityFederated), pc.pod.Identity(fakeaad.IdentitySecret)
+	for _, sel := range []string{paramClientID, paramObjectID} {
+		got := pc.request(t, "appService", pc.initHeader, sel, uuid.NewString())
+		require.Equal(t, http.StatusNotFound, got.status, "%v", got.body)
+		desc := got.str("error_description")
+		assert.Contains(t, desc, "default/"+mine.Name+" (client_id "+mine.ClientID+")", sel)
+		assert.NotContains(t, desc, theirs.Name, sel)
+		assert.NotContains(t, desc, theirs.ClientID, sel)
+	}
+	// Without a header on the IMDS path the caller may use nothing, so a
+	// 404 names nothing either.
+	got := pc.request(t, "imds", "", paramClientID, uuid.NewString())
+	require.Equal(t, http.StatusNotFound, got.status, "%v", got.body)
+	for _, id := range fakeaad.PodIdentities {
+		assert.NotContains(t, got.str("error_description"), pc.pod.Identity(id).ClientID)
+	}
+	assert.Contains(t, got.str("error_description"), "bound: none for this caller")
+}
+
+// TestIMDSRequiresHeader: with the config's imdsRequiresHeader, the IMDS
+// path refuses a request without X-IDENTITY-HEADER, as a port-forward or an
+// ephemeral container would send it, and checks the header when sent; in
+// a pod-wide and in a per-container pod. Without the setting a pod-wide
+// pod serves "Metadata: true" alone, as before.
+func TestIMDSRequiresHeader(t *testing.T) {
+	imdsGet := func(t *testing.T, srv *running, header string) response {
+		t.Helper()
+		h := http.Header{names.HeaderMetadata: {"true"}}
+		if header != "" {
+			h.Set(names.HeaderIdentity, header)
+		}
+		q := url.Values{"resource": {uniqueResource(t)}, "api-version": {oldestIMDSAPIVersion}}
+		return srv.get(t, names.PathIMDS+"?"+q.Encode(), h)
+	}
+	t.Run("pod-wide, off", func(t *testing.T) {
+		p := newPod(t, "")
+		srv := startServer(t, p)
+		got := imdsGet(t, srv, "")
+		assert.Equal(t, http.StatusOK, got.status, "%v", got.body)
+	})
+	t.Run("pod-wide, on", func(t *testing.T) {
+		p := newPod(t, "")
+		p.Config.IMDSRequiresHeader = true
+		srv := startServer(t, p)
+		got := imdsGet(t, srv, "")
+		require.Equal(t, http.StatusUnauthorized, got.status, "%v", got.body)
+		assert.Empty(t, got.str("access_token"))
+		assert.Contains(t, got.str("error_description"), names.IMDSRequiresHeaderAnnotation)
+		got = imdsGet(t, srv, p.IdentityHeader+"x")
+		assert.Equal(t, http.StatusUnauthorized, got.status, "a wrong header is refused")
+		got = imdsGet(t, srv, p.IdentityHeader)
 		require.Equal(t, http.StatusOK, got.status, "%v", got.body)
-		assert.Equal(t, shared, got.str("client_id"))
-		got = pc.request(t, "imds", "", paramClientID, pc.pod.Identity(fakeaad.IdentitySecret).ClientID)
-		assert.Equal(t, http.StatusForbidden, got.status)
-		assert.True(t, strings.Contains(got.str("error_description"), "default/"+fakeaad.IdentityIMDS))
-		// With its header, a container gets the shared one and its own.
-		got = pc.request(t, "appService", pc.appHdr, paramClientID, shared)
-		assert.Equal(t, http.StatusOK, got.status)
+		assert.Equal(t, p.Identity(p.Config.DefaultIdentity).ClientID, got.str("client_id"))
+	})
+	t.Run("per-container, on", func(t *testing.T) {
+		p := newPod(t, "")
+		header := "h-" + uuid.NewString()
+		p.Config.Containers = []sidecarconfig.Container{{Name: "app", HeaderSHA256: sidecarconfig.HeaderSum(header), Identities: []string{fakeaad.IdentitySecret}}}
+		p.Config.IMDSRequiresHeader = true
+		srv := startServer(t, p, func(o *Options) { o.IdentityHeader = "" })
+		got := imdsGet(t, srv, "")
+		require.Equal(t, http.StatusUnauthorized, got.status, "%v", got.body)
+		assert.Contains(t, got.str("error_description"), names.IMDSRequiresHeaderAnnotation)
+		got = imdsGet(t, srv, header)
+		require.Equal(t, http.StatusOK, got.status, "%v", got.body)
+		assert.Equal(t, p.Identity(fakeaad.IdentitySecret).ClientID, got.str("client_id"))
 	})
 }
 
@@ -198,8 +280,8 @@ func TestNewRefusesPodWideHeaderWithContainers(t *testing.T) {
 }
 
 // FuzzPerContainerAccess: whatever a request sends, a per-container server
-// serves only an identity that the sent header's container may use, or,
-// without a header on the IMDS path, one that every container may use.
+// serves only an identity that the sent header's container may use, and
+// nothing without a header.
 func FuzzPerContainerAccess(f *testing.F) {
 	f.Add(true, "a-secret", "client_id", "c-a", "")
 	f.Add(false, "b-secret", "mi_res_id", "/r/a", "")
@@ -253,10 +335,8 @@ func FuzzPerContainerAccess(f *testing.F) {
 		switch {
 		case second != "":
 			t.Fatalf("served %s for two headers", body.ClientID)
-		case header == "" && appService:
-			t.Fatalf("served %s on the App Service path without a header", body.ClientID)
 		case header == "":
-			require.Equal(t, "c-shared", body.ClientID, "headerless IMDS")
+			t.Fatalf("served %s without a header (App Service path: %v)", body.ClientID, appService)
 		default:
 			require.Contains(t, allowed[header], body.ClientID, "header %q", header)
 		}

@@ -255,6 +255,16 @@ func errHeaderMissing() *apiError {
 	return &apiError{http.StatusUnauthorized, "unauthorized", "the " + names.HeaderIdentity + " header is missing; send the value of the " + names.EnvIdentityHeader + " environment variable"}
 }
 
+// errIMDSHeaderRequired refuses an IMDS-path request without the header
+// in a pod whose config requires it there (Config.IMDSRequiresHeader): a
+// port-forward or an ephemeral container reaches the loopback too, and
+// "Metadata: true" alone proves nothing.
+func errIMDSHeaderRequired() *apiError {
+	return &apiError{http.StatusUnauthorized, "unauthorized", "the " + names.HeaderIdentity + " header is missing: this pod requires it on " + names.PathIMDS +
+		" too (pod annotation " + names.IMDSRequiresHeaderAnnotation + ", on by default with " + names.ContainerIdentitiesAnnotation +
+		"); send the value of the " + names.EnvIdentityHeader + " environment variable, or use " + names.EnvIdentityEndpoint + ", which the Azure SDKs do when it is set"}
+}
+
 func errHeaderWrong() *apiError {
 	return &apiError{http.StatusUnauthorized, "unauthorized", "the " + names.HeaderIdentity + " header is wrong; send the value of the " + names.EnvIdentityHeader + " environment variable of this container"}
 }

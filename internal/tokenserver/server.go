@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -47,6 +48,9 @@ type Options struct {
 	Cache CacheOptions
 	// ShutdownTimeout bounds the graceful shutdown in Serve; default 5s.
 	ShutdownTimeout time.Duration
+	// MaxConnections caps the connections Serve keeps open; default
+	// DefaultMaxConnections. See connLimiter for what happens past it.
+	MaxConnections int
 }
 
 // Server answers token requests. It is an http.Handler.
@@ -56,16 +60,21 @@ type Server struct {
 	// when the pod has one header for every identity.
 	grants []grant
 	// headerless is what an IMDS-path request without X-IDENTITY-HEADER
-	// may use when grants are set: the identities every container may use.
+	// may use when grants are set: nothing, since it may come from a
+	// container that has no entry (skipped, added later, ephemeral).
 	headerless *grant
-	log        *slog.Logger
-	cache      *Cache
-	def        *identity
-	byClientID map[string]*identity
-	byResID    map[string]*identity
-	shutdown   time.Duration
-	port       int // the config's port, for requests served without a listener
-	mux        *http.ServeMux
+	// imdsNeedsHeader refuses IMDS-path requests without
+	// X-IDENTITY-HEADER (Config.IMDSRequiresHeader).
+	imdsNeedsHeader bool
+	log             *slog.Logger
+	cache           *Cache
+	def             *identity
+	byClientID      map[string]*identity
+	byResID         map[string]*identity
+	shutdown        time.Duration
+	conns           *connLimiter
+	port            int // the config's port, for requests served without a listener
+	mux             *http.ServeMux
 	// now is the cache's clock, so that expires_in and refresh_in agree
 	// with the cache's idea of freshness.
 	now func() time.Time
@@ -121,13 +130,19 @@ func New(o Options) (*Server, error) {
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 5 * time.Second
 	}
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = DefaultMaxConnections
+	}
 	s := &Server{
 		header:     []byte(o.IdentityHeader),
 		log:        o.Logger,
 		byClientID: map[string]*identity{},
 		byResID:    map[string]*identity{},
 		shutdown:   o.ShutdownTimeout,
+		conns:      newConnLimiter(o.MaxConnections),
 		port:       o.Config.Port,
+
+		imdsNeedsHeader: o.Config.IMDSRequiresHeader,
 	}
 	byName := map[string]*identity{}
 	for _, c := range o.Config.Identities {
@@ -164,15 +179,17 @@ func New(o Options) (*Server, error) {
 }
 
 // grants builds the per-container grants of c and the grant of headerless
-// IMDS requests: the identities that every container may use, so that the
-// IMDS path without a header never gives a container more than it has with
-// its own header.
+// IMDS requests, which allows nothing. A request without a header cannot
+// be told from one of a container that has no entry in the table: one that
+// skip-containers or inject-containers left out, one added after
+// admission, or an ephemeral debug container. Those get no identity, so
+// neither does a request without a header, even for an identity that
+// every listed container may use.
 func grants(c *sidecarconfig.Config, byName map[string]*identity) ([]grant, *grant) {
 	if len(c.Containers) == 0 {
 		return nil, nil
 	}
 	gs := make([]grant, 0, len(c.Containers))
-	count := map[*identity]int{}
 	for _, ct := range c.Containers {
 		g := grant{container: ct.Name}
 		// Validate checked that the sum is hex of the right size.
@@ -183,21 +200,11 @@ func grants(c *sidecarconfig.Config, byName map[string]*identity) ([]grant, *gra
 				continue
 			}
 			g.allowed = append(g.allowed, id)
-			count[id]++
 		}
 		g.def = g.allowed[0]
 		gs = append(gs, g)
 	}
-	shared := &grant{}
-	for _, id := range gs[0].allowed {
-		if count[id] == len(gs) {
-			shared.allowed = append(shared.allowed, id)
-		}
-	}
-	if len(shared.allowed) > 0 {
-		shared.def = shared.allowed[0]
-	}
-	return gs, shared
+	return gs, &grant{}
 }
 
 // authorize finds the grant of a request's X-IDENTITY-HEADER values: nil
@@ -205,8 +212,11 @@ func grants(c *sidecarconfig.Config, byName map[string]*identity) ([]grant, *gra
 // with each container's sum in constant time, and with all of them, so
 // that timing tells nothing about which sums are close.
 func (s *Server) authorize(p protocol, got []string) (*grant, *apiError) {
+	if p == imds && len(got) == 0 && s.imdsNeedsHeader {
+		return nil, errIMDSHeaderRequired()
+	}
 	if len(s.grants) == 0 {
-		if p == imds {
+		if p == imds && len(got) == 0 {
 			return nil, nil
 		}
 		if len(got) == 0 {
@@ -264,8 +274,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      s.cache.o.MaxWait + 5*time.Second,
-		IdleTimeout:       90 * time.Second,
+		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    16 << 10,
+		ConnState:         s.conns.hook,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
@@ -356,12 +367,12 @@ func (s *Server) selectIdentity(req tokenRequest) (*identity, *apiError) {
 		// need a Graph lookup the sidecar has no credentials for.
 		return nil, &apiError{http.StatusNotFound, "identity_not_found",
 			fmt.Sprintf("selecting an identity by %s is not supported by %s, which does not know object IDs; select it with client_id=<clientID of the AzureIdentity> instead (bound: %s)",
-				req.selectorKey, names.SidecarContainerName, s.boundList())}
+				req.selectorKey, names.SidecarContainerName, s.boundList(req.grant))}
 	}
 	if id == nil {
 		return nil, &apiError{http.StatusNotFound, "identity_not_found",
 			fmt.Sprintf("no identity with %s %q is bound to this pod; bound: %s. Add an AzureIdentityBinding for it with this pod's aadpodidbinding label, then recreate the pod",
-				req.selectorKey, truncate(req.selectorValue), s.boundList())}
+				req.selectorKey, truncate(req.selectorValue), s.boundList(req.grant))}
 	}
 	if req.grant != nil {
 		// Bound to the pod, but not to the caller's container. The message
@@ -414,9 +425,9 @@ func (s *Server) notGranted(req tokenRequest, id *identity) *apiError {
 	if g.container == "" {
 		return &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf(
 			"AzureIdentity %s is not served on %s without the %s header: this pod gives its containers identities of their own (%s), "+
-				"and a request without the header may use only identities every container may use (%s); send %s with the value of %s, "+
+				"and a request without the header gets no identity, since it may come from a container that has none; send %s with the value of %s, "+
 				"or use %s, which the Azure SDKs do when it is set",
-			id.label, names.PathIMDS, names.HeaderIdentity, names.ContainerIdentitiesAnnotation, allowed, names.HeaderIdentity, names.EnvIdentityHeader, names.EnvIdentityEndpoint)}
+			id.label, names.PathIMDS, names.HeaderIdentity, names.ContainerIdentitiesAnnotation, names.HeaderIdentity, names.EnvIdentityHeader, names.EnvIdentityEndpoint)}
 	}
 	return &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf(
 		"container %q may not use AzureIdentity %s: the pod's %s annotation gives it %s; "+
@@ -424,15 +435,25 @@ func (s *Server) notGranted(req tokenRequest, id *identity) *apiError {
 		g.container, id.label, names.ContainerIdentitiesAnnotation, allowed)}
 }
 
-// boundList names the pod's identities for error messages.
-func (s *Server) boundList() string {
+// boundList names, for error messages, the identities the caller may use:
+// with per-container identities those of its grant g (none without a
+// header), so that a message tells a container nothing of the identities
+// of others; otherwise every identity of the pod.
+func (s *Server) boundList(g *grant) string {
 	var parts []string
 	seen := map[*identity]bool{}
-	for _, id := range s.byClientID {
+	ids := slices.Collect(maps.Values(s.byClientID))
+	if g != nil {
+		ids = g.allowed
+	}
+	for _, id := range ids {
 		if !seen[id] {
 			seen[id] = true
 			parts = append(parts, fmt.Sprintf("%s (client_id %s)", id.label, id.cfg.ClientID))
 		}
+	}
+	if len(parts) == 0 {
+		return "none for this caller"
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, ", ")
@@ -441,6 +462,11 @@ func (s *Server) boundList() string {
 // upstreamFailure turns a failed token fetch into the response: 503 when a
 // retry may help, 500 when Entra ID or IMDS refused outright.
 func upstreamFailure(id *identity, resource string, err error) *apiError {
+	if errors.Is(err, ErrUpstreamRateLimited) || errors.Is(err, ErrTooManyResources) {
+		return &apiError{http.StatusTooManyRequests, "too_many_requests", fmt.Sprintf(
+			"AzureIdentity %s (client_id %s) gets no token for resource %q now: %s; ask again later, and for fewer distinct resources",
+			id.label, id.cfg.ClientID, resource, oneLine(err.Error()))}
+	}
 	status, code := http.StatusServiceUnavailable, "temporarily_unavailable"
 	if !isTemporary(err) {
 		status, code = http.StatusInternalServerError, "upstream_refused"

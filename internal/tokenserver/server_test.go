@@ -397,7 +397,7 @@ func TestShutdownCutsOffWaitingRequests(t *testing.T) {
 	for _, id := range p.Config.Identities {
 		sources[id.Name] = &fakeSource{}
 	}
-	sources[fakeaad.IdentitySecret], err = LoadSource(p.Identity(fakeaad.IdentitySecret), SourceOptions{Transport: up})
+	sources[fakeaad.IdentitySecret], err = LoadSource(p.Identity(fakeaad.IdentitySecret), SourceOptions{Transport: up, AllowedAuthorityHosts: p.Config.AllowedAuthorities()})
 	require.NoError(t, err)
 	srv, err := New(Options{Config: p.Config, Sources: sources, IdentityHeader: p.IdentityHeader, ShutdownTimeout: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})

@@ -53,6 +53,10 @@ type SourceOptions struct {
 	// IMDSEndpoint, when set, replaces http://169.254.169.254 for the imds
 	// source. Tests and local runs point it at a fake IMDS.
 	IMDSEndpoint string
+	// AllowedAuthorityHosts are the only hosts the Entra sources send
+	// requests to (sidecarconfig.Config.AllowedAuthorities); empty means
+	// sidecarconfig.PublicAuthorityHosts.
+	AllowedAuthorityHosts []string
 }
 
 // Errors that classify why an identity cannot be loaded, for errors.Is.
@@ -114,6 +118,19 @@ func clientOptions(id sidecarconfig.Identity, o SourceOptions) azcore.ClientOpti
 	return co
 }
 
+// entraClientOptions are clientOptions with the host guard: every request
+// of an Entra source, the token endpoint included, goes only to an https
+// host on the allow-list.
+func entraClientOptions(id sidecarconfig.Identity, o SourceOptions) azcore.ClientOptions {
+	co := clientOptions(id, o)
+	allowed := o.AllowedAuthorityHosts
+	if len(allowed) == 0 {
+		allowed = sidecarconfig.PublicAuthorityHosts
+	}
+	co.PerRetryPolicies = append(co.PerRetryPolicies, newHostGuard("AzureIdentity "+id.Namespace+"/"+id.Name, allowed))
+	return co
+}
+
 // The three Entra sources below build a new azidentity credential for every
 // upstream call. A credential caches its tokens and hands the cached one back
 // until five minutes before it expires, which would defeat refreshing ahead
@@ -130,7 +147,7 @@ type federatedSource struct {
 
 func (s *federatedSource) Token(ctx context.Context, scope string) (Token, error) {
 	cred, err := azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
-		ClientOptions:              clientOptions(s.id, s.opts),
+		ClientOptions:              entraClientOptions(s.id, s.opts),
 		ClientID:                   s.id.ClientID,
 		TenantID:                   s.id.TenantID,
 		TokenFilePath:              s.id.TokenFile,
@@ -155,7 +172,7 @@ func (s *secretSource) Token(ctx context.Context, scope string) (Token, error) {
 		return Token{}, permanent(err)
 	}
 	cred, err := azidentity.NewClientSecretCredential(s.id.TenantID, s.id.ClientID, secret, &azidentity.ClientSecretCredentialOptions{
-		ClientOptions:              clientOptions(s.id, s.opts),
+		ClientOptions:              entraClientOptions(s.id, s.opts),
 		DisableInstanceDiscovery:   s.id.DisableInstanceDiscovery,
 		AdditionallyAllowedTenants: s.id.AdditionallyAllowedTenants,
 	})
@@ -205,7 +222,7 @@ func (s *certificateSource) Token(ctx context.Context, scope string) (Token, err
 		return Token{}, permanent(err)
 	}
 	cred, err := azidentity.NewClientCertificateCredential(s.id.TenantID, s.id.ClientID, certs, key, &azidentity.ClientCertificateCredentialOptions{
-		ClientOptions:              clientOptions(s.id, s.opts),
+		ClientOptions:              entraClientOptions(s.id, s.opts),
 		DisableInstanceDiscovery:   s.id.DisableInstanceDiscovery,
 		AdditionallyAllowedTenants: s.id.AdditionallyAllowedTenants,
 	})
@@ -330,8 +347,14 @@ func (s *imdsSource) Token(ctx context.Context, scope string) (Token, error) {
 }
 
 func getToken(ctx context.Context, cred azcore.TokenCredential, scope string) (Token, error) {
-	at, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}})
+	r := &refusal{}
+	at, err := cred.GetToken(context.WithValue(ctx, refusalKey{}, r), policy.TokenRequestOptions{Scopes: []string{scope}})
 	if err != nil {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.err != nil {
+			return Token{}, permanent(r.err)
+		}
 		return Token{}, classify(err)
 	}
 	return Token{AccessToken: at.Token, ExpiresOn: at.ExpiresOn, RefreshOn: at.RefreshOn}, nil

@@ -1,18 +1,37 @@
 package tokenserver
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
+	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/podidentity/injector/internal/sidecarconfig"
 )
 
 // ErrNoCertificates is wrapped when an extra CA bundle holds no certificate.
 var ErrNoCertificates = errors.New("no PEM certificate found")
+
+// Refusals of upstream requests, for errors.Is.
+var (
+	// ErrUpstreamRedirect is wrapped when an upstream answers with a
+	// redirect, which the sidecar never follows: a followed redirect would
+	// carry the POST body, a client secret, signed assertion or service
+	// account token, to wherever the upstream points, http included.
+	ErrUpstreamRedirect = errors.New("the upstream answered with a redirect, which the sidecar does not follow")
+	// ErrUpstreamNotAllowed is wrapped when an identity's request would go
+	// to a host off the authority allow-list, or without https: say, a
+	// token_endpoint named by the authority's OpenID metadata.
+	ErrUpstreamNotAllowed = errors.New("upstream request refused: not an https URL on the authority allow-list")
+)
 
 // NewHTTPClient returns the client for upstream calls: the standard
 // transport (with proxy settings from the environment), TLS 1.2 or later, and
@@ -31,7 +50,71 @@ func NewHTTPClient(extraCAPEM []byte) (*http.Client, error) {
 		}
 		t.TLSClientConfig.RootCAs = pool
 	}
-	return &http.Client{Transport: t}, nil
+	return &http.Client{Transport: t, CheckRedirect: refuseRedirect}, nil
+}
+
+// refuseRedirect is the upstream client's CheckRedirect. Entra ID, IMDS and
+// the OpenID metadata never redirect a token client.
+func refuseRedirect(req *http.Request, via []*http.Request) error {
+	from := via[len(via)-1].URL
+	return refuse(req.Context(), fmt.Errorf("%w: %s %s://%s%s redirected to %s://%s%s; point the identity's authority (spec.adEndpoint) at the Entra endpoint itself",
+		ErrUpstreamRedirect, via[0].Method, from.Scheme, from.Host, from.Path, req.URL.Scheme, req.URL.Host, req.URL.Path))
+}
+
+// refusalKey is the context key of a *refusal.
+type refusalKey struct{}
+
+// refusal carries a refusal of the transport's out to getToken:
+// azidentity flattens the errors of the transport into text, and the
+// sidecar's own error is clearer than its wrapping, and says "do not
+// retry".
+type refusal struct {
+	mu  sync.Mutex
+	err error
+}
+
+// refuse records err in ctx's refusal, if any, and returns it.
+func refuse(ctx context.Context, err error) error {
+	if r, ok := ctx.Value(refusalKey{}).(*refusal); ok {
+		r.mu.Lock()
+		if r.err == nil {
+			r.err = err
+		}
+		r.mu.Unlock()
+	}
+	return err
+}
+
+// hostGuard is an azcore policy of the Entra sources that lets a request
+// through only to an https URL whose host is on the authority allow-list.
+// The webhook and the sidecar check the configured authority; this checks
+// every request, so that the authority's OpenID metadata cannot send the
+// credential to another host through its token_endpoint.
+type hostGuard struct {
+	who     string   // "AzureIdentity ns/name", for the message
+	allowed []string // canonical hosts, see sidecarconfig.AllowedHost
+}
+
+func newHostGuard(who string, allowed []string) *hostGuard {
+	g := &hostGuard{who: who}
+	for _, a := range allowed {
+		if c, err := sidecarconfig.AllowedHost(a); err == nil {
+			g.allowed = append(g.allowed, c)
+		}
+	}
+	return g
+}
+
+// Do implements policy.Policy.
+func (g *hostGuard) Do(req *policy.Request) (*http.Response, error) {
+	u := req.Raw().URL
+	host, err := sidecarconfig.AuthorityHost(u.Scheme + "://" + u.Host + "/")
+	if err != nil || !slices.Contains(g.allowed, host) {
+		return nil, refuse(req.Raw().Context(), fmt.Errorf("%w: %s would send a request to %s://%s%s, whose host is not among %s (the OpenID metadata of its authority may have named it as token_endpoint); "+
+			"the webhook's --allowed-authority-hosts decides which hosts may receive credentials",
+			ErrUpstreamNotAllowed, g.who, u.Scheme, u.Host, u.Path, strings.Join(g.allowed, ", ")))
+	}
+	return req.Next()
 }
 
 // imdsHost is where azidentity sends IMDS requests; it is not configurable.
