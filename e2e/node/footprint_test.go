@@ -1,4 +1,4 @@
-//go:build e2e
+//go:build e2e && footprint
 
 package node_test
 
@@ -36,7 +36,9 @@ const settleAfter = 20 * time.Second
 // fake Entra ID, the rest are answered from the sidecar's cache), in the
 // first sample after them and in one settleAfter later. The figures are logged as measured, for
 // BENCHMARKS.md, not asserted; the test fails only if a request fails or
-// the kubelet gives no figure.
+// the kubelet gives no figure. Since it only measures, it is built with the
+// footprint tag as well as e2e, so `make test` leaves it out and `make
+// bench-footprint` runs it.
 func TestSidecarFootprint(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
