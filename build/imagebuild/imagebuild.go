@@ -1,6 +1,6 @@
 // Package imagebuild assembles OCI images from plain files, without Docker
 // and without a base image, with go-containerregistry. The project's own
-// images (hack/images), the node's pause image and the stand-in test images
+// images (build/images), the node's pause image and the stand-in test images
 // are built with it.
 //
 // The API is four steps:
@@ -109,7 +109,7 @@ func Image(platform v1.Platform, files []File, cfg Config, created time.Time) (v
 	img, err := mutate.Append(base, mutate.Addendum{
 		Layer:     layer,
 		MediaType: types.OCILayer,
-		History:   v1.History{Created: v1.Time{Time: created}, CreatedBy: "hack/imagebuild", Comment: "files"},
+		History:   v1.History{Created: v1.Time{Time: created}, CreatedBy: "build/imagebuild", Comment: "files"},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("append layer: %w", err)

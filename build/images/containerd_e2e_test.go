@@ -26,12 +26,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
-	"github.com/podidentity/injector/e2e/framework/logbuf"
-	"github.com/podidentity/injector/e2e/framework/testcluster"
-	"github.com/podidentity/injector/hack/imagebuild"
+	"github.com/podidentity/injector/build/imagebuild"
+	"github.com/podidentity/injector/e2e/framework/controlplane"
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/version"
+	"github.com/podidentity/injector/test/fakeaad"
+	"github.com/podidentity/injector/test/logbuf"
 )
 
 // runtimeBinaries are containerd, its runc shim, ctr and runc, as
@@ -40,14 +40,14 @@ type runtimeBinaries struct{ containerd, shimDir, ctr, runc string }
 
 func findRuntime(t *testing.T) runtimeBinaries {
 	t.Helper()
-	cache, err := testcluster.CacheDir()
+	cache, err := controlplane.CacheDir()
 	require.NoError(t, err)
-	ctrd := filepath.Join(cache, "containerd-"+testcluster.ContainerdVersion)
+	ctrd := filepath.Join(cache, "containerd-"+controlplane.ContainerdVersion)
 	b := runtimeBinaries{
 		containerd: filepath.Join(ctrd, "containerd"),
 		shimDir:    ctrd,
 		ctr:        filepath.Join(ctrd, "ctr"),
-		runc:       filepath.Join(cache, "runc-"+testcluster.RuncVersion, "runc"),
+		runc:       filepath.Join(cache, "runc-"+controlplane.RuncVersion, "runc"),
 	}
 	for _, p := range []string{b.containerd, filepath.Join(ctrd, "containerd-shim-runc-v2"), b.ctr, b.runc} {
 		_, err := os.Stat(p)

@@ -25,7 +25,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/podidentity/injector/hack/imagebuild"
+	"github.com/podidentity/injector/build/imagebuild"
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/version"
 )

@@ -54,13 +54,13 @@ func TestReleaseWorkflow(t *testing.T) {
 		script.WriteString(s.Uses + "\n" + s.Run + "\n")
 	}
 	steps := []string{
-		"go run ./hack/images --print-release",
+		"go run ./build/images --print-release",
 		"make test",
 		"crane@v0.22.1 auth login ghcr.io",
 		`make images REGISTRY="$REGISTRY" TAG="$TAG"`,
 		"sigstore/cosign-installer",
 		"cosign sign --yes",
-		"go run ./hack/sbom",
+		"go run ./build/sbom",
 		"kubectl kustomize _output/install",
 		"gh release create",
 	}

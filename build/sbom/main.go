@@ -5,7 +5,7 @@
 // nothing it did not read from the binary, so it lists modules, not files
 // or licenses. The release workflow runs it on both images' binaries.
 //
-//	go run ./hack/sbom -o webhook.spdx.json _output/images/bin/linux_amd64/pod-identity-webhook
+//	go run ./build/sbom -o webhook.spdx.json _output/images/bin/linux_amd64/pod-identity-webhook
 package main
 
 import (

@@ -6,7 +6,7 @@
 // cert-manager.io/inject-ca-from annotation of manifests/webhook.yaml fills
 // the webhook configuration's caBundle from the serving Certificate's Secret.
 //
-//	go run ./hack/cainjector --kubeconfig /path/to/kubeconfig
+//	go run ./test/cainjector --kubeconfig /path/to/kubeconfig
 //
 // It sets the manager up as cert-manager's cmd/cainjector does: Secrets are
 // read live rather than cached, and reconcilers read only from informers.

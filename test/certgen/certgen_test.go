@@ -23,10 +23,10 @@ import (
 
 // The repository's own manifests, the ones a cluster applies.
 const (
-	// The manifests in certs/ at the repository root, three levels up
-	// since the package moved under e2e/framework.
-	servingManifest = "../../../certs/serving-certificate.yaml"
-	caManifest      = "../../../certs/ca-certificate.yaml"
+	// The manifests in certs/ at the repository root, two levels up from
+	// test/certgen.
+	servingManifest = "../../certs/serving-certificate.yaml"
+	caManifest      = "../../certs/ca-certificate.yaml"
 )
 
 func readManifests(t *testing.T) (serving, ca *cmapi.Certificate) {

@@ -1,16 +1,19 @@
-// Package testcluster runs a real Kubernetes control plane on 127.0.0.1 for
-// the e2e suite and `make demo`: etcd, kube-apiserver and
+// Package controlplane runs a real Kubernetes control plane on 127.0.0.1 for
+// the e2e suites and `make demo`: etcd, kube-apiserver and
 // kube-controller-manager, as built by hack/build-tools.sh, each a child
 // process with its own log file in a temporary work directory.
 //
-// It is test and demo infrastructure, not part of the webhook or the sidecar.
+// It is the bottom of the e2e environments and stacks on nothing:
+// webhookenv adds the webhook and the fake Entra ID on top of it, nodeparts
+// adds a real node to it, and nodeenv stacks both. It is test and demo
+// infrastructure, not part of the webhook or the sidecar.
 // The cluster has no nodes, kubelet or scheduler: pods are admitted (so the
 // webhook mutates them), and Deployments become ReplicaSets and Pods, but no
 // pod ever runs. Its service-account issuer is the apiserver itself, which
 // serves /.well-known/openid-configuration and /openid/v1/jwks to anonymous
 // clients, as a cloud issuer would; Start adds the ClusterRoleBinding that
 // allows this.
-package testcluster
+package controlplane
 
 import (
 	"bytes"
@@ -71,7 +74,7 @@ type Options struct {
 	// they override the defaults (for example --feature-gates=...).
 	ExtraAPIServerFlags []string
 	// NodeAddress, when set, prepares the control plane for a real node
-	// (package node): the apiserver listens on every address of its network
+	// (package nodeparts): the apiserver listens on every address of its network
 	// namespace, advertises NodeAddress (which its serving certificate then
 	// names), reaches kubelets by their InternalIP with the admin client
 	// certificate, and calls webhook Services through their endpoints

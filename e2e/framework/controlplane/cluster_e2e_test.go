@@ -1,6 +1,6 @@
 //go:build e2e
 
-package testcluster
+package controlplane
 
 import (
 	"context"

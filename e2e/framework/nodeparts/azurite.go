@@ -1,4 +1,4 @@
-package node
+package nodeparts
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/podidentity/injector/e2e/framework/testcluster"
+	"github.com/podidentity/injector/e2e/framework/controlplane"
 )
 
 // AzuriteVersion is the Azurite that hack/build-tools.sh installs from npm
@@ -33,13 +33,13 @@ const (
 // on Address:443 with OAuth on (its "basic" level: it checks a bearer
 // token's issuer, audience and lifetime, not its signature).
 type Azurite struct {
-	proc   *testcluster.Component
+	proc   *controlplane.Component
 	client *http.Client
 }
 
 // AzuriteOptions configure StartAzurite.
 type AzuriteOptions struct {
-	Cluster *testcluster.Cluster // runs Azurite as one of its components
+	Cluster *controlplane.Cluster // runs Azurite as one of its components
 	// CertPEM and KeyPEM serve StorageHost; the images trust their CA.
 	CertPEM, KeyPEM []byte
 	// RootCAs verify CertPEM for the suite's own client (Put).
@@ -48,13 +48,13 @@ type AzuriteOptions struct {
 
 // AzuriteDir is where hack/build-tools.sh installs Azurite.
 func AzuriteDir() (string, error) {
-	cache, err := testcluster.CacheDir()
+	cache, err := controlplane.CacheDir()
 	if err != nil {
 		return "", err
 	}
 	dir := filepath.Join(cache, "azurite-"+AzuriteVersion)
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", ".bin", "azurite-blob")); err != nil {
-		return "", fmt.Errorf("%w: azurite %s in %s; run `hack/build-tools.sh azurite` (needs npm)", testcluster.ErrBinariesMissing, AzuriteVersion, dir)
+		return "", fmt.Errorf("%w: azurite %s in %s; run `hack/build-tools.sh azurite` (needs npm)", controlplane.ErrBinariesMissing, AzuriteVersion, dir)
 	}
 	return dir, nil
 }

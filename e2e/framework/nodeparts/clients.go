@@ -1,4 +1,4 @@
-package node
+package nodeparts
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"io/fs"
 	"time"
 
-	"github.com/podidentity/injector/hack/imagebuild"
+	"github.com/podidentity/injector/build/imagebuild"
 )
 
 // ClientsImage is the image of the e2e client matrix's pods on the real
@@ -15,7 +15,7 @@ const ClientsImage = "docker.io/podidentity/e2e-clients:latest"
 
 // The paths of ClientsImage.
 const (
-	// ClientsGettoken is hack/gettoken, Go's azidentity, static.
+	// ClientsGettoken is test/standin/gettoken, Go's azidentity, static.
 	ClientsGettoken = "/e2e/gettoken"
 	// ClientsHome is HOME: root's, writable (az writes ~/.azure), with a
 	// .curlrc that adds the HTTP status to curl's output, so that the
@@ -33,11 +33,11 @@ const (
 // rootfs; mounting them runs the very same files the host has, unchanged.
 var ClientsHostDirs = []string{"/usr", "/bin", "/lib", "/lib64", "/etc/ssl"}
 
-// PushClientsImage builds ClientsImage and pushes it. It holds hack/gettoken
+// PushClientsImage builds ClientsImage and pushes it. It holds test/standin/gettoken
 // at ClientsGettoken and a HOME; everything else a client needs comes from
 // ClientsHostDirs, which the pod mounts.
 func (r *Registry) PushClientsImage(ctx context.Context, repoRoot string) error {
-	gettoken, err := GoBinary(ctx, repoRoot, "./hack/gettoken")
+	gettoken, err := GoBinary(ctx, repoRoot, "./test/standin/gettoken")
 	if err != nil {
 		return err
 	}

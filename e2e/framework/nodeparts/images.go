@@ -1,4 +1,4 @@
-package node
+package nodeparts
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/podidentity/injector/hack/imagebuild"
+	"github.com/podidentity/injector/build/imagebuild"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -36,14 +36,14 @@ type SeedImages struct {
 //   - the sidecar: cmd/sidecar at names.SidecarBinary, with the test CA;
 //   - the azcopy stand-in for datenbetrieb/azcopy: the real azcopy, a
 //     busybox shell for the seed's `/bin/sh -c` command, and the test CA;
-//   - the nginx stand-in: cmd/app-standin, which gets a token through the
+//   - the nginx stand-in: test/standin/app-standin, which gets a token through the
 //     injected env and prints its claims.
 func (r *Registry) PushSeedImages(ctx context.Context, s SeedImages) error {
 	sidecar, err := GoBinary(ctx, s.RepoRoot, "./cmd/sidecar")
 	if err != nil {
 		return err
 	}
-	app, err := GoBinary(ctx, s.RepoRoot, "./e2e/framework/node/cmd/app-standin")
+	app, err := GoBinary(ctx, s.RepoRoot, "./test/standin/app-standin")
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func (r *Registry) PushSeedImages(ctx context.Context, s SeedImages) error {
 // Dockerfile's webhook stage (/pod-identity-webhook, run as 65532 by the
 // Deployment) and pushes it as ref.
 // (`make images` builds the release images the same way, with
-// hack/imagebuild, for every platform.)
+// build/imagebuild, for every platform.)
 func (r *Registry) PushWebhookImage(ctx context.Context, repoRoot, ref string) error {
 	bin, err := GoBinary(ctx, repoRoot, "./cmd/webhook")
 	if err != nil {

@@ -1,4 +1,5 @@
-// Package node adds a real node to a testcluster control plane, the way kind
+// Package nodeparts adds a real node to a control plane of package
+// controlplane, on which it stacks, the way kind
 // does but without Docker: containerd v2 with runc, a kubelet and
 // kube-scheduler, all built from Go modules by hack/build-tools.sh, with
 // pod networking from the CNI bridge, host-local and loopback plugins.
@@ -16,8 +17,10 @@
 // restrict_oom_score_adj, without which runc cannot lower the sandbox's
 // oom_score_adj and fails.
 //
-// It is test and demo infrastructure; nothing in cmd/ or internal/ imports it.
-package node
+// It is the node's parts, not a whole environment: package nodeenv puts
+// them together with webhookenv. It is test and demo infrastructure; nothing
+// in cmd/ or internal/ imports it.
+package nodeparts
 
 import (
 	"context"
@@ -33,7 +36,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/podidentity/injector/e2e/framework/testcluster"
+	"github.com/podidentity/injector/e2e/framework/controlplane"
 )
 
 // The node's network. Address is on the loopback of the suite's network
@@ -58,18 +61,18 @@ type Binaries struct {
 // FindBinaries locates the node's programs in the tools cache, naming every
 // one that is missing and how to build it.
 func FindBinaries() (Binaries, error) {
-	cache, err := testcluster.CacheDir()
+	cache, err := controlplane.CacheDir()
 	if err != nil {
 		return Binaries{}, err
 	}
-	kube := filepath.Join(cache, "k8s-"+testcluster.KubeVersion)
-	ctrd := filepath.Join(cache, "containerd-"+testcluster.ContainerdVersion)
+	kube := filepath.Join(cache, "k8s-"+controlplane.KubeVersion)
+	ctrd := filepath.Join(cache, "containerd-"+controlplane.ContainerdVersion)
 	b := Binaries{
 		Kubelet:        filepath.Join(kube, "kubelet"),
 		KubeScheduler:  filepath.Join(kube, "kube-scheduler"),
 		Containerd:     filepath.Join(ctrd, "containerd"),
 		ContainerdShim: filepath.Join(ctrd, "containerd-shim-runc-v2"),
-		Runc:           filepath.Join(cache, "runc-"+testcluster.RuncVersion, "runc"),
+		Runc:           filepath.Join(cache, "runc-"+controlplane.RuncVersion, "runc"),
 	}
 	var missing []string
 	for _, p := range []string{b.Kubelet, b.KubeScheduler, b.Containerd, b.ContainerdShim, b.Runc} {
@@ -79,7 +82,7 @@ func FindBinaries() (Binaries, error) {
 	}
 	if len(missing) > 0 {
 		return Binaries{}, fmt.Errorf("%w: %s; run `hack/build-tools.sh kube-scheduler kubelet containerd runc`",
-			testcluster.ErrBinariesMissing, strings.Join(missing, ", "))
+			controlplane.ErrBinariesMissing, strings.Join(missing, ", "))
 	}
 	return b, nil
 }
@@ -87,7 +90,7 @@ func FindBinaries() (Binaries, error) {
 // Options configure Start.
 type Options struct {
 	// Cluster is the control plane, started with NodeAddress: Address.
-	Cluster *testcluster.Cluster
+	Cluster *controlplane.Cluster
 	// Binaries; zero means FindBinaries.
 	Binaries Binaries
 	// RegistryHost is host:port of the registry that docker.io, ghcr.io and
@@ -105,9 +108,9 @@ type Node struct {
 	opts       Options
 	dir        string
 	cgroupRoot string
-	containerd *testcluster.Component
-	kubelet    *testcluster.Component
-	scheduler  *testcluster.Component
+	containerd *controlplane.Component
+	kubelet    *controlplane.Component
+	scheduler  *controlplane.Component
 	client     kubernetes.Interface
 }
 
@@ -115,10 +118,10 @@ type Node struct {
 // the node is Ready. It must run in the namespaces Reexec made.
 func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	if !InNamespace() {
-		return nil, errors.New("node.Start runs only inside the suite's own namespaces: call node.Reexec and node.SetupNamespace from TestMain")
+		return nil, errors.New("nodeparts.Start runs only inside the suite's own namespaces: call nodeparts.Reexec and nodeparts.SetupNamespace from TestMain")
 	}
 	if opts.Cluster == nil || opts.RegistryHost == "" {
-		return nil, errors.New("node.Options: Cluster and RegistryHost are required")
+		return nil, errors.New("nodeparts.Options: Cluster and RegistryHost are required")
 	}
 	if opts.Binaries == (Binaries{}) {
 		if opts.Binaries, err = FindBinaries(); err != nil {
@@ -375,7 +378,7 @@ func (n *Node) StatsSummary(ctx context.Context) ([]byte, error) {
 // scheduler's logs.
 func (n *Node) LogTails(lines int) string {
 	var b strings.Builder
-	for _, c := range []*testcluster.Component{n.kubelet, n.containerd, n.scheduler} {
+	for _, c := range []*controlplane.Component{n.kubelet, n.containerd, n.scheduler} {
 		if c != nil {
 			fmt.Fprintf(&b, "--- last %d lines of %s ---\n%s\n", lines, c.LogPath(), c.LogTail(lines))
 		}
@@ -387,7 +390,7 @@ func (n *Node) LogTails(lines int) string {
 // left in the node's cgroups (pod containers and runc shims), and unmounts
 // what the kubelet and containerd mounted under the node's directory.
 func (n *Node) Stop() {
-	for _, c := range []*testcluster.Component{n.kubelet, n.scheduler, n.containerd} {
+	for _, c := range []*controlplane.Component{n.kubelet, n.scheduler, n.containerd} {
 		if c != nil {
 			_ = c.Stop(5 * time.Second)
 		}

@@ -1,4 +1,4 @@
-package node
+package nodeparts
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/podidentity/injector/hack/imagebuild"
+	"github.com/podidentity/injector/build/imagebuild"
 )
 
 // Registry is go-containerregistry's OCI distribution server on 127.0.0.1
@@ -108,10 +108,10 @@ func GoBinary(ctx context.Context, dir, pkg string) ([]byte, error) {
 	return os.ReadFile(bin)
 }
 
-// PushPause builds the sandbox image from ./e2e/framework/node/cmd/pause
+// PushPause builds the sandbox image from ./test/standin/pause
 // (repoRoot is the repository) and pushes it as PauseImage.
 func (r *Registry) PushPause(ctx context.Context, repoRoot string) error {
-	bin, err := GoBinary(ctx, repoRoot, "./e2e/framework/node/cmd/pause")
+	bin, err := GoBinary(ctx, repoRoot, "./test/standin/pause")
 	if err != nil {
 		return err
 	}

@@ -1,15 +1,15 @@
-// Package localenv runs the whole product on this machine, as a cluster
-// would run it, for the e2e suite and `make demo`: a real etcd,
-// kube-apiserver and kube-controller-manager (package testcluster), the
-// project's CRDs and RBAC from manifests/, the webhook as a real HTTPS
-// process authenticated as its own ServiceAccount, a
+// Package webhookenv runs the whole product on this machine, as a cluster
+// would run it, for the e2e suites and `make demo`. It stacks on package
+// controlplane: on its real etcd, kube-apiserver and kube-controller-manager
+// it puts the project's CRDs and RBAC from manifests/, the webhook as a real
+// HTTPS process authenticated as its own ServiceAccount, a
 // MutatingWebhookConfiguration generated from the one in manifests/, and a
-// fake Entra ID on loopback that verifies federated tokens against the
-// apiserver's real JWKS.
+// fake Entra ID (test/fakeaad) on loopback that verifies federated tokens
+// against the apiserver's real JWKS.
 //
 // Only Entra ID (and node IMDS) are fakes. Everything listens on 127.0.0.1.
 // No pod runs here: package nodeenv adds the real node on top of this.
-package localenv
+package webhookenv
 
 import (
 	"bytes"
@@ -42,11 +42,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/podidentity/injector/e2e/framework/certgen"
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
-	"github.com/podidentity/injector/e2e/framework/testcluster"
+	"github.com/podidentity/injector/e2e/framework/controlplane"
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/test/certgen"
+	"github.com/podidentity/injector/test/fakeaad"
 )
 
 // Names of the objects the environment installs, as manifests/ names them.
@@ -75,8 +75,8 @@ type Options struct {
 	// WebhookArgs are appended to the webhook's flags.
 	WebhookArgs []string
 	// Cluster configures the control plane; a real node needs
-	// Cluster.NodeAddress (see package node).
-	Cluster testcluster.Options
+	// Cluster.NodeAddress (see package nodeparts).
+	Cluster controlplane.Options
 	// AADListenAddress is where the fake Entra ID listens; empty means
 	// 127.0.0.1. Pods on a real node reach it at the node's address.
 	AADListenAddress string
@@ -87,7 +87,7 @@ type Options struct {
 
 // Env is a running environment. Stop it when done.
 type Env struct {
-	Cluster *testcluster.Cluster
+	Cluster *controlplane.Cluster
 	// Client is an admin client whose scheme knows the CRD types.
 	Client client.Client
 	// AAD is the fake Entra ID.
@@ -149,7 +149,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		}
 	}()
 	e.logf("starting etcd, kube-apiserver and kube-controller-manager on 127.0.0.1")
-	if e.Cluster, err = testcluster.Start(ctx, opts.Cluster); err != nil {
+	if e.Cluster, err = controlplane.Start(ctx, opts.Cluster); err != nil {
 		return nil, err
 	}
 	if e.Client, err = client.New(e.Cluster.RESTConfig(), client.Options{Scheme: Scheme()}); err != nil {

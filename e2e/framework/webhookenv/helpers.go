@@ -1,4 +1,4 @@
-package localenv
+package webhookenv
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
+	"github.com/podidentity/injector/test/fakeaad"
 )
 
 // SeedPodTemplate reads the pod template of a Deployment manifest, such as
@@ -93,7 +93,7 @@ func CountIssued(reqs []fakeaad.Request, grant, clientID string) int {
 	return n
 }
 
-// RunCAInjector builds hack/cainjector (cert-manager's cainjector, run from
+// RunCAInjector builds test/cainjector (cert-manager's cainjector, run from
 // its library) and runs it against kubeconfig, logging to log, until the
 // returned stop is called.
 func RunCAInjector(repoRoot, kubeconfig string, log io.Writer) (stop func(), err error) {
@@ -102,11 +102,11 @@ func RunCAInjector(repoRoot, kubeconfig string, log io.Writer) (stop func(), err
 		return nil, err
 	}
 	bin := filepath.Join(dir, "cainjector")
-	build := exec.Command("go", "build", "-o", bin, "./hack/cainjector")
+	build := exec.Command("go", "build", "-o", bin, "./test/cainjector")
 	build.Dir = repoRoot
 	if out, err := build.CombinedOutput(); err != nil {
 		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("go build ./hack/cainjector: %w: %s", err, out)
+		return nil, fmt.Errorf("go build ./test/cainjector: %w: %s", err, out)
 	}
 	cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--crd-wait=30s")
 	cmd.Stdout, cmd.Stderr = log, log

@@ -1,4 +1,4 @@
-package localenv
+package webhookenv
 
 import (
 	"crypto/rsa"
@@ -13,8 +13,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/test/fakeaad"
 )
 
 // DeclareFederatedCredential does what `az identity federated-credential

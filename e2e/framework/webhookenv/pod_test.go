@@ -1,11 +1,11 @@
-package localenv
+package webhookenv
 
 import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
+	"github.com/podidentity/injector/test/fakeaad"
 )
 
 func TestCountIssued(t *testing.T) {
