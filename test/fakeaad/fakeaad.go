@@ -10,8 +10,9 @@
 // access tokens shaped like Entra's v1 tokens, counts its calls, and can be
 // told to fail or to hang.
 //
-// It is an ordinary package rather than a _test file because the end-to-end
-// suite and the demo reuse it. Nothing in a production binary imports it.
+// It is an ordinary package rather than a _test file because the unit tests
+// of the token server and the sidecar, the e2e suites and the demo reuse it.
+// Nothing in a production binary imports it (hack/layout checks that).
 package fakeaad
 
 import (
