@@ -156,11 +156,11 @@ bench-sidecar: build
 	$(GO) run ./hack/loadgen bench -sidecar $(BIN)/pod-identity-sidecar -n 100000 -c 8
 
 ## images: webhook and sidecar images for $(PLATFORMS), without Docker
-## (hack/images), as an OCI layout in _output/images/oci; with REGISTRY set,
+## (build/images), as an OCI layout in _output/images/oci; with REGISTRY set,
 ## also pushed to $(REGISTRY)/pod-identity-{webhook,sidecar}:$(TAG)
 images:
 	@test -f /etc/ssl/certs/ca-certificates.crt || hack/install-deps.sh
-	$(GO) run ./hack/images --out $(IMAGES_OUT) --platforms $(PLATFORMS) \
+	$(GO) run ./build/images --out $(IMAGES_OUT) --platforms $(PLATFORMS) \
 		--ldflags "$(LDFLAGS)" --tag $(TAG) --version $(VERSION) --revision $(COMMIT) \
 		--source-date-epoch $(SOURCE_DATE_EPOCH) --registry "$(REGISTRY)"
 

@@ -32,12 +32,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/podidentity/injector/e2e/framework/certgen"
-	"github.com/podidentity/injector/e2e/framework/localenv"
-	"github.com/podidentity/injector/e2e/framework/logbuf"
-	"github.com/podidentity/injector/e2e/framework/testcluster"
+	"github.com/podidentity/injector/e2e/framework/controlplane"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 	"github.com/podidentity/injector/examples"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/test/certgen"
+	"github.com/podidentity/injector/test/logbuf"
 )
 
 // serviceCIDR is the apiserver's service range in this test. It is on
@@ -110,7 +110,7 @@ func TestE2EHelm(t *testing.T) {
 		wh.stop()
 		wh = h.serveWebhook(ctx, t)
 		pod := h.injectSeed(ctx, t, "seed-upgraded")
-		app, err := localenv.Container(pod, "my-app")
+		app, err := webhookenv.Container(pod, "my-app")
 		require.NoError(t, err)
 		endpoint, _ := envValue(app, names.EnvIdentityEndpoint)
 		assert.Equal(t, "http://127.0.0.1:8282/msi/token", endpoint)
@@ -129,7 +129,7 @@ func TestE2EHelm(t *testing.T) {
 			}
 		}
 		// A labelled pod in the opted-in namespace, with no webhook running.
-		pod, err := localenv.SeedPodTemplate(filepath.Join(examples.BlogPath(".."), "deployment.yaml"), "default")
+		pod, err := webhookenv.SeedPodTemplate(filepath.Join(examples.BlogPath(".."), "deployment.yaml"), "default")
 		require.NoError(t, err)
 		pod.Name = "after-uninstall"
 		require.NoError(t, h.client.Create(ctx, pod), "a labelled pod is admitted after helm uninstall")
@@ -176,10 +176,10 @@ patches:
 }
 
 // testWithoutCertManager follows docs/install.md's "TLS without
-// cert-manager": certificates from hack/certgen's code for the names in
-// certs/, a kubernetes.io/tls Secret, and the CA as tls.caBundle. The
-// chart then renders no cert-manager object, and the API server trusts the
-// webhook through that caBundle alone.
+// cert-manager": certificates from test/certgen's code (which hack/certgen
+// runs) for the names in certs/, a kubernetes.io/tls Secret, and the CA as
+// tls.caBundle. The chart then renders no cert-manager object, and the API
+// server trusts the webhook through that caBundle alone.
 func testWithoutCertManager(ctx context.Context, t *testing.T, h *harness) {
 	serving, err := certgen.ReadCertificate("../certs/serving-certificate.yaml")
 	require.NoError(t, err)
@@ -253,7 +253,7 @@ func testNotes(t *testing.T, h *harness) {
 // harness is one control plane with cert-manager's CRDs and the seed's
 // namespace, identity and binding.
 type harness struct {
-	cluster *testcluster.Cluster
+	cluster *controlplane.Cluster
 	client  client.Client
 	webhook string // the built webhook binary
 }
@@ -268,7 +268,7 @@ func startHarness(ctx context.Context, t *testing.T) *harness {
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "go build ./cmd/webhook: %s", out)
 
-	c, err := testcluster.Start(ctx, testcluster.Options{WorkDir: t.TempDir(), ServiceClusterIPRange: serviceCIDR, Log: testWriter{t}})
+	c, err := controlplane.Start(ctx, controlplane.Options{WorkDir: t.TempDir(), ServiceClusterIPRange: serviceCIDR, Log: testWriter{t}})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -285,7 +285,7 @@ func startHarness(ctx context.Context, t *testing.T) *harness {
 	require.NoError(t, err)
 	h := &harness{cluster: c, client: cl, webhook: bin}
 
-	crds, err := localenv.CertManagerCRDs(ctx)
+	crds, err := webhookenv.CertManagerCRDs(ctx)
 	require.NoError(t, err)
 	h.kubectl(ctx, t, "apply", "--server-side", "-f", crds)
 	h.kubectl(ctx, t, "apply", "-f", filepath.Join(chartDir, "crds"))
@@ -334,7 +334,7 @@ func (h *harness) fillCABundle(ctx context.Context, t *testing.T) (stop func()) 
 	}
 
 	log := &logbuf.Buffer{}
-	stop, err = localenv.RunCAInjector("..", h.cluster.KubeconfigPath(), log)
+	stop, err = webhookenv.RunCAInjector("..", h.cluster.KubeconfigPath(), log)
 	require.NoError(t, err)
 	t.Cleanup(stop)
 	require.Eventually(t, func() bool {
@@ -483,7 +483,7 @@ func (h *harness) injectSeed(ctx context.Context, t *testing.T, name string) *co
 	var pod *corev1.Pod
 	var lastErr error
 	require.Eventually(t, func() bool {
-		p, err := localenv.SeedPodTemplate(filepath.Join(examples.BlogPath(".."), "deployment.yaml"), "default")
+		p, err := webhookenv.SeedPodTemplate(filepath.Join(examples.BlogPath(".."), "deployment.yaml"), "default")
 		require.NoError(t, err)
 		p.Name = name
 		if lastErr = h.client.Create(ctx, p, client.DryRunAll); lastErr != nil {

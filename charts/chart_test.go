@@ -23,7 +23,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podidentity/injector/e2e/framework/testcluster"
+	"github.com/podidentity/injector/e2e/framework/controlplane"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files, the chart's CRDs and the values table in docs/install.md")
@@ -34,7 +34,7 @@ const (
 	namespace   = "pod-identity-system"
 	// kubeVersion pins the Capabilities that helm template renders for, so
 	// the goldens do not follow the Helm build's default.
-	kubeVersion = testcluster.KubeVersion
+	kubeVersion = controlplane.KubeVersion
 )
 
 // helm runs the Helm CLI from the tools cache with a private home, so no
@@ -42,7 +42,7 @@ const (
 // stderr in the error.
 func helm(t *testing.T, args ...string) ([]byte, error) {
 	t.Helper()
-	bin, err := testcluster.FindHelm()
+	bin, err := controlplane.FindHelm()
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -15,7 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
-	"github.com/podidentity/injector/e2e/framework/localenv"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 )
 
 // typed are the kinds the chart renders whose Go types this module has:
@@ -52,7 +52,7 @@ var untyped = map[string]bool{
 // strictly into its API type.
 func decodeStrict(t *testing.T, data []byte) []*unstructured.Unstructured {
 	t.Helper()
-	objs, err := localenv.DecodeObjects(data)
+	objs, err := webhookenv.DecodeObjects(data)
 	require.NoError(t, err)
 	for _, o := range objs {
 		gvk := o.GetAPIVersion() + "/" + o.GetKind()

@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/podidentity/injector/e2e/framework/testcluster"
+	"github.com/podidentity/injector/e2e/framework/controlplane"
 )
 
 // difference is one way in which the chart's default rendering may differ
@@ -190,7 +190,7 @@ func TestDriftFromManifests(t *testing.T) {
 		{name: "network policy", set: []string{"networkPolicy.enabled=true"}, components: []string{"network-policy"}},
 		{name: "both", set: []string{"namespaceSelection.mode=label", "networkPolicy.enabled=true"}, components: []string{"label-opt-in", "network-policy"}},
 	}
-	bins, err := testcluster.FindBinaries()
+	bins, err := controlplane.FindBinaries()
 	require.NoError(t, err)
 	manifestsDir, err := filepath.Abs("../manifests")
 	require.NoError(t, err)

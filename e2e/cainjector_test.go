@@ -13,7 +13,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podidentity/injector/e2e/framework/localenv"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -27,14 +27,14 @@ func TestCAInjection(t *testing.T) {
 	bindIdentity(t, "cainjected", "77777777-0000-0000-0000-000000000000")
 
 	var mwc admissionregistrationv1.MutatingWebhookConfiguration
-	require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Name: localenv.WebhookConfigName}, &mwc))
+	require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Name: webhookenv.WebhookConfigName}, &mwc))
 	require.Equal(t, "pod-identity-system/pod-identity-webhook", mwc.Annotations["cert-manager.io/inject-ca-from"],
 		"the configuration generated from manifests/ keeps the inject-ca-from annotation")
 	want := env.CABundle()
 	// Restore the bundle whatever happens, so later tests can admit pods.
 	t.Cleanup(func() {
 		var cur admissionregistrationv1.MutatingWebhookConfiguration
-		if env.Client.Get(ctx, client.ObjectKey{Name: localenv.WebhookConfigName}, &cur) == nil {
+		if env.Client.Get(ctx, client.ObjectKey{Name: webhookenv.WebhookConfigName}, &cur) == nil {
 			cur.Webhooks[0].ClientConfig.CABundle = want
 			_ = env.Client.Update(ctx, &cur)
 		}
@@ -45,7 +45,7 @@ func TestCAInjection(t *testing.T) {
 	startCAInjector(t)
 	require.Eventually(t, func() bool {
 		var cur admissionregistrationv1.MutatingWebhookConfiguration
-		return env.Client.Get(ctx, client.ObjectKey{Name: localenv.WebhookConfigName}, &cur) == nil &&
+		return env.Client.Get(ctx, client.ObjectKey{Name: webhookenv.WebhookConfigName}, &cur) == nil &&
 			bytes.Contains(cur.Webhooks[0].ClientConfig.CABundle, bytes.TrimSpace(want))
 	}, 90*time.Second, 250*time.Millisecond, "cainjector fills caBundle from Secret pod-identity-system/pod-identity-webhook-tls")
 
@@ -66,7 +66,7 @@ func startCAInjector(t *testing.T) {
 	var log bytes.Buffer
 	// One writer for stdout and stderr: exec then calls it from one
 	// goroutine at a time, and stop waits for the process before it is read.
-	stop, err := localenv.RunCAInjector(repoRoot, env.Cluster.KubeconfigPath(), &log)
+	stop, err := webhookenv.RunCAInjector(repoRoot, env.Cluster.KubeconfigPath(), &log)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		stop()

@@ -20,7 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podidentity/injector/e2e/framework/localenv"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 	"github.com/podidentity/injector/examples"
 	"github.com/podidentity/injector/internal/names"
 )
@@ -119,7 +119,7 @@ func TestSeedVerbatim(t *testing.T) {
 	// The same pod template, created directly, shows the warnings that the
 	// webhook returns for the legacy keys. (kube-controller-manager gets
 	// them for the Deployment's pods, where nobody reads them.)
-	dry, err := localenv.SeedPodTemplate(filepath.Join(dir, "deployment.yaml"), "default")
+	dry, err := webhookenv.SeedPodTemplate(filepath.Join(dir, "deployment.yaml"), "default")
 	require.NoError(t, err)
 	dry.Name = "seed-dry-run"
 	warnings, err := env.DryRunWarnings(ctx, dry)
@@ -156,7 +156,7 @@ func TestSeedVerbatim(t *testing.T) {
 	})
 	t.Run("env on the azcopy init container and the app", func(t *testing.T) {
 		for _, name := range []string{"data-init", "my-app"} {
-			c, err := localenv.Container(&pod, name)
+			c, err := webhookenv.Container(&pod, name)
 			require.NoError(t, err)
 			for _, v := range []string{names.EnvIdentityEndpoint, names.EnvIdentityHeader, names.EnvAzureClientID} {
 				_, n := envValue(c, v)
@@ -303,7 +303,7 @@ func TestReinvocation(t *testing.T) {
 
 	p := labelledPod("reinvoke", "with-late-container", "app")
 	require.NoError(t, env.Client.Create(ctx, p))
-	late, err := localenv.Container(p, "late")
+	late, err := webhookenv.Container(p, "late")
 	require.NoError(t, err, "the second webhook added its container")
 	for _, v := range []string{names.EnvIdentityEndpoint, names.EnvIdentityHeader, names.EnvAzureClientID} {
 		_, n := envValue(late, v)

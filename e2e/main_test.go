@@ -21,11 +21,11 @@ import (
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/podidentity/injector/e2e/framework/localenv"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 )
 
 var (
-	env      *localenv.Env
+	env      *webhookenv.Env
 	repoRoot string
 	binDir   string
 )
@@ -59,7 +59,7 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
-	env, err = localenv.Start(ctx, localenv.Options{
+	env, err = webhookenv.Start(ctx, webhookenv.Options{
 		RepoRoot:      repoRoot,
 		WebhookBinary: filepath.Join(binDir, "pod-identity-webhook"),
 		Log:           os.Stderr,

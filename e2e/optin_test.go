@@ -21,7 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podidentity/injector/e2e/framework/localenv"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -107,7 +107,7 @@ func deadWebhookConfiguration(ctx context.Context, t *testing.T, mode string, co
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o600))
 	out, err := env.Cluster.Kubectl(ctx, "kustomize", dir)
 	require.NoError(t, err, "kustomize %s", dir)
-	objs, err := localenv.DecodeObjects(out)
+	objs, err := webhookenv.DecodeObjects(out)
 	require.NoError(t, err)
 
 	var mwc *admissionregistrationv1.MutatingWebhookConfiguration

@@ -18,10 +18,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
-	"github.com/podidentity/injector/e2e/framework/localenv"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 	"github.com/podidentity/injector/internal/migrate"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/test/fakeaad"
 )
 
 // plugin runs the built kubectl plugin against the e2e cluster and returns
@@ -56,7 +56,7 @@ func applySeedObjects(t *testing.T) {
 // will do to the seed's pod is what the webhook does to it.
 func TestExplainLiveMatchesTheWebhook(t *testing.T) {
 	applySeedObjects(t)
-	pod, err := localenv.SeedPodTemplate(filepath.Join(seedDir(t), "deployment.yaml"), "default")
+	pod, err := webhookenv.SeedPodTemplate(filepath.Join(seedDir(t), "deployment.yaml"), "default")
 	require.NoError(t, err)
 	pod.APIVersion, pod.Kind, pod.Name = "v1", "Pod", "plugin-explain"
 	manifest, err := yaml.Marshal(pod)
@@ -93,9 +93,9 @@ func TestExplainLiveMatchesTheWebhook(t *testing.T) {
 	assert.Equal(t, want.VolumeMounts, got.VolumeMounts)
 	assert.Equal(t, masked(want.Env, header), masked(got.Env, headerShown(got.Env)))
 	for _, name := range []string{"data-init", "my-app"} {
-		w, err := localenv.Container(stored, name)
+		w, err := webhookenv.Container(stored, name)
 		require.NoError(t, err)
-		g, err := localenv.Container(&explained, name)
+		g, err := webhookenv.Container(&explained, name)
 		require.NoError(t, err)
 		assert.Equal(t, masked(w.Env, header), masked(g.Env, headerShown(g.Env)), "env of %s", name)
 	}
@@ -154,7 +154,7 @@ func TestMigrateNamesTheCredentialsTheFakeHolds(t *testing.T) {
 	env.DeclareFederatedCredential(seedClientID, "default", "default")
 
 	// The issuer comes from the API server's discovery document.
-	code, report := plugin(t, "migrate", "-o", "json", "--default-tenant-id="+localenv.TenantID)
+	code, report := plugin(t, "migrate", "-o", "json", "--default-tenant-id="+webhookenv.TenantID)
 	require.Contains(t, []int{0, 1}, code, "%s", report)
 	var r migrate.Report
 	require.NoError(t, json.Unmarshal(report, &r), "%s", report)

@@ -23,15 +23,15 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/podidentity/injector/e2e/framework/certgen"
-	"github.com/podidentity/injector/e2e/framework/localenv"
-	"github.com/podidentity/injector/e2e/framework/testcluster"
+	"github.com/podidentity/injector/e2e/framework/controlplane"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/test/certgen"
 )
 
 // TestE2EManifests applies manifests/ to a real kube-apiserver with
 // cert-manager's CRDs installed, checks the webhook's RBAC as its own
-// ServiceAccount, and runs cert-manager's cainjector (hack/cainjector) to
+// ServiceAccount, and runs cert-manager's cainjector (test/cainjector) to
 // show that the webhook configuration's caBundle is filled from the serving
 // Certificate's Secret, and refilled when the CA changes.
 func TestE2EManifests(t *testing.T) {
@@ -64,7 +64,7 @@ func TestE2EManifests(t *testing.T) {
 	})
 }
 
-func testRBAC(ctx context.Context, t *testing.T, c *testcluster.Cluster) {
+func testRBAC(ctx context.Context, t *testing.T, c *controlplane.Cluster) {
 	kubeconfig, saConfig, err := c.ServiceAccountKubeconfig(ctx, namespace, webhookName)
 	require.NoError(t, err)
 
@@ -126,7 +126,7 @@ func testRBAC(ctx context.Context, t *testing.T, c *testcluster.Cluster) {
 // server what each may do with the project's objects: the aggregated
 // ClusterRoles of user-roles.yaml reach them through the
 // clusterrole-aggregation controller of kube-controller-manager.
-func testUserRoles(ctx context.Context, t *testing.T, c *testcluster.Cluster) {
+func testUserRoles(ctx context.Context, t *testing.T, c *controlplane.Cluster) {
 	const team = "team-roles"
 	kubectl(ctx, t, c, "create", "namespace", team)
 	users := map[string]string{"admin": "alice", "edit": "erin", "view": "victor"}
@@ -161,7 +161,7 @@ func testUserRoles(ctx context.Context, t *testing.T, c *testcluster.Cluster) {
 	}
 }
 
-func testCAInjection(ctx context.Context, t *testing.T, c *testcluster.Cluster) {
+func testCAInjection(ctx context.Context, t *testing.T, c *controlplane.Cluster) {
 	cs, err := kubernetes.NewForConfig(c.RESTConfig())
 	require.NoError(t, err)
 	serving, err := certgen.ReadCertificate("../certs/serving-certificate.yaml")
@@ -246,14 +246,14 @@ func pemSubjects(t *testing.T, data []byte) []string {
 	}
 }
 
-// startCAInjector runs cert-manager's cainjector (hack/cainjector) against
+// startCAInjector runs cert-manager's cainjector (test/cainjector) against
 // the cluster until the test ends.
-func startCAInjector(_ context.Context, t *testing.T, c *testcluster.Cluster) {
+func startCAInjector(_ context.Context, t *testing.T, c *controlplane.Cluster) {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "cainjector.log")
 	logFile, err := os.Create(logPath)
 	require.NoError(t, err)
-	stop, err := localenv.RunCAInjector("..", c.KubeconfigPath(), logFile)
+	stop, err := webhookenv.RunCAInjector("..", c.KubeconfigPath(), logFile)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		stop()
@@ -265,9 +265,9 @@ func startCAInjector(_ context.Context, t *testing.T, c *testcluster.Cluster) {
 	})
 }
 
-func startCluster(ctx context.Context, t *testing.T) *testcluster.Cluster {
+func startCluster(ctx context.Context, t *testing.T) *controlplane.Cluster {
 	t.Helper()
-	c, err := testcluster.Start(ctx, testcluster.Options{WorkDir: t.TempDir(), Log: testWriter{t}})
+	c, err := controlplane.Start(ctx, controlplane.Options{WorkDir: t.TempDir(), Log: testWriter{t}})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -292,7 +292,7 @@ func certManagerCRDs(ctx context.Context, t *testing.T) string {
 	return dir
 }
 
-func kubectl(ctx context.Context, t *testing.T, c *testcluster.Cluster, args ...string) []byte {
+func kubectl(ctx context.Context, t *testing.T, c *controlplane.Cluster, args ...string) []byte {
 	t.Helper()
 	out, err := c.Kubectl(ctx, args...)
 	require.NoError(t, err)

@@ -21,9 +21,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
-	"github.com/podidentity/injector/e2e/framework/logbuf"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/test/fakeaad"
+	"github.com/podidentity/injector/test/logbuf"
 )
 
 // buildSidecar builds this command as the image does: static, trimmed.

@@ -16,9 +16,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/sidecarconfig"
+	"github.com/podidentity/injector/test/fakeaad"
 )
 
 func TestConfigFlags(t *testing.T) {

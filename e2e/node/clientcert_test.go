@@ -21,8 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/podidentity/injector/e2e/framework/localenv"
-	"github.com/podidentity/injector/e2e/framework/node"
+	"github.com/podidentity/injector/e2e/framework/nodeparts"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -43,7 +43,7 @@ func TestWebhookServesOnlyTheAPIServer(t *testing.T) {
 	require.NoError(t, err, "the apiserver, with its client certificate, is served")
 	assert.True(t, hasSidecar(created), "the pod is injected")
 
-	pods, err := cs.CoreV1().Pods(localenv.WebhookNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=pod-identity-webhook"})
+	pods, err := cs.CoreV1().Pods(webhookenv.WebhookNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=pod-identity-webhook"})
 	require.NoError(t, err)
 	require.NotEmpty(t, pods.Items)
 	require.NotEmpty(t, pods.Items[0].Status.PodIP)
@@ -54,7 +54,7 @@ func TestWebhookServesOnlyTheAPIServer(t *testing.T) {
 	body := admissionReview(t, ns)
 	call := func(certs ...tls.Certificate) (*admissionv1.AdmissionResponse, error) {
 		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-			RootCAs: roots, Certificates: certs, ServerName: "pod-identity-webhook." + localenv.WebhookNamespace + ".svc",
+			RootCAs: roots, Certificates: certs, ServerName: "pod-identity-webhook." + webhookenv.WebhookNamespace + ".svc",
 		}}}
 		defer c.CloseIdleConnections()
 		resp, err := c.Post(endpoint, "application/json", bytes.NewReader(body))
@@ -87,7 +87,7 @@ func TestWebhookServesOnlyTheAPIServer(t *testing.T) {
 func admissionReview(t *testing.T, ns string) []byte {
 	t.Helper()
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "direct", Namespace: ns, Labels: map[string]string{names.BindingLabel: "app"}},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: node.PauseImage}}}}
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: nodeparts.PauseImage}}}}
 	raw, err := json.Marshal(pod)
 	require.NoError(t, err)
 	b, err := json.Marshal(admissionv1.AdmissionReview{

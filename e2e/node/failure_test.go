@@ -19,9 +19,9 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podidentity/injector/e2e/framework/localenv"
-	"github.com/podidentity/injector/e2e/framework/node"
 	"github.com/podidentity/injector/e2e/framework/nodeenv"
+	"github.com/podidentity/injector/e2e/framework/nodeparts"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -45,11 +45,11 @@ func azcopyPod(ns, clientID string) *corev1.Pod {
 		Spec: corev1.PodSpec{
 			InitContainers: []corev1.Container{{
 				Name:    "data-init",
-				Image:   node.AzcopyImage,
+				Image:   nodeparts.AzcopyImage,
 				Command: []string{"/bin/sh", "-c"},
 				Args:    []string{"azcopy login --identity --identity-client-id " + clientID},
 			}},
-			Containers: []corev1.Container{{Name: "app", Image: node.AppImage}},
+			Containers: []corev1.Container{{Name: "app", Image: nodeparts.AppImage}},
 		},
 	}
 }
@@ -153,7 +153,7 @@ func TestWebhookDown(t *testing.T) {
 
 	sys, err := cs.CoreV1().Pods("kube-system").Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "still-starts", Labels: map[string]string{names.BindingLabel: "app"}},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: node.PauseImage}}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: nodeparts.PauseImage}}},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err, "kube-system is never sent to the webhook")
 	t.Cleanup(func() {
@@ -164,7 +164,7 @@ func TestWebhookDown(t *testing.T) {
 
 func scaleWebhook(ctx context.Context, t *testing.T, replicas int32) {
 	t.Helper()
-	key := client.ObjectKey{Namespace: localenv.WebhookNamespace, Name: "pod-identity-webhook"}
+	key := client.ObjectKey{Namespace: webhookenv.WebhookNamespace, Name: "pod-identity-webhook"}
 	s, err := cs.AppsV1().Deployments(key.Namespace).GetScale(ctx, key.Name, metav1.GetOptions{})
 	require.NoError(t, err)
 	s.Spec.Replicas = replicas
@@ -189,7 +189,7 @@ func TestReplicaKilledDuringBurst(t *testing.T) {
 	defer cancel()
 	const ns, total, workers = "node-burst", 100, 8
 	optInNamespace(ctx, t, ns, seedClientID)
-	webhookPods, err := cs.CoreV1().Pods(localenv.WebhookNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=pod-identity-webhook"})
+	webhookPods, err := cs.CoreV1().Pods(webhookenv.WebhookNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=pod-identity-webhook"})
 	require.NoError(t, err)
 	require.Len(t, webhookPods.Items, 2)
 	victim := webhookPods.Items[0].Name
@@ -221,7 +221,7 @@ func TestReplicaKilledDuringBurst(t *testing.T) {
 	}
 	for i := range total {
 		if i == total/4 {
-			require.NoError(t, cs.CoreV1().Pods(localenv.WebhookNamespace).Delete(ctx, victim, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}))
+			require.NoError(t, cs.CoreV1().Pods(webhookenv.WebhookNamespace).Delete(ctx, victim, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}))
 		}
 		next <- i
 	}
@@ -246,7 +246,7 @@ func TestReplicaKilledDuringBurst(t *testing.T) {
 		assert.Contains(t, r, "pod-identity-injector.podidentity.github.io", "a refusal names the webhook")
 	}
 	require.NoError(t, cs.CoreV1().Pods(ns).DeleteCollection(context.Background(), *metav1.NewDeleteOptions(0), metav1.ListOptions{}))
-	if err := cluster.WaitDeployment(ctx, client.ObjectKey{Namespace: localenv.WebhookNamespace, Name: "pod-identity-webhook"}, 2); err != nil && !apierrors.IsNotFound(err) {
+	if err := cluster.WaitDeployment(ctx, client.ObjectKey{Namespace: webhookenv.WebhookNamespace, Name: "pod-identity-webhook"}, 2); err != nil && !apierrors.IsNotFound(err) {
 		t.Fatal(err)
 	}
 }

@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/podidentity/injector/e2e/framework/node"
+	"github.com/podidentity/injector/e2e/framework/nodeparts"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -50,7 +50,7 @@ func TestSidecarFootprint(t *testing.T) {
 		Spec: corev1.PodSpec{
 			TerminationGracePeriodSeconds: ptr.To[int64](1),
 			Containers: []corev1.Container{{
-				Name: "app", Image: node.AppImage, Args: []string{"-idle"}, ImagePullPolicy: corev1.PullIfNotPresent,
+				Name: "app", Image: nodeparts.AppImage, Args: []string{"-idle"}, ImagePullPolicy: corev1.PullIfNotPresent,
 			}},
 		},
 	}
@@ -89,12 +89,12 @@ func TestSidecarFootprint(t *testing.T) {
 // housekeeping (10-15 s), so an earlier sample would show the container
 // before whatever happened at since. The summary gives the time to the
 // second, truncated; a sample stamped after since was taken after it.
-func freshSidecarMemory(ctx context.Context, t *testing.T, ns, pod string, since time.Time) node.ContainerMemory {
+func freshSidecarMemory(ctx context.Context, t *testing.T, ns, pod string, since time.Time) nodeparts.ContainerMemory {
 	t.Helper()
-	var last node.ContainerMemory
+	var last nodeparts.ContainerMemory
 	for {
 		m, err := theNode.ContainerMemory(ctx, ns, pod, names.SidecarContainerName)
-		if err != nil && !errors.Is(err, node.ErrNoStats) {
+		if err != nil && !errors.Is(err, nodeparts.ErrNoStats) {
 			require.NoError(t, err)
 		}
 		if err == nil {
@@ -113,7 +113,7 @@ func freshSidecarMemory(ctx context.Context, t *testing.T, ns, pod string, since
 	}
 }
 
-func logFootprint(t *testing.T, when string, m node.ContainerMemory) {
+func logFootprint(t *testing.T, when string, m nodeparts.ContainerMemory) {
 	t.Helper()
 	rss := "not reported"
 	if m.RSSBytes != nil {

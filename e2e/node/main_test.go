@@ -23,24 +23,24 @@ import (
 	"k8s.io/client-go/kubernetes"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/podidentity/injector/e2e/framework/localenv"
-	"github.com/podidentity/injector/e2e/framework/node"
 	"github.com/podidentity/injector/e2e/framework/nodeenv"
+	"github.com/podidentity/injector/e2e/framework/nodeparts"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 )
 
 var (
 	repoRoot string
 	cluster  *nodeenv.Env
 	// Short names for the parts of cluster the tests use.
-	env     *localenv.Env
-	reg     *node.Registry
-	theNode *node.Node
+	env     *webhookenv.Env
+	reg     *nodeparts.Registry
+	theNode *nodeparts.Node
 	cs      kubernetes.Interface
 )
 
 func TestMain(m *testing.M) {
-	if !node.InNamespace() {
-		code, err := node.Reexec()
+	if !nodeparts.InNamespace() {
+		code, err := nodeparts.Reexec()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)

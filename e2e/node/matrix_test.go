@@ -25,9 +25,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/podidentity/injector/e2e/framework/localenv"
-	"github.com/podidentity/injector/e2e/framework/node"
-	"github.com/podidentity/injector/e2e/framework/testcluster"
+	"github.com/podidentity/injector/e2e/framework/controlplane"
+	"github.com/podidentity/injector/e2e/framework/nodeparts"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -72,8 +72,8 @@ type tokenClient struct {
 //
 // The clients are Debian's packages (python3-azure, azure-cli, curl) and
 // Node.js with the npm packages in the tools cache. Without Docker there is
-// no image of them to pull, so the pod's image (node.ClientsImage) holds only
-// hack/gettoken and a HOME, and mounts the host's /usr (and the links into
+// no image of them to pull, so the pod's image (nodeparts.ClientsImage) holds only
+// test/standin/gettoken and a HOME, and mounts the host's /usr (and the links into
 // it), the npm packages and e2e/clients read-only: the container runs the
 // host's very files, in the pod's own network, where only the sidecar
 // answers. The pod network has no route off the suite's namespace, so a
@@ -170,7 +170,7 @@ func TestClientMatrix(t *testing.T) {
 		const tokenFile = "/tmp/federated-token"
 		_, stderr, err := app.run(ctx, "sh", "-c", "printf not-a-service-account-token > "+tokenFile)
 		require.NoError(t, err, string(stderr))
-		wi := []string{"env", "AZURE_FEDERATED_TOKEN_FILE=" + tokenFile, "AZURE_TENANT_ID=" + localenv.TenantID}
+		wi := []string{"env", "AZURE_FEDERATED_TOKEN_FILE=" + tokenFile, "AZURE_TENANT_ID=" + webhookenv.TenantID}
 		for _, c := range []struct {
 			name string
 			argv []string
@@ -178,7 +178,7 @@ func TestClientMatrix(t *testing.T) {
 			// empty for one that still asks it.
 			says string
 		}{
-			{"go azidentity DefaultAzureCredential", []string{node.ClientsGettoken, "--credential=default"}, "WorkloadIdentityCredential: unable to resolve an endpoint"},
+			{"go azidentity DefaultAzureCredential", []string{nodeparts.ClientsGettoken, "--credential=default"}, "WorkloadIdentityCredential: unable to resolve an endpoint"},
 			{"js DefaultAzureCredential", []string{"node", jsScript, "--credential=default"}, "network_error: Network request failed"},
 			{"python DefaultAzureCredential 1.13.0b2", []string{python, pyScript, "--credential=default"}, ""},
 		} {
@@ -233,16 +233,16 @@ var pushClientsOnce = sync.OnceValue(func() error {
 	return reg.PushClientsImage(ctx, repoRoot)
 })
 
-// pushClientsImage builds node.ClientsImage and pushes it to the node's
+// pushClientsImage builds nodeparts.ClientsImage and pushes it to the node's
 // registry, once for the suite.
 func pushClientsImage(t *testing.T) {
 	t.Helper()
-	require.NoError(t, pushClientsOnce(), "build and push %s", node.ClientsImage)
+	require.NoError(t, pushClientsOnce(), "build and push %s", nodeparts.ClientsImage)
 }
 
 // clientsPod is a pod labelled for the binding "app" whose containers
-// (names) run node.ClientsImage and sleep, each mounting
-// node.ClientsHostDirs read-only, so that tests run clients in them with
+// (names) run nodeparts.ClientsImage and sleep, each mounting
+// nodeparts.ClientsHostDirs read-only, so that tests run clients in them with
 // `kubectl exec`. Exec'd processes get the container's env. Nothing
 // restarts, so that a container that fails fails the pod, and the test.
 func clientsPod(ns, name string, containers ...string) *corev1.Pod {
@@ -252,11 +252,11 @@ func clientsPod(ns, name string, containers ...string) *corev1.Pod {
 	}
 	for _, c := range containers {
 		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{
-			Name: c, Image: node.ClientsImage, Command: []string{"/usr/bin/sleep", "infinity"},
+			Name: c, Image: nodeparts.ClientsImage, Command: []string{"/usr/bin/sleep", "infinity"},
 		})
 	}
 	for i := range pod.Spec.Containers {
-		for _, dir := range node.ClientsHostDirs {
+		for _, dir := range nodeparts.ClientsHostDirs {
 			mountHostDir(pod, &pod.Spec.Containers[i], "host"+strings.ReplaceAll(dir, "/", "-"), dir, dir)
 		}
 	}
@@ -315,7 +315,7 @@ func startClientsPod(ctx context.Context, t *testing.T, pod *corev1.Pod, contain
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	bins, err := testcluster.FindBinaries()
+	bins, err := controlplane.FindBinaries()
 	require.NoError(t, err)
 	return &inPod{pod: created, container: container, kubectl: bins.Kubectl, cacheDir: t.TempDir()}
 }
@@ -390,7 +390,7 @@ func allLogs(pod *corev1.Pod) string {
 // envOf is the value the webhook gave name in container.
 func envOf(t *testing.T, pod *corev1.Pod, container, name string) string {
 	t.Helper()
-	c, err := localenv.Container(pod, container)
+	c, err := webhookenv.Container(pod, container)
 	require.NoError(t, err)
 	for _, e := range c.Env {
 		if e.Name == name {
@@ -453,10 +453,10 @@ func assertStorageToken(t *testing.T, claims map[string]any, clientID string) {
 	t.Helper()
 	assert.Equal(t, "https://storage.azure.com", claims["aud"])
 	assert.Equal(t, clientID, claims["appid"], "the token is the pod's identity's")
-	assert.Equal(t, "https://sts.windows.net/"+localenv.TenantID+"/", claims["iss"])
+	assert.Equal(t, "https://sts.windows.net/"+webhookenv.TenantID+"/", claims["iss"])
 }
 
-// scriptClaims reads what hack/gettoken and e2e/clients/*/gettoken print:
+// scriptClaims reads what test/standin/gettoken and e2e/clients/*/gettoken print:
 // the decoded claims.
 func scriptClaims(stdout []byte) (map[string]any, error) {
 	var got struct {

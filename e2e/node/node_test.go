@@ -16,10 +16,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
-	"github.com/podidentity/injector/e2e/framework/node"
+	"github.com/podidentity/injector/e2e/framework/nodeparts"
 	"github.com/podidentity/injector/examples"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/test/fakeaad"
 )
 
 const seedClientID = "11111111-2222-3333-4444-555555555555"
@@ -167,7 +167,7 @@ func logSidecarMemory(ctx context.Context, t *testing.T, namespace, podName stri
 			t.Logf("measured: sidecar working set %.1f MiB (kubelet /stats/summary)", float64(*m.WorkingSetBytes)/(1<<20))
 			return
 		}
-		require.ErrorIs(t, err, node.ErrNoStats)
+		require.ErrorIs(t, err, nodeparts.ErrNoStats)
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Log("the kubelet's /stats/summary had no memory figure for the sidecar within 20 s")

@@ -14,15 +14,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/podidentity/injector/e2e/framework/localenv"
-	"github.com/podidentity/injector/e2e/framework/node"
+	"github.com/podidentity/injector/e2e/framework/nodeparts"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 	"github.com/podidentity/injector/internal/names"
 )
 
 // TestPerContainerIdentities runs, on the real node, a pod whose
 // container-identities annotation gives the init container blob-reader and
 // the app queue-writer: each container's token, got with azidentity
-// (hack/gettoken) through its own injected environment, has its own
+// (test/standin/gettoken) through its own injected environment, has its own
 // identity's appid, and neither can get the other's, which the sidecar
 // refuses with 403. The init container runs its checks as its command and
 // must exit 0 before the app starts; the app's run with `kubectl exec`. The
@@ -76,13 +76,13 @@ spec: {azureIdentity: queue-writer, selector: app}
 	// SDK user would; it exits 0 only if the first works and neither other
 	// does. Each step's output follows its "== " line in its log.
 	pod.Spec.InitContainers = []corev1.Container{{
-		Name: "data-init", Image: node.ClientsImage, Command: []string{"sh", "-c", fmt.Sprintf(`
+		Name: "data-init", Image: nodeparts.ClientsImage, Command: []string{"sh", "-c", fmt.Sprintf(`
 echo "== own identity"; %[1]s --credential=default 2>&1 || exit 1
 echo "== ManagedIdentityCredential with its client ID"; if %[1]s --credential=managed --client-id=%[2]s 2>&1; then exit 2; fi
 echo "== DefaultAzureCredential with AZURE_CLIENT_ID set to it"; if AZURE_CLIENT_ID=%[2]s %[1]s --credential=default 2>&1; then exit 3; fi
-`, node.ClientsGettoken, queueWriter)},
+`, nodeparts.ClientsGettoken, queueWriter)},
 	}}
-	for _, dir := range node.ClientsHostDirs {
+	for _, dir := range nodeparts.ClientsHostDirs {
 		mountHostDir(pod, &pod.Spec.InitContainers[0], "host"+strings.ReplaceAll(dir, "/", "-"), dir, dir)
 	}
 	app := startClientsPod(ctx, t, pod, "my-app")
@@ -94,7 +94,7 @@ echo "== DefaultAzureCredential with AZURE_CLIENT_ID set to it"; if AZURE_CLIENT
 		}
 		assert.NotEqual(t, envOf(t, app.pod, "data-init", names.EnvIdentityHeader), envOf(t, app.pod, "my-app", names.EnvIdentityHeader),
 			"each container has a header of its own")
-		sc, err := localenv.Container(app.pod, names.SidecarContainerName)
+		sc, err := webhookenv.Container(app.pod, names.SidecarContainerName)
 		require.NoError(t, err)
 		for _, e := range sc.Env {
 			assert.NotEqual(t, names.EnvIdentityHeader, e.Name, "the sidecar holds no pod-wide header")
@@ -127,7 +127,7 @@ echo "== DefaultAzureCredential with AZURE_CLIENT_ID set to it"; if AZURE_CLIENT
 	})
 
 	t.Run("my-app gets its own identity", func(t *testing.T) {
-		stdout, stderr, err := app.run(ctx, node.ClientsGettoken, "--credential=default")
+		stdout, stderr, err := app.run(ctx, nodeparts.ClientsGettoken, "--credential=default")
 		require.NoError(t, err, "gettoken: %s\nsidecar log:\n%s", redact(stderr), redact([]byte(app.sidecarLogs(ctx, t))))
 		claims, err := scriptClaims(stdout)
 		require.NoError(t, err, redact(stdout))
@@ -135,8 +135,8 @@ echo "== DefaultAzureCredential with AZURE_CLIENT_ID set to it"; if AZURE_CLIENT
 	})
 	t.Run("my-app cannot get data-init's identity", func(t *testing.T) {
 		for name, argv := range map[string][]string{
-			"ManagedIdentityCredential with its client ID":          {node.ClientsGettoken, "--credential=managed", "--client-id=" + blobReader},
-			"DefaultAzureCredential with AZURE_CLIENT_ID set to it": {"env", names.EnvAzureClientID + "=" + blobReader, node.ClientsGettoken, "--credential=default"},
+			"ManagedIdentityCredential with its client ID":          {nodeparts.ClientsGettoken, "--credential=managed", "--client-id=" + blobReader},
+			"DefaultAzureCredential with AZURE_CLIENT_ID set to it": {"env", names.EnvAzureClientID + "=" + blobReader, nodeparts.ClientsGettoken, "--credential=default"},
 		} {
 			t.Run(name, func(t *testing.T) {
 				stdout, stderr, err := app.run(ctx, argv...)

@@ -26,8 +26,8 @@ import (
 	"k8s.io/utils/ptr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/podidentity/injector/e2e/framework/localenv"
 	"github.com/podidentity/injector/e2e/framework/nodeenv"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
 	"github.com/podidentity/injector/internal/names"
 )
@@ -166,7 +166,7 @@ type Report struct {
 // bench holds the running environment and its clients.
 type bench struct {
 	cfg  Config
-	env  *localenv.Env
+	env  *webhookenv.Env
 	cs   kubernetes.Interface
 	http *http.Client
 	// injected is the webhook's output for benchPod, the template of the
@@ -195,7 +195,7 @@ func runBench(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 	if err := b.setup(ctx); err != nil {
 		return nil, err
 	}
-	// localenv registered the webhook; take the template while it is.
+	// webhookenv registered the webhook; take the template while it is.
 	if err := b.waitMutated(ctx, true); err != nil {
 		return nil, err
 	}
@@ -244,7 +244,7 @@ func startBench(ctx context.Context, cfg Config, log io.Writer) (*bench, func(),
 	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	env, err := localenv.Start(startCtx, localenv.Options{
+	env, err := webhookenv.Start(startCtx, webhookenv.Options{
 		RepoRoot:      cfg.RepoRoot,
 		WebhookBinary: cfg.WebhookBinary,
 		Log:           envLog,
@@ -516,7 +516,7 @@ func preinjected(got *corev1.Pod) *corev1.Pod {
 }
 
 func hasSidecar(pod *corev1.Pod) bool {
-	_, err := localenv.Container(pod, names.SidecarContainerName)
+	_, err := webhookenv.Container(pod, names.SidecarContainerName)
 	return err == nil
 }
 
@@ -561,14 +561,14 @@ func (b *bench) deletePods(ctx context.Context, ns string) error {
 // unregisterWebhook deletes the MutatingWebhookConfiguration and waits
 // until the apiserver stops calling the webhook.
 func (b *bench) unregisterWebhook(ctx context.Context) error {
-	err := b.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, localenv.WebhookConfigName, metav1.DeleteOptions{})
+	err := b.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, webhookenv.WebhookConfigName, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("delete MutatingWebhookConfiguration %s: %w", localenv.WebhookConfigName, err)
+		return fmt.Errorf("delete MutatingWebhookConfiguration %s: %w", webhookenv.WebhookConfigName, err)
 	}
 	return b.waitMutated(ctx, false)
 }
 
-// registerWebhook creates the MutatingWebhookConfiguration as localenv
+// registerWebhook creates the MutatingWebhookConfiguration as webhookenv
 // does and waits until the apiserver calls the webhook.
 func (b *bench) registerWebhook(ctx context.Context) error {
 	// On the real node the configuration calls the Service, as manifests/

@@ -3,7 +3,7 @@
 //
 //	go run ./hack/benche2e [-pods 500] [-workers 8] [-rounds 3] [-markdown]
 //
-// It starts e2e/framework/localenv (etcd, kube-apiserver and
+// It starts e2e/framework/webhookenv (etcd, kube-apiserver and
 // kube-controller-manager from `make tools`, the webhook binary from `make
 // build` as a real HTTPS process), makes an opted-in namespace with an
 // AzureIdentity and an AzureIdentityBinding, and then, in each round,
@@ -48,7 +48,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podidentity/injector/e2e/framework/node"
+	"github.com/podidentity/injector/e2e/framework/nodeparts"
 )
 
 func main() {
@@ -257,7 +257,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.Scale != "" {
 		return runScale(ctx, cfg, stdout, stderr)
 	}
-	if cfg.Node && !node.InNamespace() {
+	if cfg.Node && !nodeparts.InNamespace() {
 		return reexecInNode(ctx, cfg, stderr)
 	}
 	rep, err := runBench(ctx, cfg, stderr)

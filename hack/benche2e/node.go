@@ -16,8 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/podidentity/injector/e2e/framework/node"
 	"github.com/podidentity/injector/e2e/framework/nodeenv"
+	"github.com/podidentity/injector/e2e/framework/nodeparts"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -40,13 +40,13 @@ const webhookPodSelector = "app.kubernetes.io/name=pod-identity-webhook"
 const schedulingGate = names.Prefix + "/benche2e"
 
 // reexecInNode re-runs benche2e in the node's own namespaces
-// (node.Reexec), where run takes the node mode's path, after building the
+// (nodeparts.Reexec), where run takes the node mode's path, after building the
 // tools that the namespace, which has no network, could not.
 func reexecInNode(ctx context.Context, cfg Config, stderr io.Writer) error {
 	if err := nodeenv.EnsureTools(ctx, cfg.RepoRoot, stderr); err != nil {
 		return err
 	}
-	code, err := node.Reexec()
+	code, err := nodeparts.Reexec()
 	if err != nil {
 		return err
 	}

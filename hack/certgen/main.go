@@ -17,7 +17,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/podidentity/injector/e2e/framework/certgen"
+	"github.com/podidentity/injector/test/certgen"
 )
 
 func main() {

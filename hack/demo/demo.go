@@ -12,11 +12,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
-	"github.com/podidentity/injector/e2e/framework/localenv"
+	"github.com/podidentity/injector/e2e/framework/controlplane"
 	"github.com/podidentity/injector/e2e/framework/nodeenv"
-	"github.com/podidentity/injector/e2e/framework/testcluster"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/test/fakeaad"
 )
 
 // The seed's values, as the fixtures' README fills in its placeholders.
@@ -90,7 +90,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 		name, what string
 		keep       []string
 	}{
-		{initContainer, "the azcopy stand-in image: the real azcopy " + testcluster.AzcopyVersion + " runs the seed's own command", azcopyStory},
+		{initContainer, "the azcopy stand-in image: the real azcopy " + controlplane.AzcopyVersion + " runs the seed's own command", azcopyStory},
 		{appContainer, "the nginx stand-in image: azidentity with the injected env; it prints the token's decoded claims, never the token", nil},
 	} {
 		out, err := d.kubectl(ctx, "logs", "-n", pod.Namespace, pod.Name, "-c", c.name)
@@ -164,7 +164,7 @@ func (d *demo) applySeed(ctx context.Context) (*corev1.Pod, error) {
 // Deployment's own pods they go to kube-controller-manager, which nobody
 // reads.
 func (d *demo) showWarnings(ctx context.Context, deployment string) error {
-	pod, err := localenv.SeedPodTemplate(deployment, seedNamespace)
+	pod, err := webhookenv.SeedPodTemplate(deployment, seedNamespace)
 	if err != nil {
 		return err
 	}
@@ -257,7 +257,7 @@ func (d *demo) eventsTo(ctx context.Context, w io.Writer, ns, name string) error
 // the apiserver listens only inside this process's network namespace, so
 // kubectl enters it with nsenter.
 func (d *demo) keepRunning(ctx context.Context, pod *corev1.Pod) {
-	bins, _ := testcluster.FindBinaries()
+	bins, _ := controlplane.FindBinaries()
 	enter := fmt.Sprintf("nsenter --net=/proc/%d/ns/net", os.Getpid())
 	kubectl := fmt.Sprintf("%s %s --kubeconfig=%s", enter, bins.Kubectl, d.cluster.Local.Cluster.KubeconfigPath())
 	d.step("left running until Ctrl-C; from another shell on this machine, as root:")

@@ -9,7 +9,7 @@
 // events and its `kubectl logs`.
 //
 // It first builds the tools that are missing, then re-runs itself under
-// `unshare --net --mount` (node.Reexec), since the cluster lives in a
+// `unshare --net --mount` (nodeparts.Reexec), since the cluster lives in a
 // network and mount namespace of its own: no packet leaves it. It needs
 // root. It tears everything down at the end or on Ctrl-C.
 package main
@@ -27,8 +27,8 @@ import (
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/podidentity/injector/e2e/framework/node"
 	"github.com/podidentity/injector/e2e/framework/nodeenv"
+	"github.com/podidentity/injector/e2e/framework/nodeparts"
 	"github.com/podidentity/injector/examples"
 )
 
@@ -120,7 +120,7 @@ func run(ctx context.Context, args []string) (int, error) {
 	if err := cfg.Validate(); err != nil {
 		return 0, err
 	}
-	if node.InNamespace() {
+	if nodeparts.InNamespace() {
 		return 0, (&demo{cfg: cfg, out: os.Stdout}).run(ctx)
 	}
 	// The namespace has no network: build first, with the module proxy and
@@ -128,5 +128,5 @@ func run(ctx context.Context, args []string) (int, error) {
 	if err := nodeenv.EnsureTools(ctx, cfg.RepoRoot, os.Stdout); err != nil {
 		return 0, err
 	}
-	return node.Reexec()
+	return nodeparts.Reexec()
 }

@@ -19,8 +19,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/test/fakeaad"
 )
 
 // sidecar is one running sidecar process.

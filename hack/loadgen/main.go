@@ -10,7 +10,7 @@
 // after N requests or the duration, whichever comes first.
 //
 // bench does the whole BENCHMARKS.md run against the real binary: it starts
-// a fake Entra ID (e2e/framework/fakeaad), starts the sidecar, and reports start
+// a fake Entra ID (test/fakeaad), starts the sidecar, and reports start
 // to probe success, idle RSS, cached throughput, RSS after the requests and
 // latency at a fixed rate.
 package main
@@ -33,8 +33,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/test/fakeaad"
 )
 
 func main() {

@@ -17,9 +17,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
-	"github.com/podidentity/injector/e2e/framework/logbuf"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/test/fakeaad"
+	"github.com/podidentity/injector/test/logbuf"
 )
 
 // fakeClock is a clock that moves only when told.

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
+	"github.com/podidentity/injector/test/fakeaad"
 	"github.com/podidentity/injector/internal/names"
 )
 

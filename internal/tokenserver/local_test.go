@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/test/fakeaad"
 )
 
 // TestServerRefusesRemoteHosts: over a real connection, a request with

@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podidentity/injector/e2e/framework/fakeaad"
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/sidecarconfig"
+	"github.com/podidentity/injector/test/fakeaad"
 )
 
 // perContainerPod is a pod whose containers have identities of their own:

@@ -1,13 +1,14 @@
 // Package nodeenv brings up the whole real one-node cluster that the e2e
-// suite e2e/node and `make demo` run the seed on: the control plane, the
-// manifests and the fake Entra ID of package localenv, a registry with the
-// images built here, a DNS server and Azurite for the seed's storage host,
-// containerd, runc, a kubelet and kube-scheduler from package node, and the
-// webhook as manifests/' two-replica Deployment. It is one piece of code
-// for both, so the demo shows exactly what the suite tests.
+// suite e2e/node and `make demo` run the seed on. It is the top of the
+// stacked e2e environments: the control plane of package controlplane, the
+// manifests and the fake Entra ID of package webhookenv on it, a registry
+// with the images built here, a DNS server and Azurite for the seed's
+// storage host, containerd, runc, a kubelet and kube-scheduler from package
+// nodeparts, and the webhook as manifests/' two-replica Deployment. It is
+// one piece of code for both, so the demo shows exactly what the suite tests.
 //
-// Start runs only inside the namespaces of node.Reexec; the tools it needs
-// come from the tools cache (EnsureTools builds the missing ones, before
+// Start runs only inside the namespaces of nodeparts.Reexec; the tools it
+// needs come from the tools cache (EnsureTools builds the missing ones, before
 // Reexec, since the namespace has no network).
 //
 // It is test and demo infrastructure; nothing in cmd/ or internal/ imports it.
@@ -33,9 +34,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/podidentity/injector/e2e/framework/localenv"
-	"github.com/podidentity/injector/e2e/framework/node"
-	"github.com/podidentity/injector/e2e/framework/testcluster"
+	"github.com/podidentity/injector/e2e/framework/controlplane"
+	"github.com/podidentity/injector/e2e/framework/nodeparts"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 )
 
 // The images the webhook injects and runs as, as manifests/ and the
@@ -70,15 +71,15 @@ type Options struct {
 type Env struct {
 	// Local is the control plane with manifests/ applied and the fake
 	// Entra ID.
-	Local *localenv.Env
+	Local *webhookenv.Env
 	// Registry serves the images; containerd mirrors docker.io, ghcr.io
 	// and registry.k8s.io to it.
-	Registry *node.Registry
+	Registry *nodeparts.Registry
 	// Node is containerd, runc, the kubelet and kube-scheduler.
-	Node *node.Node
-	// Azurite serves node.StorageHost, which DNS answers.
-	Azurite *node.Azurite
-	DNS     *node.DNS
+	Node *nodeparts.Node
+	// Azurite serves nodeparts.StorageHost, which DNS answers.
+	Azurite *nodeparts.Azurite
+	DNS     *nodeparts.DNS
 	// Clientset is an admin client.
 	Clientset kubernetes.Interface
 
@@ -87,7 +88,7 @@ type Env struct {
 }
 
 // Start brings the cluster up and returns once the webhook Deployment
-// injects pods. It sets up the namespaces node.Reexec made, so call it once
+// injects pods. It sets up the namespaces nodeparts.Reexec made, so call it once
 // per process, from the re-executed child.
 func Start(ctx context.Context, opts Options) (*Env, error) {
 	if opts.Log == nil {
@@ -106,13 +107,13 @@ func (e *Env) logf(format string, args ...any) {
 }
 
 func (e *Env) start(ctx context.Context) error {
-	if err := node.SetupNamespace(); err != nil {
+	if err := nodeparts.SetupNamespace(); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	begin := time.Now()
-	bins, err := testcluster.FindBinaries()
+	bins, err := controlplane.FindBinaries()
 	if err != nil {
 		return err
 	}
@@ -126,18 +127,18 @@ func (e *Env) start(ctx context.Context) error {
 			return fmt.Errorf("build %s: %w\n%s", pkg, err, out)
 		}
 	}
-	if e.Registry, err = node.StartRegistry(); err != nil {
+	if e.Registry, err = nodeparts.StartRegistry(); err != nil {
 		return err
 	}
-	e.Local, err = localenv.Start(ctx, localenv.Options{
+	e.Local, err = webhookenv.Start(ctx, webhookenv.Options{
 		RepoRoot:      e.opts.RepoRoot,
 		WebhookBinary: filepath.Join(e.binDir, "pod-identity-webhook"),
 		Log:           e.opts.Log,
 		// The apiserver authenticates to the webhook with a client
 		// certificate, and the Deployment accepts no other caller
 		// (--client-ca-file): docs/security.md's hardened setup.
-		Cluster:          testcluster.Options{NodeAddress: node.Address, WebhookClientAuth: true},
-		AADListenAddress: node.Address,
+		Cluster:          controlplane.Options{NodeAddress: nodeparts.Address, WebhookClientAuth: true},
+		AADListenAddress: nodeparts.Address,
 		SidecarImage:     SidecarImage,
 	})
 	if err != nil {
@@ -147,20 +148,20 @@ func (e *Env) start(ctx context.Context) error {
 	if err := e.Registry.PushPause(ctx, e.opts.RepoRoot); err != nil {
 		return err
 	}
-	if err := e.Registry.PushSeedImages(ctx, node.SeedImages{
+	if err := e.Registry.PushSeedImages(ctx, nodeparts.SeedImages{
 		RepoRoot: e.opts.RepoRoot, SidecarRef: SidecarImage, CAPEM: e.Local.AAD.CAPEM(), Azcopy: bins.Azcopy, Busybox: "/bin/busybox",
 	}); err != nil {
 		return err
 	}
 	e.logf("images pushed to %s after %s", e.Registry.Host, time.Since(begin).Round(time.Millisecond))
-	if e.DNS, err = node.StartDNS(node.Address, map[string]string{node.StorageHost: node.Address}); err != nil {
+	if e.DNS, err = nodeparts.StartDNS(nodeparts.Address, map[string]string{nodeparts.StorageHost: nodeparts.Address}); err != nil {
 		return err
 	}
-	certPEM, keyPEM, err := e.Local.AAD.ServingCertificatePEM(node.StorageHost)
+	certPEM, keyPEM, err := e.Local.AAD.ServingCertificatePEM(nodeparts.StorageHost)
 	if err != nil {
 		return err
 	}
-	if e.Azurite, err = node.StartAzurite(ctx, node.AzuriteOptions{
+	if e.Azurite, err = nodeparts.StartAzurite(ctx, nodeparts.AzuriteOptions{
 		Cluster: e.Local.Cluster, CertPEM: certPEM, KeyPEM: keyPEM,
 		RootCAs: &tls.Config{RootCAs: e.Local.AAD.CertPool(), MinVersion: tls.VersionTLS12},
 	}); err != nil {
@@ -169,7 +170,7 @@ func (e *Env) start(ctx context.Context) error {
 	if err := e.seedStorage(ctx); err != nil {
 		return err
 	}
-	if e.Node, err = node.Start(ctx, node.Options{Cluster: e.Local.Cluster, RegistryHost: e.Registry.Host, Log: e.opts.Log}); err != nil {
+	if e.Node, err = nodeparts.Start(ctx, nodeparts.Options{Cluster: e.Local.Cluster, RegistryHost: e.Registry.Host, Log: e.opts.Log}); err != nil {
 		return err
 	}
 	if e.Clientset, err = kubernetes.NewForConfig(e.Local.Cluster.RESTConfig()); err != nil {
@@ -227,7 +228,7 @@ func (e *Env) seedStorage(ctx context.Context) error {
 	}
 	const admin = "00000000-0000-0000-0000-00000000adm1"
 	e.Local.AAD.AddClientSecret(admin, hex.EncodeToString(secret))
-	cred, err := azidentity.NewClientSecretCredential(localenv.TenantID, admin, hex.EncodeToString(secret), &azidentity.ClientSecretCredentialOptions{
+	cred, err := azidentity.NewClientSecretCredential(webhookenv.TenantID, admin, hex.EncodeToString(secret), &azidentity.ClientSecretCredentialOptions{
 		ClientOptions: azcore.ClientOptions{
 			Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: e.Local.AAD.AuthorityHost()},
 			Transport: e.Local.AAD.HTTPClient(),
@@ -247,26 +248,26 @@ func (e *Env) seedStorage(ctx context.Context) error {
 // EnsureTools finds every tool the cluster runs in the tools cache (the
 // control plane, azcopy, the node's programs and Azurite) and builds the
 // missing ones with hack/build-tools.sh, saying first what and how long.
-// It runs outside the namespace of node.Reexec, which has no network for
+// It runs outside the namespace of nodeparts.Reexec, which has no network for
 // the Go module proxy or npm.
 func EnsureTools(ctx context.Context, repoRoot string, out io.Writer) error {
 	var missing []error
-	if _, err := testcluster.FindBinaries(); err != nil {
+	if _, err := controlplane.FindBinaries(); err != nil {
 		missing = append(missing, err)
 	}
-	if _, err := node.FindBinaries(); err != nil {
+	if _, err := nodeparts.FindBinaries(); err != nil {
 		missing = append(missing, err)
 	}
-	if _, err := node.AzuriteDir(); err != nil {
+	if _, err := nodeparts.AzuriteDir(); err != nil {
 		missing = append(missing, err)
 	}
 	err := errors.Join(missing...)
-	cache, _ := testcluster.CacheDir()
+	cache, _ := controlplane.CacheDir()
 	if err == nil {
 		fmt.Fprintf(out, ">> every tool is built already, in %s\n", cache)
 		return nil
 	}
-	if !errors.Is(err, testcluster.ErrBinariesMissing) {
+	if !errors.Is(err, controlplane.ErrBinariesMissing) {
 		return err
 	}
 	fmt.Fprintf(out, ">> some tools are not built yet:\n%v\n", err)

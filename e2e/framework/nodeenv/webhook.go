@@ -12,8 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podidentity/injector/e2e/framework/localenv"
-	"github.com/podidentity/injector/e2e/framework/node"
+	"github.com/podidentity/injector/e2e/framework/nodeparts"
+	"github.com/podidentity/injector/e2e/framework/webhookenv"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -22,10 +22,10 @@ import (
 const probeClientID = "11111111-2222-3333-4444-555555555555"
 
 // WebhookKey is the webhook Deployment that manifests/ applies.
-var WebhookKey = client.ObjectKey{Namespace: localenv.WebhookNamespace, Name: "pod-identity-webhook"}
+var WebhookKey = client.ObjectKey{Namespace: webhookenv.WebhookNamespace, Name: "pod-identity-webhook"}
 
 // deployWebhook moves the webhook into the cluster: the Deployment that
-// localenv applied from manifests/ (two replicas, TLS from the Secret of
+// webhookenv applied from manifests/ (two replicas, TLS from the Secret of
 // certs/' Certificate) gets the image built here and the flags this
 // environment needs, and the MutatingWebhookConfiguration calls its Service,
 // as manifests/ writes it, with the CA bundle the cainjector would set. The
@@ -55,7 +55,7 @@ func (e *Env) deployWebhook(ctx context.Context) error {
 		return err
 	}
 	c.Env = append(c.Env,
-		corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: node.Address},
+		corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: nodeparts.Address},
 		corev1.EnvVar{Name: "KUBERNETES_SERVICE_PORT", Value: apiserver.Port()},
 	)
 	if err := e.Local.Client.Update(ctx, &d); err != nil {
@@ -159,7 +159,7 @@ func (e *Env) waitInjects(ctx context.Context) error {
 	for {
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-", Namespace: ns, Labels: map[string]string{names.BindingLabel: "probe"}},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: node.PauseImage}}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: nodeparts.PauseImage}}},
 		}
 		last = e.Local.Client.Create(ctx, pod, client.DryRunAll)
 		if last == nil {
