@@ -19,9 +19,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/test/fakeaad"
 	"github.com/podidentity/injector/test/logbuf"
-	"github.com/podidentity/injector/internal/names"
 )
 
 // The flood helper's environment: the address to flood and how many
