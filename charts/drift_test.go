@@ -62,7 +62,8 @@ var (
 )
 
 // webhookDefaults builds cmd/webhook and reads every flag's default from
-// its --help, as flag.PrintDefaults writes it.
+// its --help, as pflag's FlagUsages writes it: one line a flag,
+// "      --name type   usage (default value)".
 func webhookDefaults(t *testing.T) map[string]string {
 	t.Helper()
 	webhookDefaultsOnce.Do(func() {
@@ -84,17 +85,16 @@ func webhookDefaults(t *testing.T) map[string]string {
 		// --help exits non-zero after printing the usage.
 		help, _ := exec.CommandContext(ctx, bin, "--help").CombinedOutput()
 		webhookDefaultsMap = map[string]string{}
-		flagLine := regexp.MustCompile(`^  (-[a-z0-9-]+)`)
+		flagLine := regexp.MustCompile(`^\s+(--[a-z0-9-]+)`)
 		defaultValue := regexp.MustCompile(`\(default "?([^")]*)"?\)$`)
-		var current string
 		for _, line := range strings.Split(string(help), "\n") {
-			if m := flagLine.FindStringSubmatch(line); m != nil {
-				current = "-" + m[1]
-				webhookDefaultsMap[current] = "" // the zero value, which PrintDefaults omits
+			m := flagLine.FindStringSubmatch(line)
+			if m == nil {
 				continue
 			}
-			if m := defaultValue.FindStringSubmatch(strings.TrimSpace(line)); m != nil && current != "" {
-				webhookDefaultsMap[current] = m[1]
+			webhookDefaultsMap[m[1]] = "" // the zero value, which pflag omits
+			if d := defaultValue.FindStringSubmatch(strings.TrimSpace(line)); d != nil {
+				webhookDefaultsMap[m[1]] = d[1]
 			}
 		}
 		if len(webhookDefaultsMap) == 0 {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -24,7 +23,13 @@ type clusterFlags struct {
 	Context    string
 }
 
-func (c *clusterFlags) AddFlags(fs *flag.FlagSet) {
+// stringFlags is a flag set that binds strings: the standard library's
+// (migrate) or pflag's (explain, beside the decision flags).
+type stringFlags interface {
+	StringVar(p *string, name, value, usage string)
+}
+
+func (c *clusterFlags) AddFlags(fs stringFlags) {
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file; default $KUBECONFIG or ~/.kube/config")
 	fs.StringVar(&c.Context, "context", "", "kubeconfig context; default the current one")
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,10 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/pmezard/go-difflib/difflib"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/podidentity/injector/internal/decision"
 	"github.com/podidentity/injector/internal/manifest"
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/webhook"
@@ -36,7 +38,7 @@ const headerPlaceholder = "(generated-per-pod-by-the-webhook)"
 // explainConfig is the command line of `explain`.
 type explainConfig struct {
 	cluster   clusterFlags
-	decision  webhook.DecisionFlags
+	decision  decision.Flags
 	Files     []string
 	Live      bool
 	Output    string
@@ -44,17 +46,14 @@ type explainConfig struct {
 	Timeout   time.Duration
 }
 
-func (c *explainConfig) AddFlags(fs *flag.FlagSet) {
+func (c *explainConfig) AddFlags(fs *pflag.FlagSet) {
 	c.cluster.AddFlags(fs)
-	c.decision = webhook.DefaultDecisionFlags()
+	c.decision = decision.DefaultFlags()
 	c.decision.AddFlags(fs)
-	fs.Func("f", "a manifest file (YAML or JSON, several documents), a directory of them, or - for standard input; repeat for more", func(s string) error {
-		c.Files = append(c.Files, s)
-		return nil
-	})
+	fs.StringArrayVarP(&c.Files, "filename", "f", nil, "a manifest file (YAML or JSON, several documents), a directory of them, or - for standard input; repeat for more")
 	fs.BoolVar(&c.Live, "live", false, "read AzureIdentities, AzureIdentityBindings, AzurePodIdentityExceptions and Namespaces from the current kubeconfig context instead of the files")
-	fs.StringVar(&c.Output, "o", outputText, "output: text (the decision and why), yaml (the mutated objects) or diff (a unified diff of each object)")
-	fs.StringVar(&c.Namespace, "n", "default", "namespace of objects that name none")
+	fs.StringVarP(&c.Output, "output", "o", outputText, "output: text (the decision and why), yaml (the mutated objects) or diff (a unified diff of each object)")
+	fs.StringVarP(&c.Namespace, "namespace", "n", "default", "namespace of objects that name none")
 	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "how long to read the cluster, with --live")
 }
 
@@ -77,12 +76,12 @@ func (c *explainConfig) Validate() error {
 // explained is one workload and what the webhook would do to it.
 type explained struct {
 	w manifest.Workload
-	d webhook.Decision
+	d decision.Decision
 }
 
 func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var cfg explainConfig
-	fs := flag.NewFlagSet("kubectl pod-identity explain", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("kubectl pod-identity explain", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.AddFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -110,16 +109,16 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	denied := false
 	for _, w := range set.Workloads {
 		d := planner.Plan(ctx, w.Pod)
-		if d.Outcome == webhook.OutcomeInjected {
+		if d.Outcome == decision.OutcomeInjected {
 			// The webhook answers with this patch; one it cannot make is a
 			// failed admission.
-			if _, err := d.Patch(); err != nil {
-				d = webhook.Decision{Outcome: webhook.OutcomeErrored, Err: err, Warnings: d.Warnings}
+			if _, err := webhook.Patch(d.Injection); err != nil {
+				d = decision.Decision{Outcome: decision.OutcomeErrored, Err: err, Warnings: d.Warnings}
 			} else {
-				d.Mutated = redactHeaders(d.Mutated)
+				d.Injection.Mutated = redactHeaders(d.Injection.Mutated)
 			}
 		}
-		denied = denied || d.Outcome == webhook.OutcomeDenied || d.Outcome == webhook.OutcomeErrored
+		denied = denied || d.Outcome == decision.OutcomeDenied || d.Outcome == decision.OutcomeErrored
 		results = append(results, explained{w: w, d: d})
 	}
 	if err := render(stdout, results, cfg.Output); err != nil {
@@ -173,10 +172,10 @@ func readFiles(args []string, stdin io.Reader, namespace string) (*manifest.Set,
 
 // planner is the webhook's Planner over the files, or over the cluster
 // with --live.
-func (c *explainConfig) planner(ctx context.Context, set *manifest.Set) (*webhook.Planner, error) {
-	memory := webhook.NewMemoryLookup(set)
-	var lookup webhook.Lookup = memory
-	var peers webhook.Peers = memory
+func (c *explainConfig) planner(ctx context.Context, set *manifest.Set) (*decision.Planner, error) {
+	memory := decision.NewMemoryLookup(set)
+	var lookup decision.Lookup = memory
+	var peers decision.Peers = memory
 	native := c.decision.NativeSidecar != "false"
 	if c.Live {
 		if n := len(set.Identities) + len(set.Bindings) + len(set.Exceptions) + len(set.Namespaces); n > 0 {
@@ -191,28 +190,20 @@ func (c *explainConfig) planner(ctx context.Context, set *manifest.Set) (*webhoo
 		if err != nil {
 			return nil, err
 		}
-		lookup = webhook.ReaderLookup{Reader: cl}
-		peers = webhook.ReaderPeers{Reader: cl}
+		lookup = decision.ReaderLookup{Reader: cl}
+		peers = decision.ReaderPeers{Reader: cl}
 		if c.decision.NativeSidecar == "auto" {
-			if native, _, err = webhook.NativeSidecar("auto", restCfg); err != nil {
+			if native, _, err = decision.NativeSidecar("auto", restCfg); err != nil {
 				return nil, err
 			}
 		}
 	}
-	injectCfg, err := c.decision.InjectConfig(native)
+	p, err := c.decision.NewPlanner(lookup, peers, native)
 	if err != nil {
 		return nil, err
 	}
-	if !c.decision.WarnSharedServiceAccount {
-		peers = nil
-	}
-	return &webhook.Planner{
-		Resolver:     &webhook.Resolver{Lookup: lookup, Defaults: c.decision.Defaults()},
-		Inject:       injectCfg,
-		RequireOptIn: c.decision.RequireNamespaceOptIn,
-		NewSecret:    func() (string, error) { return headerPlaceholder, nil },
-		Peers:        peers,
-	}, nil
+	p.NewSecret = func() (string, error) { return headerPlaceholder, nil }
+	return p, nil
 }
 
 func render(w io.Writer, results []explained, format string) error {
@@ -241,10 +232,10 @@ func render(w io.Writer, results []explained, format string) error {
 // mutatedObject is the workload as the webhook would have its pods, or
 // the workload unchanged when nothing would be injected.
 func mutatedObject(r explained) (map[string]any, error) {
-	if r.d.Outcome != webhook.OutcomeInjected {
+	if r.d.Outcome != decision.OutcomeInjected {
 		return r.w.Object, nil
 	}
-	return r.w.WithPod(r.d.Mutated)
+	return r.w.WithPod(r.d.Injection.Mutated)
 }
 
 func renderYAML(b *strings.Builder, r explained) error {
@@ -292,7 +283,7 @@ func renderText(b *strings.Builder, r explained) {
 	d := r.d
 	fmt.Fprintf(b, "%s (%s)\n", r.w.Ref(), r.w.Source)
 	fmt.Fprintf(b, "  decision: %s\n", d.Outcome)
-	if d.Outcome != webhook.OutcomeInjected {
+	if d.Outcome != decision.OutcomeInjected {
 		fmt.Fprintf(b, "  reason:   %s\n", reasonOf(d))
 	}
 	if len(d.Warnings) > 0 {
@@ -301,21 +292,21 @@ func renderText(b *strings.Builder, r explained) {
 			fmt.Fprintf(b, "    - %s\n", w)
 		}
 	}
-	if d.Outcome != webhook.OutcomeInjected {
+	if d.Outcome != decision.OutcomeInjected {
 		return
 	}
 	b.WriteString("  identities:\n")
-	for _, id := range d.Identities {
+	for _, id := range d.Injection.Identities {
 		mark := ""
-		if id.Name == d.DefaultIdentity {
+		if id.Name == d.Injection.DefaultIdentity {
 			mark = " (default: highest weight, then smallest name)"
 		}
 		fmt.Fprintf(b, "    %s%s\n", id.Name, mark)
 		fmt.Fprintf(b, "      source %s, client ID %s, tenant %s, weight %d, bound by %s\n",
-			id.Source, orDash(id.ClientID), orDash(id.TenantID), id.Weight, strings.Join(d.BoundBy[id.Name], ", "))
+			id.Source, orDash(id.ClientID), orDash(id.TenantID), id.Weight, strings.Join(d.Injection.BoundBy[id.Name], ", "))
 	}
-	renderSidecar(b, d.Mutated)
-	renderEnv(b, r.w.Pod, d.Mutated)
+	renderSidecar(b, d.Injection.Mutated)
+	renderEnv(b, r.w.Pod, d.Injection.Mutated)
 }
 
 // renderSidecar describes the injected token server.
@@ -387,7 +378,7 @@ func redactHeaders(pod *corev1.Pod) *corev1.Pod {
 
 // reasonOf is why a pod was skipped, denied or failed, as kubectl would
 // show it.
-func reasonOf(d webhook.Decision) string {
+func reasonOf(d decision.Decision) string {
 	if d.Message == "" && d.Err != nil {
 		return d.Err.Error()
 	}

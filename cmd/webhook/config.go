@@ -2,11 +2,11 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"time"
 
-	"github.com/podidentity/injector/internal/webhook"
+	"github.com/podidentity/injector/internal/decision"
+	"github.com/spf13/pflag"
 )
 
 // Config is everything the webhook binary can be told, with defaults.
@@ -31,9 +31,9 @@ type Config struct {
 	// server talks HTTP/1.1 to webhooks just as well.
 	EnableHTTP2 bool
 
-	// DecisionFlags shape every decision: the sidecar and the identity
-	// defaults. The kubectl plugin binds the same flags.
-	webhook.DecisionFlags
+	// Flags shape every decision: the sidecar and the identity defaults.
+	// The kubectl plugin binds the same flags.
+	decision.Flags
 
 	// LiveReadTimeout bounds the one API read on a cache miss.
 	LiveReadTimeout time.Duration
@@ -57,7 +57,7 @@ func defaultConfig() Config {
 		MetricsAddr:        ":8443",
 		MetricsSecure:      true,
 		ProbeAddr:          ":8081",
-		DecisionFlags:      webhook.DefaultDecisionFlags(),
+		Flags:              decision.DefaultFlags(),
 		LiveReadTimeout:    2 * time.Second,
 		LiveReadsPerSecond: 5,
 		LiveReadBurst:      20,
@@ -66,7 +66,7 @@ func defaultConfig() Config {
 }
 
 // AddFlags binds the configuration to fs.
-func (c *Config) AddFlags(fs *flag.FlagSet) {
+func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig file; empty means in-cluster config")
 	fs.StringVar(&c.CertDir, "cert-dir", c.CertDir, "directory with tls.crt and tls.key (reloaded on change)")
 	fs.StringVar(&c.Host, "host", c.Host, "address the HTTPS admission endpoint binds to; empty means all")
@@ -75,7 +75,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.MetricsSecure, "metrics-secure", c.MetricsSecure, "serve metrics over HTTPS, only to callers allowed to get /metrics (see the pod-identity-injector-metrics-reader ClusterRole); false serves plain HTTP to anyone")
 	fs.BoolVar(&c.EnableHTTP2, "enable-http2", c.EnableHTTP2, "allow HTTP/2 on the webhook and metrics servers (off because of CVE-2023-44487, HTTP/2 rapid reset)")
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", c.ProbeAddr, "address of /healthz and /readyz")
-	c.DecisionFlags.AddFlags(fs)
+	c.Flags.AddFlags(fs)
 	fs.DurationVar(&c.LiveReadTimeout, "live-read-timeout", c.LiveReadTimeout, "timeout of the one API read on a cache miss")
 	fs.Float64Var(&c.LiveReadsPerSecond, "live-reads-per-second", c.LiveReadsPerSecond, "API reads of cache misses allowed per second; past it (and the burst) a pod whose objects are not cached yet is denied with a message to retry")
 	fs.IntVar(&c.LiveReadBurst, "live-read-burst", c.LiveReadBurst, "API reads of cache misses allowed at once, above --live-reads-per-second")
@@ -89,7 +89,7 @@ func (c *Config) Validate() error {
 	if c.Port < 1 || c.Port > 65535 {
 		errs = append(errs, fmt.Errorf("--port %d is not in 1-65535", c.Port))
 	}
-	if err := c.DecisionFlags.Validate(); err != nil {
+	if err := c.Flags.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.LiveReadTimeout <= 0 {

@@ -2,11 +2,12 @@ package main
 
 import (
 	"crypto/tls"
-	"flag"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/spf13/pflag"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,7 +18,7 @@ import (
 func parse(t *testing.T, args ...string) (Config, error) {
 	t.Helper()
 	cfg := defaultConfig()
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	cfg.AddFlags(fs)
 	require.NoError(t, fs.Parse(args))
 	return cfg, cfg.Validate()

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -40,9 +39,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
+	"github.com/podidentity/injector/internal/decision"
 	"github.com/podidentity/injector/internal/memtune"
 	buildinfo "github.com/podidentity/injector/internal/version"
 	"github.com/podidentity/injector/internal/webhook"
+	"github.com/spf13/pflag"
 )
 
 // runtimeSettings: the webhook's live heap is mostly its informer cache,
@@ -68,7 +69,7 @@ func main() {
 // run parses args into a Config and serves until ctx is done.
 func run(ctx context.Context, args []string) error {
 	cfg := defaultConfig()
-	fs := flag.NewFlagSet("pod-identity-webhook", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("pod-identity-webhook", pflag.ContinueOnError)
 	cfg.AddFlags(fs)
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -93,7 +94,7 @@ func run(ctx context.Context, args []string) error {
 	restCfg.UserAgent = "pod-identity-webhook"
 
 	// The server version is asked once, here; the handler gets a plain bool.
-	native, serverVersion, err := webhook.NativeSidecar(cfg.NativeSidecar, restCfg)
+	native, serverVersion, err := decision.NativeSidecar(cfg.NativeSidecar, restCfg)
 	if err != nil {
 		return err
 	}
@@ -143,11 +144,7 @@ func run(ctx context.Context, args []string) error {
 	if err := metrics.Register(ctrlmetrics.Registry); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
-	injectCfg, err := cfg.InjectConfig(native)
-	if err != nil {
-		return err
-	}
-	var peers webhook.Peers
+	var peers decision.Peers
 	if cfg.WarnSharedServiceAccount {
 		clientset, err := kubernetes.NewForConfig(restCfg)
 		if err != nil {
@@ -169,17 +166,13 @@ func run(ctx context.Context, args []string) error {
 		}
 		peers = pods.peers()
 	}
-	handler, err := webhook.NewHandler(webhook.Options{
-		Resolver: &webhook.Resolver{
-			Lookup: webhook.CacheThenLive(mgr.GetCache(), mgr.GetAPIReader(), cfg.LiveReadTimeout,
-				rate.NewLimiter(rate.Limit(cfg.LiveReadsPerSecond), cfg.LiveReadBurst)),
-			Defaults: cfg.Defaults(),
-		},
-		Inject:       injectCfg,
-		RequireOptIn: cfg.RequireNamespaceOptIn,
-		Metrics:      metrics,
-		Peers:        peers,
-	})
+	lookup := decision.CacheThenLive(mgr.GetCache(), mgr.GetAPIReader(), cfg.LiveReadTimeout,
+		rate.NewLimiter(rate.Limit(cfg.LiveReadsPerSecond), cfg.LiveReadBurst))
+	planner, err := cfg.NewPlanner(lookup, peers, native)
+	if err != nil {
+		return err
+	}
+	handler, err := webhook.NewHandler(planner, metrics)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	toolscache "k8s.io/client-go/tools/cache"
 
+	"github.com/podidentity/injector/internal/decision"
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/webhook"
 )
@@ -184,7 +185,7 @@ func TestPodsWatchHealthy(t *testing.T) {
 	assert.Equal(t, 1.0, testutil.ToFloat64(pods.healthyGauge()))
 	peers, err := pods.peers().OtherSelectors(ctx, "team-a", "default", "reader")
 	require.NoError(t, err)
-	assert.Equal(t, []webhook.Peer{{Ref: "pod writer-1", Selector: "writer"}}, peers)
+	assert.Equal(t, []decision.Peer{{Ref: "pod writer-1", Selector: "writer"}}, peers)
 }
 
 // TestRequiredWatchFailureMakesNotReady: an informer of a kind admission

@@ -247,7 +247,7 @@ func benchAdmission(b *testing.B, controller bool) {
 	h := newTestHandler(b, reader, nil, testInjectConfig(), testSecret)
 	h.metrics = nil
 	// The seed's identity names no tenant; the operator's flag supplies it.
-	h.planner.Resolver.Defaults.TenantID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+	h.planner.Defaults.TenantID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
+	"github.com/podidentity/injector/internal/decision"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -154,9 +155,9 @@ func transformPod(obj any) (any, error) {
 	c := &cachedPod{
 		name:            pod.Name,
 		namespace:       unique.Make(pod.Namespace),
-		serviceAccount:  unique.Make(serviceAccountOf(pod)),
+		serviceAccount:  unique.Make(decision.ServiceAccountOf(pod)),
 		resourceVersion: pod.ResourceVersion,
-		finished:        finished(pod.Status.Phase),
+		finished:        decision.PodFinished(pod.Status.Phase),
 	}
 	if s, ok := pod.Labels[names.BindingLabel]; ok {
 		c.selector, c.labelled = unique.Make(s), true

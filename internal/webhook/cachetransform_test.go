@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
+	"github.com/podidentity/injector/internal/decision/decisiontest"
 	"github.com/podidentity/injector/internal/inject/injecttest"
 	"github.com/podidentity/injector/internal/names"
 )
@@ -93,15 +94,15 @@ func TestCacheTransformKeepsReads(t *testing.T) {
 			require.NoError(t, err)
 			ns := c.Pod.Namespace
 			selector := c.Pod.Labels[names.BindingLabel]
-			objs := append(objectsFor(c, selector), optedIn(ns), &aadv1.AzurePodIdentityException{
+			objs := append(objectsFor(c, selector), decisiontest.OptedIn(ns), &aadv1.AzurePodIdentityException{
 				ObjectMeta: metav1.ObjectMeta{Name: "unrelated", Namespace: ns},
 				Spec:       aadv1.AzurePodIdentityExceptionSpec{PodLabels: map[string]string{"never": "matches"}},
 			})
 			for _, o := range objs {
 				bloat(o.(metav1.ObjectMetaAccessor).GetObjectMeta().(*metav1.ObjectMeta))
 			}
-			full := newTestHandler(t, fakeReader(t, objs...), nil, c.Config, c.Secret).Handle(context.Background(), podRequest(t, ns, c.PodJSON))
-			slim := newTestHandler(t, fakeReader(t, slimmed(t, objs)...), nil, c.Config, c.Secret).Handle(context.Background(), podRequest(t, ns, c.PodJSON))
+			full := newTestHandler(t, decisiontest.FakeReader(t, objs...), nil, c.Config, c.Secret).Handle(context.Background(), podRequest(t, ns, c.PodJSON))
+			slim := newTestHandler(t, decisiontest.FakeReader(t, slimmed(t, objs)...), nil, c.Config, c.Secret).Handle(context.Background(), podRequest(t, ns, c.PodJSON))
 			require.True(t, full.Allowed, "%+v", full.Result)
 			assert.Empty(t, cmp.Diff(full, slim), "response from the transformed cache differs")
 		})

@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/podidentity/injector/internal/decision"
+	"github.com/podidentity/injector/internal/decision/decisiontest"
 	"github.com/podidentity/injector/internal/inject/injecttest"
 	"github.com/podidentity/injector/internal/sidecarconfig"
 )
@@ -34,7 +36,7 @@ func azBinding(name, spec string) string { return apiObject("AzureIdentityBindin
 // admitDemo admits a pod with labels in namespace demo against objs.
 func admitDemo(t *testing.T, labels string, objs ...string) admission.Response {
 	t.Helper()
-	cache := newWireReader(t, fakeReader(t, optedIn("demo")), objs...)
+	cache := newWireReader(t, decisiontest.FakeReader(t, decisiontest.OptedIn("demo")), objs...)
 	raw := []byte(`{"metadata":{"name":"demo","namespace":"demo","labels":` + labels + `},"spec":{"containers":[{"name":"demo","image":"nginx"}]}}`)
 	return newTestHandler(t, cache, nil, testInjectConfig(), testSecret).Handle(context.Background(), podRequest(t, "demo", raw))
 }
@@ -124,13 +126,13 @@ func TestCompatSharedSelector(t *testing.T) {
 		assert.Contains(t, resp.Result.Message, "AzureIdentityBinding demo/az-id-1-binding")
 		assert.Contains(t, resp.Result.Message, "AzureIdentityBinding demo/az-id-2-binding")
 		d := decideDemo(t, labels, b1, b2)
-		assert.ErrorIs(t, d.Err, ErrIdentityNotFound)
+		assert.ErrorIs(t, d.Err, decision.ErrIdentityNotFound)
 	})
 }
 
-func decideDemo(t *testing.T, labels string, objs ...string) Decision {
+func decideDemo(t *testing.T, labels string, objs ...string) decision.Decision {
 	t.Helper()
-	cache := newWireReader(t, fakeReader(t, optedIn("demo")), objs...)
+	cache := newWireReader(t, decisiontest.FakeReader(t, decisiontest.OptedIn("demo")), objs...)
 	raw := []byte(`{"metadata":{"name":"demo","namespace":"demo","labels":` + labels + `},"spec":{"containers":[{"name":"demo","image":"nginx"}]}}`)
 	d, _ := newTestHandler(t, cache, nil, testInjectConfig(), testSecret).decide(context.Background(), podRequest(t, "demo", raw))
 	return d
@@ -154,8 +156,8 @@ func TestCompatUnreadableBinding(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			d := decideDemo(t, labels, azID("demo-id", "c1"), tc.binding)
-			assert.ErrorIs(t, d.Err, ErrInvalidBinding)
-			assert.NotErrorIs(t, d.Err, ErrNoBinding)
+			assert.ErrorIs(t, d.Err, decision.ErrInvalidBinding)
+			assert.NotErrorIs(t, d.Err, decision.ErrNoBinding)
 			resp := admitDemo(t, labels, azID("demo-id", "c1"), tc.binding)
 			require.False(t, resp.Allowed)
 			assert.Contains(t, resp.Result.Message, "AzureIdentityBinding demo/demo-binding")

@@ -25,6 +25,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
+	"github.com/podidentity/injector/internal/decision"
+	"github.com/podidentity/injector/internal/decision/decisiontest"
 	"github.com/podidentity/injector/internal/names"
 )
 
@@ -109,18 +111,18 @@ func namespaceLabels(t *testing.T, m *Metrics) map[string]bool {
 // live API reads at the limiter's rate alone, and the webhook still
 // injects a real pod after them.
 func TestEndpointMadeUpNamespacesAddNoSeries(t *testing.T) {
-	objs := []client.Object{optedIn("team-a"), optedIn("team-b"),
+	objs := []client.Object{decisiontest.OptedIn("team-a"), decisiontest.OptedIn("team-b"),
 		&aadv1.AzureIdentity{ObjectMeta: metav1.ObjectMeta{Name: "id", Namespace: "team-a"}, Spec: aadv1.AzureIdentitySpec{ClientID: "c", TenantID: "t"}},
 		&aadv1.AzureIdentityBinding{ObjectMeta: metav1.ObjectMeta{Name: "b", Namespace: "team-a"}, Spec: aadv1.AzureIdentityBindingSpec{AzureIdentity: "id", Selector: "reader"}},
 	}
-	live := &countingReader{Reader: fakeReader(t, objs...)}
+	live := &decisiontest.CountingReader{Reader: decisiontest.FakeReader(t, objs...)}
 	const perSecond, burst = 5, 20
-	h, err := NewHandler(Options{
-		Resolver:     &Resolver{Lookup: CacheThenLive(fakeReader(t, objs...), live, time.Second, rate.NewLimiter(perSecond, burst)), Defaults: Defaults{TokenSource: names.TokenSourceFederated}},
+	h, err := NewHandler(&decision.Planner{
+		Lookup:       decision.CacheThenLive(decisiontest.FakeReader(t, objs...), live, time.Second, rate.NewLimiter(perSecond, burst)),
+		Defaults:     decision.Defaults{TokenSource: names.TokenSourceFederated},
 		Inject:       testInjectConfig(),
 		RequireOptIn: true,
-		Metrics:      NewMetrics(),
-	})
+	}, NewMetrics())
 	require.NoError(t, err)
 	srv := exposedEndpoint(t, h)
 	c := srv.Client()
@@ -131,7 +133,7 @@ func TestEndpointMadeUpNamespacesAddNoSeries(t *testing.T) {
 		require.Equal(t, ns == "team-a", resp.Allowed, body)
 	}
 
-	live.reads = 0 // team-b's pod read its bindings live: it has none
+	live.Reads = 0 // team-b's pod read its bindings live: it has none
 	start := time.Now()
 	var limited, missing int
 	for i := range 10000 {
@@ -153,8 +155,8 @@ func TestEndpointMadeUpNamespacesAddNoSeries(t *testing.T) {
 	assert.Equal(t, map[string]bool{"team-a": true, "team-b": true, NamespaceOther: true}, labels,
 		"series only for namespaces that exist, plus one bucket")
 	allowed := burst + int(elapsed.Seconds()*perSecond) + 1
-	assert.LessOrEqual(t, live.reads, allowed, "live reads stay within the limiter's rate over %s", elapsed)
-	assert.Equal(t, live.reads, missing, "every live read found the namespace missing; the rest were refused without one")
+	assert.LessOrEqual(t, live.Reads, allowed, "live reads stay within the limiter's rate over %s", elapsed)
+	assert.Equal(t, live.Reads, missing, "every live read found the namespace missing; the rest were refused without one")
 	assert.Equal(t, 10000, missing+limited)
 
 	code, resp, body := post(t, c, srv.URL, review(t, "after", "team-a", labelledPod("web-2")))
@@ -167,11 +169,11 @@ func TestEndpointMadeUpNamespacesAddNoSeries(t *testing.T) {
 // and a body over MaxRequestBytes is refused before it is read, with a
 // message that says the limit.
 func TestEndpointBodyCap(t *testing.T) {
-	objs := []client.Object{optedIn("team-a"),
+	objs := []client.Object{decisiontest.OptedIn("team-a"),
 		&aadv1.AzureIdentity{ObjectMeta: metav1.ObjectMeta{Name: "id", Namespace: "team-a"}, Spec: aadv1.AzureIdentitySpec{ClientID: "c", TenantID: "t"}},
 		&aadv1.AzureIdentityBinding{ObjectMeta: metav1.ObjectMeta{Name: "b", Namespace: "team-a"}, Spec: aadv1.AzureIdentityBindingSpec{AzureIdentity: "id", Selector: "reader"}},
 	}
-	srv := exposedEndpoint(t, newTestHandler(t, fakeReader(t, objs...), nil, testInjectConfig(), testSecret))
+	srv := exposedEndpoint(t, newTestHandler(t, decisiontest.FakeReader(t, objs...), nil, testInjectConfig(), testSecret))
 
 	big := labelledPod("big")
 	big.Annotations = map[string]string{"example.com/blob": strings.Repeat("x", 1536*1024)}
@@ -217,8 +219,8 @@ func TestHandlerInvalidNamespace(t *testing.T) {
 		"slash":      "team-a/../kube-system",
 	} {
 		t.Run(name, func(t *testing.T) {
-			live := &countingReader{Reader: fakeReader(t)}
-			cache := &countingReader{Reader: fakeReader(t)}
+			live := &decisiontest.CountingReader{Reader: decisiontest.FakeReader(t)}
+			cache := &decisiontest.CountingReader{Reader: decisiontest.FakeReader(t)}
 			h := newTestHandler(t, cache, live, testInjectConfig(), testSecret)
 			raw, err := json.Marshal(labelledPod("web"))
 			require.NoError(t, err)
@@ -227,7 +229,7 @@ func TestHandlerInvalidNamespace(t *testing.T) {
 			assert.Equal(t, int32(http.StatusBadRequest), resp.Result.Code)
 			assert.Contains(t, resp.Result.Message, "metadata.namespace")
 			assert.Less(t, len(resp.Result.Message), 600, "the message does not repeat the value: %.200s", resp.Result.Message)
-			assert.Zero(t, cache.reads+live.reads, "nothing is read for a name no namespace can have")
+			assert.Zero(t, cache.Reads+live.Reads, "nothing is read for a name no namespace can have")
 			assert.Equal(t, map[string]bool{NamespaceOther: true}, namespaceLabels(t, h.metrics))
 		})
 	}
@@ -237,29 +239,28 @@ func TestHandlerInvalidNamespace(t *testing.T) {
 // objects are not cached yet is denied, never admitted uninjected, with a
 // message that says to retry.
 func TestHandlerLiveReadLimited(t *testing.T) {
-	objs := []client.Object{optedIn("team-a"),
+	objs := []client.Object{decisiontest.OptedIn("team-a"),
 		&aadv1.AzureIdentity{ObjectMeta: metav1.ObjectMeta{Name: "id", Namespace: "team-a"}, Spec: aadv1.AzureIdentitySpec{ClientID: "c", TenantID: "t"}},
 		&aadv1.AzureIdentityBinding{ObjectMeta: metav1.ObjectMeta{Name: "b", Namespace: "team-a"}, Spec: aadv1.AzureIdentityBindingSpec{AzureIdentity: "id", Selector: "reader"}},
 	}
-	live := &countingReader{Reader: fakeReader(t, objs...)}
-	h, err := NewHandler(Options{
-		// The cache has the namespace but not yet the binding and identity.
-		Resolver:     &Resolver{Lookup: CacheThenLive(fakeReader(t, optedIn("team-a")), live, time.Second, rate.NewLimiter(rate.Every(time.Hour), 2)), Defaults: Defaults{TokenSource: names.TokenSourceFederated}},
+	live := &decisiontest.CountingReader{Reader: decisiontest.FakeReader(t, objs...)}
+	h, err := NewHandler(&decision.Planner{
+		Lookup:       decision.CacheThenLive(decisiontest.FakeReader(t, decisiontest.OptedIn("team-a")), live, time.Second, rate.NewLimiter(rate.Every(time.Hour), 2)),
+		Defaults:     decision.Defaults{TokenSource: names.TokenSourceFederated},
 		Inject:       testInjectConfig(),
 		RequireOptIn: true,
-		Metrics:      NewMetrics(),
-	})
+	}, NewMetrics())
 	require.NoError(t, err)
 	raw, err := json.Marshal(labelledPod("web"))
 	require.NoError(t, err)
 
 	first := h.Handle(context.Background(), podRequest(t, "team-a", raw))
 	assert.True(t, first.Allowed, "two live reads (binding, identity) fit the burst: %v", first.Result)
-	assert.Equal(t, 2, live.reads)
+	assert.Equal(t, 2, live.Reads)
 
 	second := h.Handle(context.Background(), podRequest(t, "team-a", raw))
 	assert.False(t, second.Allowed, "past the rate the pod is denied, not admitted without its identity")
-	assert.Equal(t, 2, live.reads, "no read past the rate")
+	assert.Equal(t, 2, live.Reads, "no read past the rate")
 	for _, want := range []string{"pod team-a/web", "retry in a few seconds", "not in its cache", "burst 2"} {
 		assert.Contains(t, second.Result.Message, want)
 	}

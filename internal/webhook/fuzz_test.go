@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 
+	"github.com/podidentity/injector/internal/decision/decisiontest"
 	"github.com/podidentity/injector/internal/inject/injecttest"
 	"github.com/podidentity/injector/internal/names"
 )
@@ -51,9 +52,9 @@ func FuzzAdmission(f *testing.F) {
 	f.Add(`{"metadata":{"name":"p","labels":{"aadpodidbinding":"reader"},"annotations":{"`+names.InjectedAnnotation+`":"x/y","`+names.TokenPortAnnotation+`":"9000"}},"spec":{"resources":{"requests":{"cpu":"5m"}},"containers":[{"name":"app","ports":[{"containerPort":9000}],"envFrom":[{"configMapRef":{"name":"c"}}]}]}}`, id, `{"azureIdentity":"reader","selector":"reader"}`, `{"podLabels":{"x":"y"}}`)
 	f.Add(`{"spec": [}`, id, `{}`, `{}`)
 
-	scheme := testScheme(f)
+	scheme := decisiontest.Scheme(f)
 	codec := serializer.NewCodecFactory(scheme).UniversalDeserializer()
-	base := fakeReader(f, optedIn("team-a"))
+	base := decisiontest.FakeReader(f, decisiontest.OptedIn("team-a"))
 	cfg := testInjectConfig()
 	f.Fuzz(func(t *testing.T, podJSON, identitySpec, bindingSpec, exceptionSpec string) {
 		var objs [][]byte

@@ -20,13 +20,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
+	"github.com/podidentity/injector/internal/decision"
+	"github.com/podidentity/injector/internal/decision/decisiontest"
 	"github.com/podidentity/injector/internal/inject"
 	"github.com/podidentity/injector/internal/inject/injecttest"
 	"github.com/podidentity/injector/internal/names"
@@ -34,14 +35,6 @@ import (
 )
 
 const testSecret = "test-identity-header-secret"
-
-func testScheme(t testing.TB) *runtime.Scheme {
-	t.Helper()
-	s := runtime.NewScheme()
-	require.NoError(t, clientgoscheme.AddToScheme(s))
-	require.NoError(t, aadv1.AddToScheme(s))
-	return s
-}
 
 func testInjectConfig() inject.Config {
 	return inject.Config{SidecarImage: "example.test/pod-identity-sidecar:v1", Port: names.DefaultTokenPort, NativeSidecar: true}
@@ -51,23 +44,16 @@ func testInjectConfig() inject.Config {
 // stands for the API server behind the cache.
 func newTestHandler(t testing.TB, cache, live client.Reader, cfg inject.Config, secret string) *Handler {
 	t.Helper()
-	h, err := NewHandler(Options{
-		Resolver: &Resolver{
-			Lookup: CacheThenLive(cache, live, 1e9, nil),
-			// The webhook gives the resolver and the sidecar one allow-list.
-			Defaults: Defaults{TokenSource: names.TokenSourceFederated, AllowedAuthorityHosts: cfg.AllowedAuthorityHosts},
-		},
+	h, err := NewHandler(&decision.Planner{
+		Lookup: decision.CacheThenLive(cache, live, 1e9, nil),
+		// The webhook gives the resolver and the sidecar one allow-list.
+		Defaults:     decision.Defaults{TokenSource: names.TokenSourceFederated, AllowedAuthorityHosts: cfg.AllowedAuthorityHosts},
 		Inject:       cfg,
 		RequireOptIn: true,
 		NewSecret:    func() (string, error) { return secret, nil },
-		Metrics:      NewMetrics(),
-	})
+	}, NewMetrics())
 	require.NoError(t, err)
 	return h
-}
-
-func fakeReader(t testing.TB, objs ...client.Object) client.Client {
-	return fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).Build()
 }
 
 func podRequest(t testing.TB, namespace string, raw []byte) admission.Request {
@@ -80,10 +66,6 @@ func podRequest(t testing.TB, namespace string, raw []byte) admission.Request {
 		Operation: admissionv1.Create,
 		Object:    runtime.RawExtension{Raw: raw},
 	}}
-}
-
-func optedIn(name string) *corev1.Namespace {
-	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{names.InjectAnnotation: names.InjectEnabled}}}
 }
 
 // applyPatch applies a response's JSON patch to the raw request object, as
@@ -155,10 +137,10 @@ func TestHandlerGolden(t *testing.T) {
 			selector := c.Pod.Labels[names.BindingLabel]
 			require.NotEmpty(t, selector, "case pod needs the %s label", names.BindingLabel)
 
-			objs := append(objectsFor(c, selector), optedIn(ns))
-			cache := fakeReader(t, objs...)
-			defaults := Defaults{TokenSource: names.TokenSourceFederated, AllowedAuthorityHosts: c.Config.AllowedAuthorityHosts}
-			res, err := (&Resolver{Lookup: ReaderLookup{Reader: cache}, Defaults: defaults}).Resolve(context.Background(), ns, selector)
+			objs := append(objectsFor(c, selector), decisiontest.OptedIn(ns))
+			cache := decisiontest.FakeReader(t, objs...)
+			defaults := decision.Defaults{TokenSource: names.TokenSourceFederated, AllowedAuthorityHosts: c.Config.AllowedAuthorityHosts}
+			res, err := (&decision.Planner{Lookup: decision.ReaderLookup{Reader: cache}, Defaults: defaults}).Resolve(context.Background(), ns, selector)
 			require.NoError(t, err)
 			want := slices.Clone(c.Identities)
 			slices.SortFunc(want, func(a, b inject.Identity) int { return strings.Compare(a.Name, b.Name) })
@@ -187,7 +169,7 @@ func TestHandlerKeepsUnknownFields(t *testing.T) {
 "initContainers":[{"name":"init","image":"busybox","futureContainerField":"keep-init"}],
 "containers":[{"name":"app","image":"nginx","futureContainerField":"keep-app","env":[{"name":"X","value":"1"}]}]}}`)
 	c := &injecttest.Case{Identities: []inject.Identity{{Identity: sidecarconfig.Identity{Name: "reader", Namespace: "team-a", Source: names.TokenSourceFederated, ClientID: "cid", TenantID: "tid"}}}}
-	cache := fakeReader(t, append(objectsFor(c, "reader"), optedIn("team-a"))...)
+	cache := decisiontest.FakeReader(t, append(objectsFor(c, "reader"), decisiontest.OptedIn("team-a"))...)
 	resp := newTestHandler(t, cache, nil, testInjectConfig(), testSecret).Handle(context.Background(), podRequest(t, "team-a", raw))
 	require.True(t, resp.Allowed, "%+v", resp.Result)
 	require.NotEmpty(t, resp.Patch)
@@ -238,7 +220,7 @@ func TestHandlerDecisions(t *testing.T) {
 		require.NoError(t, err)
 		return b
 	}
-	good := []client.Object{optedIn(ns), identity("reader-id", nil), binding("reader-binding", "reader-id", "reader")}
+	good := []client.Object{decisiontest.OptedIn(ns), identity("reader-id", nil), binding("reader-binding", "reader-id", "reader")}
 
 	tests := []struct {
 		name    string
@@ -305,12 +287,12 @@ func TestHandlerDecisions(t *testing.T) {
 		},
 		{
 			name: "legacy token-source on the identity is read, with a warning",
-			objs: []client.Object{optedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) {
+			objs: []client.Object{decisiontest.OptedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) {
 				a.Annotations = map[string]string{"aadpodidentity.k8s.io/token-source": "magic"}
 			})},
 			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) },
 			code: http.StatusForbidden, message: []string{"token-source is \"magic\""},
-			reason:   ErrInvalidIdentity,
+			reason:   decision.ErrInvalidIdentity,
 			warnings: []string{`AzureIdentity team-a/reader-id: annotation "aadpodidentity.k8s.io/token-source" is deprecated; rename it to "podidentity.github.io/token-source"`},
 		},
 		{
@@ -372,68 +354,68 @@ func TestHandlerDecisions(t *testing.T) {
 			message: []string{"CREATE only"},
 		},
 		{
-			name: "no binding", objs: []client.Object{optedIn(ns), identity("reader-id", nil), binding("b", "reader-id", "other")},
+			name: "no binding", objs: []client.Object{decisiontest.OptedIn(ns), identity("reader-id", nil), binding("b", "reader-id", "other")},
 			req:     func() admission.Request { return podRequest(t, ns, pod(nil)) },
 			code:    http.StatusForbidden,
 			message: []string{`no AzureIdentityBinding in namespace team-a has selector "reader"; create one or fix the pod label aadpodidbinding`},
-			reason:  ErrNoBinding,
+			reason:  decision.ErrNoBinding,
 		},
 		{
-			name: "binding names a missing identity", objs: []client.Object{optedIn(ns), binding("reader-binding", "ghost", "reader")},
+			name: "binding names a missing identity", objs: []client.Object{decisiontest.OptedIn(ns), binding("reader-binding", "ghost", "reader")},
 			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) },
 			code: http.StatusForbidden,
 			message: []string{`AzureIdentityBinding team-a/reader-binding (selector "reader") names AzureIdentity "ghost", which does not exist in namespace team-a`,
 				"identities are never looked up in other namespaces"},
-			reason: ErrIdentityNotFound,
+			reason: decision.ErrIdentityNotFound,
 		},
 		{
 			name: "identity in another namespace never resolves",
-			objs: []client.Object{optedIn(ns), binding("reader-binding", "reader-id", "reader"),
+			objs: []client.Object{decisiontest.OptedIn(ns), binding("reader-binding", "reader-id", "reader"),
 				&aadv1.AzureIdentity{ObjectMeta: metav1.ObjectMeta{Name: "reader-id", Namespace: "team-b"}, Spec: aadv1.AzureIdentitySpec{ClientID: "c", TenantID: "t"}}},
 			req:     func() admission.Request { return podRequest(t, ns, pod(nil)) },
 			code:    http.StatusForbidden,
 			message: []string{`names AzureIdentity "reader-id", which does not exist in namespace team-a`},
-			reason:  ErrIdentityNotFound,
+			reason:  decision.ErrIdentityNotFound,
 		},
 		{
 			name: "identity without clientID",
-			objs: []client.Object{optedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) { a.Spec.ClientID = "" })},
+			objs: []client.Object{decisiontest.OptedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) { a.Spec.ClientID = "" })},
 			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) },
 			code: http.StatusForbidden, message: []string{"AzureIdentity team-a/reader-id", "spec.clientID is empty"},
-			reason: ErrInvalidIdentity,
+			reason: decision.ErrInvalidIdentity,
 		},
 		{
 			name: "unknown identity type",
-			objs: []client.Object{optedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) { a.Spec.Type = 7 })},
+			objs: []client.Object{decisiontest.OptedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) { a.Spec.Type = 7 })},
 			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) },
 			code: http.StatusForbidden, message: []string{"AzureIdentity team-a/reader-id", "spec.type is 7"},
-			reason: ErrInvalidIdentity,
+			reason: decision.ErrInvalidIdentity,
 		},
 		{
 			name: "type 1 secret in another namespace",
-			objs: []client.Object{optedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) {
+			objs: []client.Object{decisiontest.OptedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) {
 				a.Spec.Type = aadv1.IdentityTypeServicePrincipal
 				a.Spec.ClientPassword = corev1.SecretReference{Name: "sp", Namespace: "kube-system"}
 			})},
 			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) },
 			code: http.StatusForbidden, message: []string{"AzureIdentity team-a/reader-id", `spec.clientPassword.namespace is "kube-system"`},
-			reason: ErrInvalidIdentity,
+			reason: decision.ErrInvalidIdentity,
 		},
 		{
 			name: "federated identity without tenant",
-			objs: []client.Object{optedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) { a.Spec.TenantID = "" })},
+			objs: []client.Object{decisiontest.OptedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) { a.Spec.TenantID = "" })},
 			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) },
 			code: http.StatusForbidden, message: []string{"AzureIdentity team-a/reader-id has no spec.tenantID", "--default-tenant-id"},
-			reason: ErrInvalidIdentity,
+			reason: decision.ErrInvalidIdentity,
 		},
 		{
 			name: "bad token-source annotation",
-			objs: []client.Object{optedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) {
+			objs: []client.Object{decisiontest.OptedIn(ns), binding("b", "reader-id", "reader"), identity("reader-id", func(a *aadv1.AzureIdentity) {
 				a.Annotations = map[string]string{names.TokenSourceAnnotation: "magic"}
 			})},
 			req:  func() admission.Request { return podRequest(t, ns, pod(nil)) },
 			code: http.StatusForbidden, message: []string{"annotation podidentity.github.io/token-source is \"magic\""},
-			reason: ErrInvalidIdentity,
+			reason: decision.ErrInvalidIdentity,
 		},
 		{
 			name: "hostNetwork", objs: good,
@@ -492,7 +474,7 @@ func TestHandlerDecisions(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newTestHandler(t, fakeReader(t, tc.objs...), nil, testInjectConfig(), testSecret)
+			h := newTestHandler(t, decisiontest.FakeReader(t, tc.objs...), nil, testInjectConfig(), testSecret)
 			resp := h.Handle(context.Background(), tc.req())
 			assert.Equal(t, tc.allowed, resp.Allowed, "%+v", resp.Result)
 			assert.Equal(t, tc.patched, len(resp.Patch) > 0, "patched")
@@ -525,7 +507,7 @@ func TestHandlerDecisions(t *testing.T) {
 // TestHandlerLegacyKeys: the seed's capitalised keys inject, with a warning
 // per key naming the object and the key to rename.
 func TestHandlerLegacyKeys(t *testing.T) {
-	cache := newWireReader(t, fakeReader(t, optedIn("default")),
+	cache := newWireReader(t, decisiontest.FakeReader(t, decisiontest.OptedIn("default")),
 		`{"apiVersion":"aadpodidentity.k8s.io/v1","kind":"AzureIdentity","metadata":{"name":"blob-reader","namespace":"default"},
 "spec":{"type":0,"ResourceID":"/subscriptions/x/rg/userAssignedIdentities/blob-reader","ClientID":"11111111-2222-3333-4444-555555555555","tenantID":"t"}}`,
 		`{"apiVersion":"aadpodidentity.k8s.io/v1","kind":"AzureIdentityBinding","metadata":{"name":"blob-reader-to-my-app","namespace":"default"},
@@ -564,7 +546,7 @@ func TestHandlerExceptions(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			cache := newWireReader(t, fakeReader(t, optedIn("team-a")), identity, binding, tc.exception)
+			cache := newWireReader(t, decisiontest.FakeReader(t, decisiontest.OptedIn("team-a")), identity, binding, tc.exception)
 			resp := newTestHandler(t, cache, nil, testInjectConfig(), testSecret).Handle(context.Background(), podRequest(t, "team-a", raw))
 			require.True(t, resp.Allowed, "%+v", resp.Result)
 			assert.Equal(t, !tc.exempt, len(resp.Patch) > 0, "injected")
@@ -575,7 +557,7 @@ func TestHandlerExceptions(t *testing.T) {
 
 // TestHandlerLegacyConflict: two spellings with different values deny.
 func TestHandlerLegacyConflict(t *testing.T) {
-	cache := newWireReader(t, fakeReader(t, optedIn("team-a")),
+	cache := newWireReader(t, decisiontest.FakeReader(t, decisiontest.OptedIn("team-a")),
 		`{"apiVersion":"aadpodidentity.k8s.io/v1","kind":"AzureIdentity","metadata":{"name":"reader-id","namespace":"team-a"},
 "spec":{"clientID":"aaaa","ClientID":"bbbb","tenantID":"t"}}`,
 		`{"apiVersion":"aadpodidentity.k8s.io/v1","kind":"AzureIdentityBinding","metadata":{"name":"b","namespace":"team-a"},
@@ -591,8 +573,8 @@ func TestHandlerLegacyConflict(t *testing.T) {
 // are found by one live read when the cache has not seen them yet.
 func TestHandlerLiveReadOnCacheMiss(t *testing.T) {
 	c := &injecttest.Case{Identities: []inject.Identity{{Identity: sidecarconfig.Identity{Name: "reader", Namespace: "team-a", Source: names.TokenSourceFederated, ClientID: "cid", TenantID: "tid"}}}}
-	cache := fakeReader(t, optedIn("team-a"))
-	live := fakeReader(t, append(objectsFor(c, "reader"), optedIn("team-a"))...)
+	cache := decisiontest.FakeReader(t, decisiontest.OptedIn("team-a"))
+	live := decisiontest.FakeReader(t, append(objectsFor(c, "reader"), decisiontest.OptedIn("team-a"))...)
 	raw := []byte(`{"metadata":{"name":"p","namespace":"team-a","labels":{"aadpodidbinding":"reader"}},"spec":{"containers":[{"name":"app","image":"nginx"}]}}`)
 
 	withoutLive := newTestHandler(t, cache, nil, testInjectConfig(), testSecret).Handle(context.Background(), podRequest(t, "team-a", raw))
@@ -607,7 +589,7 @@ func TestHandlerLiveReadOnCacheMiss(t *testing.T) {
 // (the API server then applies failurePolicy), not a denial that blames the
 // user's objects.
 func TestHandlerLookupError(t *testing.T) {
-	broken := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(optedIn("team-a")).
+	broken := fake.NewClientBuilder().WithScheme(decisiontest.Scheme(t)).WithObjects(decisiontest.OptedIn("team-a")).
 		WithInterceptorFuncs(interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
 			return errors.New("etcd is on fire")
 		}}).Build()
@@ -630,7 +612,7 @@ type wireReader struct {
 }
 
 func newWireReader(t testing.TB, base client.Reader, objs ...string) *wireReader {
-	return &wireReader{Reader: base, codec: serializer.NewCodecFactory(testScheme(t)).UniversalDeserializer(), raw: toBytes(objs)}
+	return &wireReader{Reader: base, codec: serializer.NewCodecFactory(decisiontest.Scheme(t)).UniversalDeserializer(), raw: toBytes(objs)}
 }
 
 func toBytes(objs []string) [][]byte {
@@ -705,41 +687,34 @@ func containsAny(list []string, sub string) bool {
 	return false
 }
 
-func TestNewHandlerChecksOptions(t *testing.T) {
-	cache := fakeReader(t)
+func TestNewHandlerChecksPlanner(t *testing.T) {
+	cache := decisiontest.FakeReader(t)
 	tests := map[string]struct {
-		opts Options
-		want string
+		planner *decision.Planner
+		want    string
 	}{
-		"no resolver":      {Options{Inject: testInjectConfig()}, "a Resolver with a Lookup is required"},
-		"no cache":         {Options{Resolver: &Resolver{}, Inject: testInjectConfig()}, "a Resolver with a Lookup is required"},
-		"no sidecar image": {Options{Resolver: &Resolver{Lookup: ReaderLookup{Reader: cache}}, Inject: inject.Config{Port: 8181}}, "sidecar image"},
-		"bad port":         {Options{Resolver: &Resolver{Lookup: ReaderLookup{Reader: cache}}, Inject: inject.Config{SidecarImage: "x", Port: 0}}, "token port 0"},
+		"no planner":       {nil, "a Planner is required"},
+		"no lookup":        {&decision.Planner{Inject: testInjectConfig()}, "needs a Lookup"},
+		"no sidecar image": {&decision.Planner{Lookup: decision.ReaderLookup{Reader: cache}, Inject: inject.Config{Port: 8181}}, "sidecar image"},
+		"bad port":         {&decision.Planner{Lookup: decision.ReaderLookup{Reader: cache}, Inject: inject.Config{SidecarImage: "x", Port: 0}}, "token port 0"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			_, err := NewHandler(tc.opts)
+			_, err := NewHandler(tc.planner, nil)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
-	h, err := NewHandler(Options{Resolver: &Resolver{Lookup: ReaderLookup{Reader: cache}}, Inject: testInjectConfig()})
-	require.NoError(t, err)
-	s1, err := h.planner.newSecret()
-	require.NoError(t, err)
-	s2, _ := h.planner.newSecret()
-	assert.Len(t, s1, 43, "32 random bytes, base64url")
-	assert.NotEqual(t, s1, s2, "a fresh secret per pod")
 }
 
 // TestMetricsByNamespace: the decision and resolve-error counters carry the
 // pod's namespace, so that an alert can name the team.
 func TestMetricsByNamespace(t *testing.T) {
-	objs := []client.Object{optedIn("team-a"), optedIn("team-b"),
+	objs := []client.Object{decisiontest.OptedIn("team-a"), decisiontest.OptedIn("team-b"),
 		&aadv1.AzureIdentity{ObjectMeta: metav1.ObjectMeta{Name: "id", Namespace: "team-a"}, Spec: aadv1.AzureIdentitySpec{ClientID: "c", TenantID: "t"}},
 		&aadv1.AzureIdentityBinding{ObjectMeta: metav1.ObjectMeta{Name: "b", Namespace: "team-a"}, Spec: aadv1.AzureIdentityBindingSpec{AzureIdentity: "id", Selector: "reader"}},
 	}
-	h := newTestHandler(t, fakeReader(t, objs...), nil, testInjectConfig(), testSecret)
+	h := newTestHandler(t, decisiontest.FakeReader(t, objs...), nil, testInjectConfig(), testSecret)
 	for _, ns := range []string{"team-a", "team-b", "team-b"} {
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns, Labels: map[string]string{names.BindingLabel: "reader"}},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}}}
@@ -748,8 +723,8 @@ func TestMetricsByNamespace(t *testing.T) {
 		h.Handle(context.Background(), podRequest(t, ns, raw))
 	}
 	m := h.metrics
-	assert.Equal(t, 1.0, testutil.ToFloat64(m.Decisions.WithLabelValues("team-a", OutcomeInjected)))
-	assert.Equal(t, 2.0, testutil.ToFloat64(m.Decisions.WithLabelValues("team-b", OutcomeDenied)))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.Decisions.WithLabelValues("team-a", string(decision.OutcomeInjected))))
+	assert.Equal(t, 2.0, testutil.ToFloat64(m.Decisions.WithLabelValues("team-b", string(decision.OutcomeDenied))))
 	assert.Equal(t, 2.0, testutil.ToFloat64(m.ResolveErrors.WithLabelValues("team-b", "no_binding")))
 	assert.Equal(t, 0.0, testutil.ToFloat64(m.ResolveErrors.WithLabelValues("team-a", "no_binding")))
 }

@@ -4,15 +4,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Outcomes of an admission, the label values of the decision metrics.
-const (
-	OutcomeInjected = "injected"
-	OutcomeSkipped  = "skipped"
-	OutcomeDenied   = "denied"
-	OutcomeErrored  = "errored"
-	OutcomeNoChange = "unchanged"
-)
-
 // NamespaceOther is the namespace label of every admission whose namespace
 // the decision did not find: the one bounded bucket for made-up names. No
 // namespace can be called so (an underscore is not allowed in one).

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -10,6 +11,8 @@ import (
 
 	"reflect"
 
+	"github.com/podidentity/injector/internal/decision"
+	"github.com/podidentity/injector/internal/inject"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -43,7 +46,7 @@ var errNotAdditive = errors.New("mutation is not additive")
 // patchFor returns the JSON Patch (RFC 6902) that turns orig into mutated.
 // Both are typed pods: unknown fields of the raw request are in neither, so
 // no op can touch them.
-func PatchFor(orig, mutated *corev1.Pod) ([]op, error) {
+func patchFor(orig, mutated *corev1.Pod) ([]op, error) {
 	var ops []op
 	var err error
 	if ops, err = addAnnotations(ops, orig.Annotations, mutated.Annotations); err != nil {
@@ -161,4 +164,23 @@ func envName(e *corev1.EnvVar) string          { return e.Name }
 // escapePointer escapes a key for use in a JSON Pointer (RFC 6901).
 func escapePointer(s string) string {
 	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+}
+
+// Patch is the JSON Patch of an injection: add operations only, for the
+// subtrees that inject touches. The kubectl plugin makes it too, so that
+// it refuses what the webhook would fail to patch.
+func Patch(inj *decision.Injection) ([]byte, error) {
+	if inj == nil {
+		return nil, errors.New("no patch for a pod that was not injected")
+	}
+	ref := inject.PodRef(inj.PatchBase)
+	ops, err := patchFor(inj.PatchBase, inj.Mutated)
+	if err != nil {
+		return nil, fmt.Errorf("pod %s: %w", ref, err)
+	}
+	patch, err := json.Marshal(ops)
+	if err != nil {
+		return nil, fmt.Errorf("pod %s: encode patch: %w", ref, err)
+	}
+	return patch, nil
 }

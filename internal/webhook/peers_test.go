@@ -21,9 +21,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/podidentity/injector/internal/decision"
+	"github.com/podidentity/injector/internal/decision/decisiontest"
 	"github.com/podidentity/injector/internal/inject"
 	"github.com/podidentity/injector/internal/inject/injecttest"
-	"github.com/podidentity/injector/internal/manifest"
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/sidecarconfig"
 )
@@ -45,19 +46,17 @@ func peerPod(name, selector, serviceAccount string, phase corev1.PodPhase) *core
 // peersHandler serves identity "reader" to selector "reader" in team-a,
 // and reads the pods that share a service account from objs, through a
 // reader with the webhook's field index.
-func peersHandler(t *testing.T, peers Peers) *Handler {
+func peersHandler(t *testing.T, peers decision.Peers) *Handler {
 	t.Helper()
 	c := &injecttest.Case{Identities: []inject.Identity{{Identity: sidecarconfig.Identity{Name: "reader", Namespace: "team-a", Source: names.TokenSourceFederated, ClientID: "cid", TenantID: "tid"}}}}
-	h, err := NewHandler(Options{
-		Resolver: &Resolver{
-			Lookup:   ReaderLookup{Reader: fakeReader(t, append(objectsFor(c, "reader"), optedIn("team-a"))...)},
-			Defaults: Defaults{TokenSource: names.TokenSourceFederated},
-		},
+	h, err := NewHandler(&decision.Planner{
+		Lookup:       decision.ReaderLookup{Reader: decisiontest.FakeReader(t, append(objectsFor(c, "reader"), decisiontest.OptedIn("team-a"))...)},
+		Defaults:     decision.Defaults{TokenSource: names.TokenSourceFederated},
 		Inject:       testInjectConfig(),
 		RequireOptIn: true,
 		NewSecret:    func() (string, error) { return testSecret, nil },
 		Peers:        peers,
-	})
+	}, nil)
 	require.NoError(t, err)
 	return h
 }
@@ -80,11 +79,11 @@ func indexedPods(t testing.TB, objs ...client.Object) IndexerPeers {
 
 // livePods is the plugin's --live reader: a client that selects by label
 // and by spec.serviceAccountName, as the API server does.
-func livePods(t *testing.T, objs ...client.Object) ReaderPeers {
+func livePods(t *testing.T, objs ...client.Object) decision.ReaderPeers {
 	t.Helper()
-	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).
-		WithIndex(&corev1.Pod{}, "spec.serviceAccountName", func(o client.Object) []string { return []string{serviceAccountOf(o.(*corev1.Pod))} }).Build()
-	return ReaderPeers{Reader: c}
+	c := fake.NewClientBuilder().WithScheme(decisiontest.Scheme(t)).WithObjects(objs...).
+		WithIndex(&corev1.Pod{}, "spec.serviceAccountName", func(o client.Object) []string { return []string{decision.ServiceAccountOf(o.(*corev1.Pod))} }).Build()
+	return decision.ReaderPeers{Reader: c}
 }
 
 // TestSharedServiceAccountWarning: a pod whose service account other
@@ -141,7 +140,7 @@ func TestSharedServiceAccountWarning(t *testing.T) {
 					tc.pod(p)
 				}
 			})
-			for reader, peers := range map[string]Peers{"webhook's informer": indexedPods(t, tc.peers...), "plugin's --live": livePods(t, tc.peers...)} {
+			for reader, peers := range map[string]decision.Peers{"webhook's informer": indexedPods(t, tc.peers...), "plugin's --live": livePods(t, tc.peers...)} {
 				t.Run(reader, func(t *testing.T) {
 					resp := peersHandler(t, peers).Handle(context.Background(), podRequest(t, "team-a", raw))
 					require.True(t, resp.Allowed, "%+v", resp.Result)
@@ -196,7 +195,7 @@ func (l labelSet) Lookup(k string) (string, bool) { v, ok := l[k]; return v, ok 
 // failingPeers cannot read the pods.
 type failingPeers struct{}
 
-func (failingPeers) OtherSelectors(context.Context, string, string, string) ([]Peer, error) {
+func (failingPeers) OtherSelectors(context.Context, string, string, string) ([]decision.Peer, error) {
 	return nil, errors.New("pods is forbidden")
 }
 
@@ -209,50 +208,11 @@ func TestSharedServiceAccountReadFails(t *testing.T) {
 	var pod corev1.Pod
 	require.NoError(t, json.Unmarshal(raw, &pod))
 	d := h.planner.Plan(context.Background(), &pod)
-	assert.Equal(t, OutcomeInjected, d.Outcome)
+	assert.Equal(t, decision.OutcomeInjected, d.Outcome)
 	assert.ErrorContains(t, d.PeersErr, "forbidden")
 	resp := h.Handle(context.Background(), podRequest(t, "team-a", raw))
 	assert.True(t, resp.Allowed)
 	assert.NotEmpty(t, resp.Patch)
-}
-
-// TestSharedServiceAccountInFiles: the plugin compares the workloads of
-// its files with each other, templates included.
-func TestSharedServiceAccountInFiles(t *testing.T) {
-	var set manifest.Set
-	require.NoError(t, set.Read("apps.yaml", strings.NewReader(`
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: writer, namespace: team-a}
-spec:
-  selector: {matchLabels: {app: writer}}
-  template:
-    metadata: {labels: {app: writer, aadpodidbinding: writer}}
-    spec: {containers: [{name: app, image: nginx}]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: reader, namespace: team-a}
-spec:
-  selector: {matchLabels: {app: reader}}
-  template:
-    metadata: {labels: {app: reader, aadpodidbinding: reader}}
-    spec: {serviceAccountName: default, containers: [{name: app, image: nginx}]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: own-sa, namespace: team-a}
-spec:
-  selector: {matchLabels: {app: own}}
-  template:
-    metadata: {labels: {app: own, aadpodidbinding: other}}
-    spec: {serviceAccountName: own, containers: [{name: app, image: nginx}]}
-`), "default"))
-	peers, err := NewMemoryLookup(&set).OtherSelectors(context.Background(), "team-a", "default", "reader")
-	require.NoError(t, err)
-	assert.Equal(t, []Peer{{Ref: "Deployment team-a/writer", Selector: "writer"}}, peers, "the workload itself, same selector, and the one of another service account are no peers")
-	w := sharedServiceAccountWarning(set.Workloads[1].Pod, "reader", peers)
-	assert.Contains(t, w, `shares service account "default" with Deployment team-a/writer, whose aadpodidbinding selectors differ ("writer")`)
 }
 
 // BenchmarkIndexerPeers is the webhook's read per admission when n pods run
@@ -308,7 +268,7 @@ func TestIndexerPeersNotCurrent(t *testing.T) {
 	var pod corev1.Pod
 	require.NoError(t, json.Unmarshal(raw, &pod))
 	d := h.planner.Plan(context.Background(), &pod)
-	assert.Equal(t, OutcomeInjected, d.Outcome)
+	assert.Equal(t, decision.OutcomeInjected, d.Outcome)
 	assert.ErrorIs(t, d.PeersErr, ErrPeersUnavailable)
 	resp := h.Handle(context.Background(), podRequest(t, "team-a", raw))
 	require.True(t, resp.Allowed)
@@ -334,9 +294,9 @@ func TestPodInformerFollowsPods(t *testing.T) {
 	require.True(t, toolscache.WaitForCacheSync(ctx.Done(), inf.HasSynced))
 	p := IndexerPeers{Indexer: inf.GetIndexer()}
 	// eventually waits up to 10 s for the informer to see a change.
-	eventually := func(want []Peer) {
+	eventually := func(want []decision.Peer) {
 		t.Helper()
-		var got []Peer
+		var got []decision.Peer
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 			if got, err = p.OtherSelectors(ctx, "team-a", "default", "reader"); err == nil && cmp.Equal(want, got) {
 				return
@@ -344,16 +304,16 @@ func TestPodInformerFollowsPods(t *testing.T) {
 		}
 		t.Fatalf("peers %v, err %v; want %v", got, err, want)
 	}
-	eventually([]Peer{{Ref: "pod writer-1", Selector: "writer"}})
+	eventually([]decision.Peer{{Ref: "pod writer-1", Selector: "writer"}})
 	assert.Equal(t, []string{"team-a/writer-1"}, inf.GetIndexer().ListKeys(), "the fake clientset selects by label, as the API server does")
 
 	pods := c.CoreV1().Pods("team-a")
 	_, err = pods.Create(ctx, peerPod("writer-2", "blob", "default", corev1.PodPending), metav1.CreateOptions{})
 	require.NoError(t, err)
-	eventually([]Peer{{Ref: "pod writer-1", Selector: "writer"}, {Ref: "pod writer-2", Selector: "blob"}})
+	eventually([]decision.Peer{{Ref: "pod writer-1", Selector: "writer"}, {Ref: "pod writer-2", Selector: "blob"}})
 	_, err = pods.Update(ctx, peerPod("writer-2", "reader", "default", corev1.PodRunning), metav1.UpdateOptions{})
 	require.NoError(t, err)
-	eventually([]Peer{{Ref: "pod writer-1", Selector: "writer"}})
+	eventually([]decision.Peer{{Ref: "pod writer-1", Selector: "writer"}})
 	_, err = pods.UpdateStatus(ctx, peerPod("writer-1", "writer", "default", corev1.PodSucceeded), metav1.UpdateOptions{})
 	require.NoError(t, err)
 	eventually(nil)

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
+	"github.com/podidentity/injector/internal/decision/decisiontest"
 	"github.com/podidentity/injector/internal/inject"
 	"github.com/podidentity/injector/internal/inject/injecttest"
 	"github.com/podidentity/injector/internal/names"
@@ -66,7 +67,7 @@ func TestHandlerAuthorityAllowList(t *testing.T) {
 			// The attacker's identity carries a higher weight than the
 			// honest one, so that it would be the pod's default.
 			objs := []client.Object{
-				optedIn(ns),
+				decisiontest.OptedIn(ns),
 				&aadv1.AzureIdentity{
 					ObjectMeta: metav1.ObjectMeta{Name: "evil", Namespace: ns},
 					Spec: aadv1.AzureIdentitySpec{Type: aadv1.IdentityTypeServicePrincipal, ClientID: "c-evil", TenantID: "t",
@@ -87,7 +88,7 @@ func TestHandlerAuthorityAllowList(t *testing.T) {
 			}
 			cfg := testInjectConfig()
 			cfg.AllowedAuthorityHosts = tc.allowed
-			h := newTestHandler(t, fakeReader(t, objs...), nil, cfg, testSecret)
+			h := newTestHandler(t, decisiontest.FakeReader(t, objs...), nil, cfg, testSecret)
 			raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"team-a","labels":{"aadpodidbinding":"app"}},
 "spec":{"containers":[{"name":"app","image":"nginx"}]}}`)
 			resp := h.Handle(context.Background(), podRequest(t, ns, raw))
@@ -133,68 +134,13 @@ func sidecarConfigOf(t *testing.T, pod *corev1.Pod) *sidecarconfig.Config {
 	return nil
 }
 
-// FuzzConvertAuthority: for any spec.adEndpoint and allow-list entry, an
-// identity the resolver accepts has an https authority on the list, keeps
-// instance discovery unless the host is not a public cloud, and gives a
-// sidecar config that the sidecar accepts: the webhook and the sidecar
-// agree on every authority.
-//
-//	go test -run '^$' -fuzz FuzzConvertAuthority ./internal/webhook
-func FuzzConvertAuthority(f *testing.F) {
-	f.Add("https://evil.example/", "")
-	f.Add("http://login.microsoftonline.com/", "")
-	f.Add("https://login.microsoftonline.com@evil.example/", "evil.example")
-	f.Add("https://LOGIN.azurestack.example:443/", "login.azurestack.example")
-	f.Add("https://127.0.0.1:8443/", "https://127.0.0.1:8443/")
-	f.Add("https://[::1]:9/", "[::1]:9")
-	f.Fuzz(func(t *testing.T, adEndpoint, allowed string) {
-		var list []string
-		if allowed != "" {
-			list = []string{allowed}
-		}
-		r := &Resolver{Defaults: Defaults{TokenSource: names.TokenSourceFederated, AllowedAuthorityHosts: list}}
-		ai := &aadv1.AzureIdentity{
-			ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "team-a"},
-			Spec:       aadv1.AzureIdentitySpec{ClientID: "c", TenantID: "t", ADEndpoint: adEndpoint},
-		}
-		id, err := r.convert(ai)
-		if err != nil {
-			return
-		}
-		if adEndpoint == "" {
-			if id.AuthorityHost != "" || id.DisableInstanceDiscovery {
-				t.Fatalf("no adEndpoint gave authority %q, discovery off %v", id.AuthorityHost, id.DisableInstanceDiscovery)
-			}
-			return
-		}
-		check := list
-		if len(check) == 0 {
-			check = sidecarconfig.PublicAuthorityHosts
-		}
-		if err := sidecarconfig.CheckAuthority(id.AuthorityHost, check); err != nil {
-			t.Fatalf("accepted adEndpoint %q with list %q: %v", adEndpoint, list, err)
-		}
-		if id.DisableInstanceDiscovery == sidecarconfig.IsPublicAuthority(id.AuthorityHost) {
-			t.Fatalf("adEndpoint %q: discovery off %v", adEndpoint, id.DisableInstanceDiscovery)
-		}
-		sc := sidecarconfig.Config{
-			APIVersion: sidecarconfig.APIVersion, Port: names.DefaultTokenPort, DefaultIdentity: "x", AllowedAuthorityHosts: list,
-			Identities: []sidecarconfig.Identity{{Name: "x", Namespace: "team-a", Source: id.Source, ClientID: "c", TenantID: "t",
-				TokenFile: "/t", AuthorityHost: id.AuthorityHost, DisableInstanceDiscovery: id.DisableInstanceDiscovery}},
-		}
-		if err := sc.Validate(); err != nil {
-			t.Fatalf("the webhook accepted adEndpoint %q, the sidecar refuses it: %v", adEndpoint, err)
-		}
-	})
-}
-
 // TestHandlerSharedProcessNamespace: the admission response of a labelled
 // pod that shares its process namespace is a denial that names the field
 // and the opt-out annotation; with the annotation, the pod is injected and
 // warned.
 func TestHandlerSharedProcessNamespace(t *testing.T) {
 	c := &injecttest.Case{Identities: []inject.Identity{{Identity: sidecarconfig.Identity{Name: "reader", Namespace: "team-a", Source: names.TokenSourceFederated, ClientID: "cid", TenantID: "tid"}}}}
-	h := newTestHandler(t, fakeReader(t, append(objectsFor(c, "reader"), optedIn("team-a"))...), nil, testInjectConfig(), testSecret)
+	h := newTestHandler(t, decisiontest.FakeReader(t, append(objectsFor(c, "reader"), decisiontest.OptedIn("team-a"))...), nil, testInjectConfig(), testSecret)
 	pod := func(annotations string) []byte {
 		return []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"team-a","labels":{"aadpodidbinding":"reader"}` + annotations + `},
 "spec":{"shareProcessNamespace":true,"containers":[{"name":"app","image":"nginx"}]}}`)

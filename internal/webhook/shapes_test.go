@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podidentity/injector/internal/decision/decisiontest"
 	"github.com/podidentity/injector/internal/inject"
 	"github.com/podidentity/injector/internal/inject/injecttest"
 	"github.com/podidentity/injector/internal/names"
@@ -29,7 +30,7 @@ func shapeHandler(t *testing.T) *Handler {
 		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
 		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
 	}
-	return newTestHandler(t, fakeReader(t, append(objectsFor(c, "reader"), optedIn("team-a"))...), nil, cfg, testSecret)
+	return newTestHandler(t, decisiontest.FakeReader(t, append(objectsFor(c, "reader"), decisiontest.OptedIn("team-a"))...), nil, cfg, testSecret)
 }
 
 func shapePod(t *testing.T, mut func(*corev1.Pod)) []byte {

@@ -1,8 +1,9 @@
-package webhook
+package decision
 
 import (
-	"flag"
 	"testing"
+
+	"github.com/spf13/pflag"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -37,10 +38,10 @@ func TestSupportsNativeSidecar(t *testing.T) {
 	}
 }
 
-func TestDecisionFlags(t *testing.T) {
-	parse := func(args ...string) (DecisionFlags, error) {
-		c := DefaultDecisionFlags()
-		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+func TestFlags(t *testing.T) {
+	parse := func(args ...string) (Flags, error) {
+		c := DefaultFlags()
+		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 		c.AddFlags(fs)
 		require.NoError(t, fs.Parse(args))
 		return c, c.Validate()

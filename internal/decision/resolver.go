@@ -1,4 +1,4 @@
-package webhook
+package decision
 
 import (
 	"cmp"
@@ -69,15 +69,6 @@ type Defaults struct {
 	TokenSource string
 }
 
-// Resolver finds the identities bound to a selector in a namespace.
-type Resolver struct {
-	// Lookup reads the objects: in the webhook its informer cache, then
-	// the API server on a miss (CacheThenLive).
-	Lookup Lookup
-	// Defaults for fields the identity leaves out.
-	Defaults Defaults
-}
-
 // Resolution is what a selector resolves to.
 type Resolution struct {
 	// Identities are the bound identities, sorted by name.
@@ -99,7 +90,7 @@ type Resolution struct {
 // when no identity is left is the pod denied. A binding whose selector
 // cannot be read matches no pod; it is named in a warning, and in the
 // denial when the pod finds no binding, since it may be the one meant.
-func (r *Resolver) Resolve(ctx context.Context, namespace, selector string) (Resolution, error) {
+func (r *Planner) Resolve(ctx context.Context, namespace, selector string) (Resolution, error) {
 	var res Resolution
 	bindings, unreadable, err := r.matchingBindings(ctx, namespace, selector)
 	if err != nil {
@@ -177,7 +168,7 @@ func unreadableWhat(n int) string {
 
 // matchingBindings lists the bindings of namespace whose selector equals
 // selector, and those whose selector cannot be read.
-func (r *Resolver) matchingBindings(ctx context.Context, namespace, selector string) (found, unreadable []aadv1.AzureIdentityBinding, err error) {
+func (r *Planner) matchingBindings(ctx context.Context, namespace, selector string) (found, unreadable []aadv1.AzureIdentityBinding, err error) {
 	items, err := r.Lookup.Bindings(ctx, namespace, selector)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: list AzureIdentityBindings in namespace %s: %w", ErrLookup, namespace, err)
@@ -207,7 +198,7 @@ func filterBindings(items []aadv1.AzureIdentityBinding, selector string) (found,
 // identity fetches and converts the AzureIdentity that b names. The
 // identity is looked up in the binding's namespace, which is the pod's: a
 // name can never reach into another namespace.
-func (r *Resolver) identity(ctx context.Context, namespace, selector string, b *aadv1.AzureIdentityBinding) (inject.Identity, []string, error) {
+func (r *Planner) identity(ctx context.Context, namespace, selector string, b *aadv1.AzureIdentityBinding) (inject.Identity, []string, error) {
 	ai, err := r.Lookup.Identity(ctx, namespace, b.Spec.AzureIdentity)
 	switch {
 	case err == nil:
@@ -230,7 +221,7 @@ func (r *Resolver) identity(ctx context.Context, namespace, selector string, b *
 
 // convert turns a valid AzureIdentity into what inject needs, applying the
 // defaults.
-func (r *Resolver) convert(ai *aadv1.AzureIdentity) (inject.Identity, error) {
+func (r *Planner) convert(ai *aadv1.AzureIdentity) (inject.Identity, error) {
 	ref := fmt.Sprintf("AzureIdentity %s/%s", ai.Namespace, ai.Name)
 	// The authority first: it decides where the credentials go.
 	authority := cmp.Or(ai.Spec.ADEndpoint, r.Defaults.AuthorityHost)

@@ -1,13 +1,13 @@
-package webhook
+package decision
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/version"
@@ -20,11 +20,13 @@ import (
 	buildinfo "github.com/podidentity/injector/internal/version"
 )
 
-// DecisionFlags are the operator's choices that shape every decision: the
-// sidecar that is injected and the defaults of identities. The webhook
-// binary and the kubectl plugin bind the same flags, so that the plugin
-// explains a pod with exactly the settings the webhook runs with.
-type DecisionFlags struct {
+// Flags are the operator's choices that shape every decision: the sidecar
+// that is injected and the defaults of identities. The webhook binary and
+// the kubectl plugin bind the same flags, on a pflag.FlagSet beside their
+// own (and, in the plugin, kubectl's), and build their Planner with
+// NewPlanner, so that the plugin explains a pod with exactly the settings
+// the webhook runs with.
+type Flags struct {
 	// SidecarImage and SidecarPullPolicy are the token server's image.
 	SidecarImage      string
 	SidecarPullPolicy string
@@ -60,9 +62,9 @@ type DecisionFlags struct {
 	WarnSharedServiceAccount bool
 }
 
-// DefaultDecisionFlags are the defaults, which the flags override.
-func DefaultDecisionFlags() DecisionFlags {
-	return DecisionFlags{
+// DefaultFlags are the defaults, which the flags override.
+func DefaultFlags() Flags {
+	return Flags{
 		SidecarImage:          buildinfo.DefaultSidecarImage,
 		SidecarPullPolicy:     string(corev1.PullIfNotPresent),
 		TokenPort:             names.DefaultTokenPort,
@@ -81,7 +83,7 @@ func DefaultDecisionFlags() DecisionFlags {
 }
 
 // AddFlags binds the flags to fs.
-func (c *DecisionFlags) AddFlags(fs *flag.FlagSet) {
+func (c *Flags) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.SidecarImage, "sidecar-image", c.SidecarImage, "image of the token-server sidecar; the default is this release's")
 	fs.StringVar(&c.SidecarPullPolicy, "sidecar-image-pull-policy", c.SidecarPullPolicy, "Always, IfNotPresent or Never")
 	fs.IntVar(&c.TokenPort, "token-port", c.TokenPort, "loopback port of the sidecar; pods may override it with the "+names.TokenPortAnnotation+" annotation")
@@ -104,7 +106,7 @@ func (c *DecisionFlags) AddFlags(fs *flag.FlagSet) {
 }
 
 // Validate reports every flag that is wrong, at once.
-func (c *DecisionFlags) Validate() error {
+func (c *Flags) Validate() error {
 	var errs []error
 	if c.SidecarImage == "" {
 		errs = append(errs, errors.New("--sidecar-image is required"))
@@ -154,7 +156,7 @@ func (c *DecisionFlags) Validate() error {
 }
 
 // Resources parses the sidecar's requests and limits.
-func (c *DecisionFlags) Resources() (corev1.ResourceRequirements, error) {
+func (c *Flags) Resources() (corev1.ResourceRequirements, error) {
 	var rr corev1.ResourceRequirements
 	var errs []error
 	set := func(list *corev1.ResourceList, name corev1.ResourceName, flagName, v string) {
@@ -180,7 +182,7 @@ func (c *DecisionFlags) Resources() (corev1.ResourceRequirements, error) {
 
 // InjectConfig is the inject.Config these flags choose. native is
 // NativeSidecar resolved: with "auto", the caller asks the API server.
-func (c *DecisionFlags) InjectConfig(native bool) (inject.Config, error) {
+func (c *Flags) InjectConfig(native bool) (inject.Config, error) {
 	rr, err := c.Resources()
 	if err != nil {
 		return inject.Config{}, err
@@ -199,14 +201,30 @@ func (c *DecisionFlags) InjectConfig(native bool) (inject.Config, error) {
 	return cfg, cfg.Validate()
 }
 
+// NewPlanner is the Planner these flags choose, reading through lookup.
+// native is NativeSidecar resolved; peers is used only when the
+// shared-service-account warning is on. Both binaries build their Planner
+// here, so that no setting is copied by hand.
+func (c *Flags) NewPlanner(lookup Lookup, peers Peers, native bool) (*Planner, error) {
+	injectCfg, err := c.InjectConfig(native)
+	if err != nil {
+		return nil, err
+	}
+	p := &Planner{Lookup: lookup, Defaults: c.Defaults(), Inject: injectCfg, RequireOptIn: c.RequireNamespaceOptIn}
+	if c.WarnSharedServiceAccount {
+		p.Peers = peers
+	}
+	return p, p.Validate()
+}
+
 // Defaults are the identity defaults these flags choose.
-func (c *DecisionFlags) Defaults() Defaults {
+func (c *Flags) Defaults() Defaults {
 	return Defaults{TenantID: c.DefaultTenantID, AuthorityHost: c.AuthorityHost, AllowedAuthorityHosts: c.AllowedHosts(), TokenSource: c.DefaultTokenSource}
 }
 
 // AllowedHosts is the allow-list of authority hosts: the flag's entries,
 // or by default the public clouds and the host of --authority-host.
-func (c *DecisionFlags) AllowedHosts() []string {
+func (c *Flags) AllowedHosts() []string {
 	if c.AllowedAuthorityHosts != "" {
 		var out []string
 		for _, h := range strings.Split(c.AllowedAuthorityHosts, ",") {

@@ -1,8 +1,9 @@
-package webhook
+package decision
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"maps"
@@ -17,13 +18,36 @@ import (
 	"github.com/podidentity/injector/internal/names"
 )
 
+// Outcome is what a decision does with a pod; its value is the outcome
+// label of the webhook's metrics.
+type Outcome string
+
+// The outcomes of a decision.
+const (
+	// OutcomeInjected: the sidecar and environment are added.
+	OutcomeInjected Outcome = "injected"
+	// OutcomeSkipped: the pod is left alone (not labelled, not opted in,
+	// an exception, or the pod opted out).
+	OutcomeSkipped Outcome = "skipped"
+	// OutcomeDenied: the pod is refused, with a message for its creator.
+	OutcomeDenied Outcome = "denied"
+	// OutcomeErrored: the decision could not be made (a read failed, or
+	// the request is malformed).
+	OutcomeErrored Outcome = "errored"
+	// OutcomeNoChange: the pod already has everything (a re-invocation).
+	OutcomeNoChange Outcome = "unchanged"
+)
+
 // Planner decides what the webhook does to a pod. It needs no admission
 // request: the handler calls it for every pod it admits, and the kubectl
 // plugin calls it for pods and templates read from files or a cluster, so
 // that both give the same answer.
 type Planner struct {
-	// Resolver finds the identities of a selector, through its Lookup.
-	Resolver *Resolver
+	// Lookup reads the namespaces, bindings, identities and exceptions
+	// that a decision needs.
+	Lookup Lookup
+	// Defaults fill in what an AzureIdentity leaves out.
+	Defaults Defaults
 	// Inject is passed to inject.Inject for every pod.
 	Inject inject.Config
 	// RequireOptIn, when true, injects only into namespaces that carry
@@ -38,27 +62,29 @@ type Planner struct {
 	Peers Peers
 }
 
+// Validate checks what a Planner needs before its first decision.
+func (p *Planner) Validate() error {
+	if p.Lookup == nil {
+		return errors.New("decision: a Planner needs a Lookup")
+	}
+	if err := p.Inject.Validate(); err != nil {
+		return fmt.Errorf("decision: %w", err)
+	}
+	return nil
+}
+
 // Decision is what the webhook does to one pod.
 type Decision struct {
-	// Outcome is one of the Outcome* constants, as the metrics count them.
-	Outcome string
+	// Outcome is what happens to the pod.
+	Outcome Outcome
 	// Message is the reason of a skip or a deny, as kubectl shows it.
 	Message string
-	// Err is the error of a deny or an error.
+	// Err is the error of a deny or an error; ResolveReason classifies it.
 	Err error
-	// ResolveErr is true when Err came from resolving the selector.
-	ResolveErr bool
 	// Warnings go back to the user as admission warnings.
 	Warnings []string
-	// Identities and DefaultIdentity are what an injected pod got, and
-	// BoundBy the bindings that bound each identity.
-	Identities      []inject.Identity
-	DefaultIdentity string
-	BoundBy         map[string][]string
-	// Mutated is the injected pod, and PatchBase the pod the patch applies
-	// to: the input, less a stale injected-identities annotation that the
-	// patch overwrites.
-	Mutated, PatchBase *corev1.Pod
+	// Injection is what an injected pod gets; nil for any other outcome.
+	Injection *Injection
 	// PeersErr is why the pods sharing the service account could not be
 	// read; the pod is injected all the same, without that warning.
 	PeersErr error
@@ -66,6 +92,48 @@ type Decision struct {
 	// only such a namespace may become a metric label, since anyone who
 	// reaches the admission endpoint can name any namespace.
 	NamespaceFound bool
+}
+
+// Injection is what an injected pod gets.
+type Injection struct {
+	// Identities and DefaultIdentity are the pod's identities, and
+	// BoundBy the bindings that bound each one.
+	Identities      []inject.Identity
+	DefaultIdentity string
+	BoundBy         map[string][]string
+	// Mutated is the injected pod, and PatchBase the pod a patch applies
+	// to: the input, less a stale injected-identities annotation that the
+	// patch overwrites.
+	Mutated, PatchBase *corev1.Pod
+}
+
+// ResolveReason says why the pod's objects could not be resolved to
+// identities (no_binding, invalid_binding, identity_not_found,
+// invalid_identity, live_read_limited or lookup), and false when the
+// decision failed for another reason or did not fail.
+func (d *Decision) ResolveReason() (string, bool) {
+	if d.Err == nil {
+		return "", false
+	}
+	for _, r := range resolveReasons {
+		if errors.Is(d.Err, r.err) {
+			return r.name, true
+		}
+	}
+	return "", false
+}
+
+// resolveReasons are the causes ResolveReason names, most specific first.
+var resolveReasons = []struct {
+	err  error
+	name string
+}{
+	{ErrNoBinding, "no_binding"},
+	{ErrInvalidBinding, "invalid_binding"},
+	{ErrIdentityNotFound, "identity_not_found"},
+	{ErrInvalidIdentity, "invalid_identity"},
+	{ErrLiveReadLimited, "live_read_limited"},
+	{ErrLookup, "lookup"},
 }
 
 // Errors of the pod's namespace, before any binding is read.
@@ -80,31 +148,25 @@ var (
 // maxQuoted is how much of a hostile value a message repeats.
 const maxQuoted = 80
 
-// short cuts s to maxQuoted bytes for a message: a namespace that is not
+// Short cuts s to maxQuoted bytes for a message: a namespace that is not
 // one may be megabytes long.
-func short(s string) string {
+func Short(s string) string {
 	if len(s) <= maxQuoted {
 		return s
 	}
 	return fmt.Sprintf("%s... (%d bytes)", s[:maxQuoted], len(s))
 }
 
-// Patch is the JSON Patch of an injection: add operations only, for the
-// subtrees that inject touches.
-func (d *Decision) Patch() ([]byte, error) {
-	if d.Outcome != OutcomeInjected {
-		return nil, fmt.Errorf("no patch for a pod that was %s", d.Outcome)
+// headerSecretBytes is the entropy of a pod's IDENTITY_HEADER.
+const headerSecretBytes = 32
+
+// RandomSecret makes a pod's IDENTITY_HEADER value from crypto/rand.
+func RandomSecret() (string, error) {
+	b := make([]byte, headerSecretBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate identity header: %w", err)
 	}
-	ref := inject.PodRef(d.PatchBase)
-	ops, err := PatchFor(d.PatchBase, d.Mutated)
-	if err != nil {
-		return nil, fmt.Errorf("pod %s: %w", ref, err)
-	}
-	patch, err := json.Marshal(ops)
-	if err != nil {
-		return nil, fmt.Errorf("pod %s: encode patch: %w", ref, err)
-	}
-	return patch, nil
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 func (p *Planner) newSecret() (string, error) {
@@ -120,7 +182,7 @@ func (p *Planner) Plan(ctx context.Context, pod *corev1.Pod) (d Decision) {
 	namespace := pod.Namespace
 	if errs := validation.IsDNS1123Label(namespace); len(errs) > 0 {
 		return Decision{Outcome: OutcomeErrored, Err: fmt.Errorf("%w: metadata.namespace %q of pod %q: %s; the API server sends only pods of existing namespaces",
-			ErrInvalidNamespace, short(namespace), short(pod.Name), errs[0])}
+			ErrInvalidNamespace, Short(namespace), Short(pod.Name), errs[0])}
 	}
 	ref := inject.PodRef(pod)
 	selector, ok := pod.Labels[names.BindingLabel]
@@ -133,7 +195,7 @@ func (p *Planner) Plan(ctx context.Context, pod *corev1.Pod) (d Decision) {
 	var deprecated []string
 	var found bool
 	defer func() { d.Warnings, d.NamespaceFound = append(deprecated, d.Warnings...), found }()
-	ns, err := p.Resolver.Lookup.Namespace(ctx, namespace)
+	ns, err := p.Lookup.Namespace(ctx, namespace)
 	switch {
 	case apierrors.IsNotFound(err):
 		err = reasonf(ErrNamespaceNotFound, "pod %s: namespace %s does not exist; create the namespace before its pods", ref, namespace)
@@ -159,19 +221,19 @@ func (p *Planner) Plan(ctx context.Context, pod *corev1.Pod) (d Decision) {
 	}
 	exc, excWarnings, err := p.exception(ctx, pod)
 	if err != nil {
-		return Decision{Outcome: OutcomeErrored, Err: err, ResolveErr: true}
+		return Decision{Outcome: OutcomeErrored, Err: err}
 	}
 	if exc != "" {
 		return Decision{Outcome: OutcomeSkipped, Warnings: excWarnings, Message: fmt.Sprintf("pod %s matches AzurePodIdentityException %s/%s", ref, namespace, exc)}
 	}
 
-	res, err := p.Resolver.Resolve(ctx, namespace, selector)
+	res, err := p.Resolve(ctx, namespace, selector)
 	res.Warnings = append(excWarnings, res.Warnings...)
 	if err != nil {
 		if errors.Is(err, ErrLookup) {
 			return lookupFailed(ref, err, res.Warnings)
 		}
-		return Decision{Outcome: OutcomeDenied, Err: err, ResolveErr: true, Warnings: res.Warnings,
+		return Decision{Outcome: OutcomeDenied, Err: err, Warnings: res.Warnings,
 			Message: fmt.Sprintf("pod %s: %v", ref, err)}
 	}
 	secret, err := p.newSecret()
@@ -194,22 +256,24 @@ func (p *Planner) Plan(ctx context.Context, pod *corev1.Pod) (d Decision) {
 	}
 	var peersErr error
 	if p.Peers != nil {
-		peers, err := p.Peers.OtherSelectors(ctx, namespace, serviceAccountOf(pod), selector)
+		peers, err := p.Peers.OtherSelectors(ctx, namespace, ServiceAccountOf(pod), selector)
 		if w := sharedServiceAccountWarning(pod, selector, peers); w != "" {
 			warnings = append(warnings, w)
 		}
 		peersErr = err
 	}
 	return Decision{
-		PeersErr:        peersErr,
-		Outcome:         OutcomeInjected,
-		Message:         fmt.Sprintf("injected identities of selector %q, default %s", selector, result.DefaultIdentity),
-		Warnings:        warnings,
-		Identities:      res.Identities,
-		DefaultIdentity: result.DefaultIdentity,
-		BoundBy:         res.BoundBy,
-		Mutated:         mutated,
-		PatchBase:       orig,
+		PeersErr: peersErr,
+		Outcome:  OutcomeInjected,
+		Message:  fmt.Sprintf("injected identities of selector %q, default %s", selector, result.DefaultIdentity),
+		Warnings: warnings,
+		Injection: &Injection{
+			Identities:      res.Identities,
+			DefaultIdentity: result.DefaultIdentity,
+			BoundBy:         res.BoundBy,
+			Mutated:         mutated,
+			PatchBase:       orig,
+		},
 	}
 }
 
@@ -240,10 +304,10 @@ func withoutStaleAnnotation(pod, mutated *corev1.Pod) (*corev1.Pod, string, bool
 // uninjected; any other failure is an error.
 func lookupFailed(ref string, err error, warnings []string) Decision {
 	if errors.Is(err, ErrLiveReadLimited) {
-		return Decision{Outcome: OutcomeDenied, Err: err, ResolveErr: true, Warnings: warnings,
+		return Decision{Outcome: OutcomeDenied, Err: err, Warnings: warnings,
 			Message: fmt.Sprintf("pod %s: %v; an object it needs is not in the webhook's cache yet: retry in a few seconds (a controller retries by itself)", ref, err)}
 	}
-	return Decision{Outcome: OutcomeErrored, Err: err, ResolveErr: true, Warnings: warnings}
+	return Decision{Outcome: OutcomeErrored, Err: err, Warnings: warnings}
 }
 
 // namespaceOptedIn reports whether the namespace carries the opt-in annotation or
@@ -268,7 +332,7 @@ func namespaceOptedIn(ns *metav1.PartialObjectMetadata) (bool, []string) {
 // exceptions that use legacy keys or cannot be read: a broken exception
 // matches nothing, and the warning says which one and why.
 func (p *Planner) exception(ctx context.Context, pod *corev1.Pod) (string, []string, error) {
-	items, err := p.Resolver.Lookup.Exceptions(ctx, pod.Namespace)
+	items, err := p.Lookup.Exceptions(ctx, pod.Namespace)
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: list AzurePodIdentityExceptions in namespace %s: %w", ErrLookup, pod.Namespace, err)
 	}

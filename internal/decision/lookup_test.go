@@ -1,4 +1,4 @@
-package webhook
+package decision
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
+	"github.com/podidentity/injector/internal/decision/decisiontest"
 	"github.com/podidentity/injector/internal/manifest"
 )
 
@@ -23,26 +23,10 @@ func identity(ns, name string) *aadv1.AzureIdentity {
 	return &aadv1.AzureIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: aadv1.AzureIdentitySpec{ClientID: "c"}}
 }
 
-// countingReader counts the reads that reach the reader behind it.
-type countingReader struct {
-	client.Reader
-	reads int
-}
-
-func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	c.reads++
-	return c.Reader.Get(ctx, key, obj, opts...)
-}
-
-func (c *countingReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
-	c.reads++
-	return c.Reader.List(ctx, list, opts...)
-}
-
 func TestFallbackLookupReadsLiveOnlyOnAMiss(t *testing.T) {
 	ctx := context.Background()
-	cache := fakeReader(t, optedIn("a"), identity("a", "cached"), binding("a", "b1", "reader"))
-	apiServer := &countingReader{Reader: fakeReader(t, optedIn("a"), optedIn("new"), identity("a", "cached"), identity("a", "fresh"),
+	cache := decisiontest.FakeReader(t, decisiontest.OptedIn("a"), identity("a", "cached"), binding("a", "b1", "reader"))
+	apiServer := &decisiontest.CountingReader{Reader: decisiontest.FakeReader(t, decisiontest.OptedIn("a"), decisiontest.OptedIn("new"), identity("a", "cached"), identity("a", "fresh"),
 		binding("a", "b1", "reader"), binding("a", "b2", "writer"))}
 	l := CacheThenLive(cache, apiServer, 1e9, nil)
 
@@ -53,7 +37,7 @@ func TestFallbackLookupReadsLiveOnlyOnAMiss(t *testing.T) {
 	items, err := l.Bindings(ctx, "a", "reader")
 	require.NoError(t, err)
 	assert.Len(t, items, 1)
-	assert.Zero(t, apiServer.reads, "hits are served from the cache alone")
+	assert.Zero(t, apiServer.Reads, "hits are served from the cache alone")
 
 	ai, err := l.Identity(ctx, "a", "fresh")
 	require.NoError(t, err, "an identity not yet in the cache is read live")
@@ -63,14 +47,14 @@ func TestFallbackLookupReadsLiveOnlyOnAMiss(t *testing.T) {
 	items, err = l.Bindings(ctx, "a", "writer")
 	require.NoError(t, err)
 	assert.Len(t, items, 2, "bindings without the pod's selector are listed again, live")
-	assert.Equal(t, 3, apiServer.reads)
+	assert.Equal(t, 3, apiServer.Reads)
 
 	_, err = l.Identity(ctx, "a", "nowhere")
 	assert.True(t, apierrors.IsNotFound(err), "missing everywhere is NotFound: %v", err)
 
 	_, err = l.Exceptions(ctx, "a")
 	require.NoError(t, err)
-	assert.Equal(t, 4, apiServer.reads, "exceptions never go live")
+	assert.Equal(t, 4, apiServer.Reads, "exceptions never go live")
 }
 
 func TestMemoryLookup(t *testing.T) {
