@@ -306,15 +306,23 @@ func checkPodResources(ref string, before, after *corev1.Pod) error {
 //     cannot see without reading them;
 //   - a container that azure-workload-identity's webhook already mutated
 //     (AZURE_FEDERATED_TOKEN_FILE): DefaultAzureCredential tries workload
-//     identity before managed identity, so it never reaches the sidecar.
+//     identity before managed identity, so it never reaches the sidecar;
+//   - a container that sets IDENTITY_ENDPOINT to anything but the
+//     sidecar's: the user's value wins (see addEnv), and the SDKs ask it.
 func envWarnings(ref string, pod *corev1.Pod, st *state) []string {
 	var ws, federated []string
 	selected := injectedSet(pod)
+	endpoint := "http://127.0.0.1:" + strconv.Itoa(st.config.Port) + names.PathAppService
 	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for i := range cs {
 			c := &cs[i]
 			if c.Name == names.SidecarContainerName {
 				continue
+			}
+			if e, ok := lookupEnv(c.Env, names.EnvIdentityEndpoint); ok && selected(c.Name) && (e.ValueFrom != nil || e.Value != endpoint) {
+				ws = append(ws, fmt.Sprintf("pod %s: container %q sets %s itself, which wins over the webhook's %s: the Azure SDKs in it will get their tokens from that endpoint, not from the token sidecar; "+
+					"remove %s from the container's env to use the sidecar, or list the container in the pod annotation %s if it must not use it",
+					ref, c.Name, names.EnvIdentityEndpoint, endpoint, names.EnvIdentityEndpoint, names.SkipContainersAnnotation))
 			}
 			if _, ok := lookupEnv(c.Env, "AZURE_FEDERATED_TOKEN_FILE"); ok && selected(c.Name) {
 				federated = append(federated, strconv.Quote(c.Name))

@@ -114,7 +114,26 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 	if procWarning != "" {
 		res.Warnings = append(res.Warnings, procWarning)
 	}
+	if w := legacyInjectedWarning(ref, out); w != "" {
+		res.Warnings = append(res.Warnings, w)
+	}
 	return out, res, nil
+}
+
+// legacyInjectedWarning warns about the aadpodidentity.k8s.io/ spelling of
+// names.InjectedAnnotation on pod, most likely copied from an old manifest.
+// The webhook neither reads nor writes it, and cannot remove it (its patch
+// only adds), so a reader would take a stale value for what the pod was
+// given; the warning says where that is and what to do.
+func legacyInjectedWarning(ref string, pod *corev1.Pod) string {
+	legacy := names.LegacyKey(names.InjectedAnnotation)
+	v, ok := pod.Annotations[legacy]
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("pod %s: metadata.annotations[%q] is %q, a legacy key that the webhook no longer reads or writes, so it says nothing about this pod; "+
+		"the identities the pod was given are in metadata.annotations[%q]: remove the legacy annotation from the pod's manifest or template",
+		ref, legacy, truncateValue(v), names.InjectedAnnotation)
 }
 
 // labelOSBeta is the deprecated spelling of corev1.LabelOSStable, which
