@@ -177,22 +177,18 @@ type imageRef struct {
 
 // parseImage splits ref into its repository path (without the registry),
 // tag and digest. The first component is a registry when it holds '.' or
-// ':' or is localhost; a Docker Hub path of one component is
-// library/<name>.
+// ':' or is localhost. Docker Hub's "library/" is dropped, since mirrors of
+// an official image keep or drop it as they please.
 func parseImage(ref string) imageRef {
 	var r imageRef
 	ref, r.digest, _ = strings.Cut(ref, "@")
 	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
 		ref, r.tag = ref[:i], ref[i+1:]
 	}
-	registry := ""
 	if first, rest, ok := strings.Cut(ref, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
-		registry, ref = first, rest
+		ref = rest
 	}
-	if (registry == "" || registry == "docker.io") && !strings.Contains(ref, "/") {
-		ref = "library/" + ref
-	}
-	r.path = ref
+	r.path = strings.TrimPrefix(ref, "library/")
 	return r
 }
 
