@@ -3,7 +3,6 @@ package inject
 import (
 	"fmt"
 	"maps"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,11 +16,30 @@ import (
 )
 
 // checkOwnSidecar refuses a pod whose pod-identity-sidecar container is not
-// exactly what this webhook would inject for ids: a pod that brings its own
+// the one this webhook would inject for ids: a pod that brings its own
 // "sidecar" would otherwise be trusted as it is, and the
-// injected-identities annotation would vouch for it. A pod the webhook
-// injected itself passes, with whatever defaults the API server filled in
-// since, which is what keeps re-invocation working.
+// injected-identities annotation would vouch for it.
+//
+// Only the fields this webhook owns are compared, so that another mutating
+// webhook, ordered before or after this one, may change the rest (an image
+// mirror, a proxy's env, a CA mount, a security policy) without the pod
+// being denied on re-invocation. The webhook owns:
+//   - the container's place: its list, and restartPolicy Always when it is
+//     a native sidecar;
+//   - the image's repository and tag, and its digest when the webhook's
+//     image names one; the registry is not owned (see sameImage);
+//   - command and args, which choose what the image runs;
+//   - its env entries POD_IDENTITY_SIDECAR_CONFIG and IDENTITY_HEADER, each
+//     set once (the kubelet takes the last of several);
+//   - the credential mounts (names.NoAPITokenVolumeName, the projected
+//     token, the identities' Secrets), which no other mount may lie inside,
+//     and their volumes.
+//
+// Everything else (imagePullPolicy, other env and mounts, securityContext,
+// resources, probes, lifecycle) is the cluster's to change. None of it
+// widens what the pod's creator can do: whoever can create the pod can mount
+// the same Secrets and a projected token of the same service account into
+// a container of their own. docs/security.md states the rule.
 func checkOwnSidecar(ref string, pod *corev1.Pod, sc sidecarRef, st *state, ids []Identity, cfg Config) error {
 	field := fmt.Sprintf("spec.%s[%d]", sc.list, sc.index)
 	foreign := func(what string) error {
@@ -34,10 +52,13 @@ func checkOwnSidecar(ref string, pod *corev1.Pod, sc sidecarRef, st *state, ids 
 	}
 	// Compare with what was injected (see injectedOptions), not with
 	// override annotations that may have changed since.
-	opts, err := injectedOptions(pod, sc, cfg)
+	opts, err := injectedOptions(pod, cfg)
 	if err != nil {
 		return foreign(err.Error())
 	}
+	// The header requirement as injected, which stateOf parsed from the
+	// config document.
+	opts.imdsHeader = st.config.IMDSRequiresHeader
 	secret := st.header.Value
 	perContainer := len(st.config.Containers) > 0
 	if perContainer {
@@ -68,9 +89,8 @@ func checkOwnSidecar(ref string, pod *corev1.Pod, sc sidecarRef, st *state, ids 
 		return foreign("it is in spec." + sc.list + ", where the webhook puts it in spec." + wantList)
 	}
 	vols, mounts := credentialVolumes(want.config, want.opts)
-	if have, exp := withoutDefaults(sc.c, cfg), sidecarContainer(cfg, want, mounts); !equality.Semantic.DeepEqual(have, exp) {
-		// Only a refusal pays for finding the field to name.
-		return foreign("its field " + strconv.Quote(differingField(have, exp)) + " differs")
+	if what := ownedFieldDiffers(sc.c, sidecarContainer(cfg, want, mounts)); what != "" {
+		return foreign(what)
 	}
 	for _, v := range vols {
 		i := slices.IndexFunc(pod.Spec.Volumes, func(have corev1.Volume) bool { return have.Name == v.Name })
@@ -84,36 +104,95 @@ func checkOwnSidecar(ref string, pod *corev1.Pod, sc sidecarRef, st *state, ids 
 	return nil
 }
 
-// apiDefaultTerminationMessagePath is what the API server fills in for a
-// container that names none.
-const apiDefaultTerminationMessagePath = "/dev/termination-log"
+// ownedFieldDiffers describes the first field that checkOwnSidecar says
+// the webhook owns in which have differs from want, the container the
+// webhook would inject, or returns "".
+func ownedFieldDiffers(have *corev1.Container, want corev1.Container) string {
+	if !sameImage(have.Image, want.Image) {
+		return fmt.Sprintf("its image %q is not %q under any registry", have.Image, want.Image)
+	}
+	if !slices.Equal(have.Command, want.Command) {
+		return fmt.Sprintf("its command %q is not %q", have.Command, want.Command)
+	}
+	if !slices.Equal(have.Args, want.Args) {
+		return fmt.Sprintf("its args %q are not %q", have.Args, want.Args)
+	}
+	if (have.RestartPolicy == nil) != (want.RestartPolicy == nil) {
+		if want.RestartPolicy != nil {
+			return "its restartPolicy is not Always, which makes it a native sidecar"
+		}
+		return "it has a restartPolicy, where the webhook injects a regular container"
+	}
+	// The values were compared by stateOf and the config check; what is
+	// left is an entry repeated, of which the kubelet takes the last.
+	for _, e := range want.Env {
+		if n := countEnvNamed(have.Env, e.Name); n != 1 {
+			return fmt.Sprintf("its env sets %s %d times, where the webhook sets it once; the last one wins", e.Name, n)
+		}
+	}
+	for _, m := range want.VolumeMounts {
+		i := slices.IndexFunc(have.VolumeMounts, func(h corev1.VolumeMount) bool { return h.Name == m.Name })
+		if i < 0 || !equality.Semantic.DeepEqual(have.VolumeMounts[i], m) {
+			return fmt.Sprintf("its volumeMount %q at %s is missing or differs", m.Name, m.MountPath)
+		}
+		// A mount at or under a credential mount would replace what the
+		// sidecar reads there.
+		for _, h := range have.VolumeMounts {
+			if h.Name != m.Name && (h.MountPath == m.MountPath || strings.HasPrefix(h.MountPath, strings.TrimRight(m.MountPath, "/")+"/")) {
+				return fmt.Sprintf("its volumeMount %q at %s lies inside the webhook's mount %q at %s", h.Name, h.MountPath, m.Name, m.MountPath)
+			}
+		}
+	}
+	return ""
+}
 
-// withoutDefaults undoes, on a copy of c, the defaults that the API server
-// adds to a container the webhook wrote, so that it compares equal with a
-// fresh sidecarContainer.
-func withoutDefaults(c *corev1.Container, cfg Config) corev1.Container {
-	out := *c.DeepCopy()
-	if out.TerminationMessagePath == apiDefaultTerminationMessagePath {
-		out.TerminationMessagePath = ""
-	}
-	if cfg.ImagePullPolicy == "" {
-		out.ImagePullPolicy = ""
-	}
-	for _, p := range []*corev1.Probe{out.StartupProbe, out.LivenessProbe, out.ReadinessProbe} {
-		if p != nil && p.SuccessThreshold == 1 {
-			p.SuccessThreshold = 0
+// countEnvNamed counts the entries of env named name.
+func countEnvNamed(env []corev1.EnvVar, name string) int {
+	n := 0
+	for _, e := range env {
+		if e.Name == name {
+			n++
 		}
 	}
-	// A limit without a request gets the limit as its request.
-	for r, q := range out.Resources.Requests {
-		if _, set := cfg.Resources.Requests[r]; !set && q.Equal(out.Resources.Limits[r]) {
-			delete(out.Resources.Requests, r)
-		}
+	return n
+}
+
+// sameImage reports whether have names the image want names, wherever it
+// is pulled from. The registry is not compared: image mirrors and
+// pull-through caches rewrite it, in place or under a path prefix
+// (harbor.corp/proxy/...), so have's repository path may end in want's.
+// The tag must be want's, and so must the digest when want pins one; a
+// digest that a policy webhook adds to pin want's tag is accepted. This
+// vouches for the image's name, not its content: which registry serves it
+// is the cluster's choice.
+func sameImage(have, want string) bool {
+	h, w := parseImage(have), parseImage(want)
+	if h.tag != w.tag || (w.digest != "" && h.digest != w.digest) {
+		return false
 	}
-	if len(out.Resources.Requests) == 0 && cfg.Resources.Requests == nil {
-		out.Resources.Requests = nil
+	return h.path == w.path || strings.HasSuffix(h.path, "/"+w.path)
+}
+
+// imageRef is an image reference split as container runtimes read it.
+type imageRef struct {
+	path, tag, digest string
+}
+
+// parseImage splits ref into its repository path (without the registry),
+// tag and digest. The first component is a registry when it holds '.' or
+// ':' or is localhost. Docker Hub's "library/" is dropped, since mirrors of
+// an official image keep or drop it as they please.
+func parseImage(ref string) imageRef {
+	var r imageRef
+	ref, r.digest, _ = strings.Cut(ref, "@")
+	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
+		ref, r.tag = ref[:i], ref[i+1:]
 	}
-	return out
+	if first, rest, ok := strings.Cut(ref, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		ref = rest
+	}
+	r.path = strings.TrimPrefix(ref, "library/")
+	return r
 }
 
 // volumeWithoutDefaults undoes the API server's defaultMode on a copy of v.
@@ -127,19 +206,6 @@ func volumeWithoutDefaults(v corev1.Volume) corev1.Volume {
 		p.DefaultMode = nil
 	}
 	return out
-}
-
-// differingField names the first field, by its JSON name, in which have
-// and want differ, or returns "".
-func differingField(have, want corev1.Container) string {
-	hv, wv := reflect.ValueOf(have), reflect.ValueOf(want)
-	for i := range hv.NumField() {
-		if !equality.Semantic.DeepEqual(hv.Field(i).Interface(), wv.Field(i).Interface()) {
-			name, _, _ := strings.Cut(hv.Type().Field(i).Tag.Get("json"), ",")
-			return name
-		}
-	}
-	return ""
 }
 
 // ownHeader reports whether e is the IDENTITY_HEADER the webhook gives
@@ -239,15 +305,23 @@ func checkPodResources(ref string, before, after *corev1.Pod) error {
 //     cannot see without reading them;
 //   - a container that azure-workload-identity's webhook already mutated
 //     (AZURE_FEDERATED_TOKEN_FILE): DefaultAzureCredential tries workload
-//     identity before managed identity, so it never reaches the sidecar.
+//     identity before managed identity, so it never reaches the sidecar;
+//   - a container that sets IDENTITY_ENDPOINT to anything but the
+//     sidecar's: the user's value wins (see addEnv), and the SDKs ask it.
 func envWarnings(ref string, pod *corev1.Pod, st *state) []string {
 	var ws, federated []string
 	selected := injectedSet(pod)
+	endpoint := "http://127.0.0.1:" + strconv.Itoa(st.config.Port) + names.PathAppService
 	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for i := range cs {
 			c := &cs[i]
 			if c.Name == names.SidecarContainerName {
 				continue
+			}
+			if e, ok := lookupEnv(c.Env, names.EnvIdentityEndpoint); ok && selected(c.Name) && (e.ValueFrom != nil || e.Value != endpoint) {
+				ws = append(ws, fmt.Sprintf("pod %s: container %q sets %s itself, which wins over the webhook's %s: the Azure SDKs in it will get their tokens from that endpoint, not from the token sidecar; "+
+					"remove %s from the container's env to use the sidecar, or list the container in the pod annotation %s if it must not use it",
+					ref, c.Name, names.EnvIdentityEndpoint, endpoint, names.EnvIdentityEndpoint, names.SkipContainersAnnotation))
 			}
 			if _, ok := lookupEnv(c.Env, "AZURE_FEDERATED_TOKEN_FILE"); ok && selected(c.Name) {
 				federated = append(federated, strconv.Quote(c.Name))

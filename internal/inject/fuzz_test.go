@@ -21,7 +21,7 @@ import (
 // sentinels are every error Inject may wrap; a failure that wraps none of
 // them is unclassified and fails the fuzz target.
 var sentinels = []error{
-	inject.ErrNoIdentities, inject.ErrHostNetwork, inject.ErrSharedProcessNamespace, inject.ErrBadPortAnnotation, inject.ErrPortCollision,
+	inject.ErrNoIdentities, inject.ErrHostNetwork, inject.ErrHostPID, inject.ErrSharedProcessNamespace, inject.ErrWindowsPod, inject.ErrBadPortAnnotation, inject.ErrPortCollision,
 	inject.ErrInvalidIdentity, inject.ErrInvalidConfig, inject.ErrNameConflict, inject.ErrUserIdentityHeader,
 	inject.ErrPodResources, inject.ErrBadOverride, inject.ErrContainerIdentities,
 }

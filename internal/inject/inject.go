@@ -23,7 +23,7 @@ import (
 // The pod's override annotations are read when the sidecar is injected; a
 // pod that has the sidecar keeps what it was injected with.
 //
-// Errors wrap ErrNoIdentities, ErrHostNetwork, ErrSharedProcessNamespace,
+// Errors wrap ErrNoIdentities, ErrHostNetwork, ErrHostPID, ErrSharedProcessNamespace,
 // ErrWindowsPod, ErrBadPortAnnotation, ErrPortCollision, ErrInvalidIdentity,
 // ErrInvalidConfig, ErrNameConflict, ErrBadOverride or
 // ErrContainerIdentities, and name the pod and the field at fault.
@@ -40,6 +40,9 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 		return nil, Result{}, fmt.Errorf("pod %s: spec.hostNetwork is true: %w: the token sidecar listens on 127.0.0.1, "+
 			"which with hostNetwork is the node's loopback, so it would serve tokens to every pod on the node; "+
 			"run the pod without hostNetwork, or remove its %s label", ref, ErrHostNetwork, names.BindingLabel)
+	}
+	if err := checkHostPID(ref, out); err != nil {
+		return nil, Result{}, err
 	}
 	if err := checkSharedForContainers(ref, out); err != nil {
 		return nil, Result{}, err
@@ -111,18 +114,95 @@ func Inject(pod *corev1.Pod, ids []Identity, cfg Config, secret string) (*corev1
 	if procWarning != "" {
 		res.Warnings = append(res.Warnings, procWarning)
 	}
+	if w := legacyInjectedWarning(ref, out); w != "" {
+		res.Warnings = append(res.Warnings, w)
+	}
 	return out, res, nil
 }
 
-// windowsField names the field that puts pod on a Windows node, or "".
+// legacyInjectedWarning warns about the aadpodidentity.k8s.io/ spelling of
+// names.InjectedAnnotation on pod, most likely copied from an old manifest.
+// The webhook neither reads nor writes it, and cannot remove it (its patch
+// only adds), so a reader would take a stale value for what the pod was
+// given; the warning says where that is and what to do.
+func legacyInjectedWarning(ref string, pod *corev1.Pod) string {
+	legacy := names.LegacyKey(names.InjectedAnnotation)
+	v, ok := pod.Annotations[legacy]
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("pod %s: metadata.annotations[%q] is %q, a legacy key that the webhook no longer reads or writes, so it says nothing about this pod; "+
+		"the identities the pod was given are in metadata.annotations[%q]: remove the legacy annotation from the pod's manifest or template",
+		ref, legacy, truncateValue(v), names.InjectedAnnotation)
+}
+
+// labelOSBeta is the deprecated spelling of corev1.LabelOSStable, which
+// kubelets still set on their nodes, so node selectors still use it.
+const labelOSBeta = "beta.kubernetes.io/os"
+
+// windowsField names the field that keeps pod off Linux nodes, where alone
+// the sidecar can run, or returns "": spec.os.name, a nodeSelector on
+// either OS label, or a required node affinity that no Linux node
+// satisfies (see affinityExcludesLinux).
 func windowsField(pod *corev1.Pod) string {
 	if pod.Spec.OS != nil && strings.EqualFold(string(pod.Spec.OS.Name), string(corev1.Windows)) {
 		return "spec.os.name"
 	}
-	if strings.EqualFold(pod.Spec.NodeSelector[corev1.LabelOSStable], string(corev1.Windows)) {
-		return fmt.Sprintf("spec.nodeSelector[%q]", corev1.LabelOSStable)
+	for _, key := range []string{corev1.LabelOSStable, labelOSBeta} {
+		if strings.EqualFold(pod.Spec.NodeSelector[key], string(corev1.Windows)) {
+			return fmt.Sprintf("spec.nodeSelector[%q]", key)
+		}
 	}
-	return ""
+	return affinityExcludesLinux(pod.Spec.Affinity)
+}
+
+// affinityExcludesLinux names the requirement of a required node affinity
+// that keeps the pod off every Linux node, or returns "".
+//
+// The scheduler ORs the nodeSelectorTerms and ANDs the requirements within
+// a term, so a pod is kept off Linux only when every term is: a term that
+// a Linux node can satisfy lets the pod land there, and the sidecar runs.
+// A term is kept off Linux by a requirement on the OS label (either
+// spelling) that a node labelled linux fails: In without "linux", or NotIn
+// with it; the values compare as the scheduler compares them, exactly. A
+// term without an OS requirement (empty, or on a zone, say), Exists,
+// DoesNotExist, Gt and Lt do not count: they say nothing of Windows, and
+// the last three match no kubelet's node at all, which the scheduler
+// reports. Preferred terms are no requirement. With one term the field
+// named is the requirement, with several all of them.
+func affinityExcludesLinux(a *corev1.Affinity) string {
+	if a == nil || a.NodeAffinity == nil || a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+		return ""
+	}
+	const terms = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms"
+	ts := a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+	field := ""
+	for i, t := range ts {
+		j := slices.IndexFunc(t.MatchExpressions, excludesLinux)
+		if j < 0 {
+			return ""
+		}
+		field = fmt.Sprintf("%s[%d].matchExpressions[%d]", terms, i, j)
+	}
+	if len(ts) > 1 {
+		return "every term of " + terms
+	}
+	return field
+}
+
+// excludesLinux reports whether a node labelled linux fails r, a
+// requirement on the OS label.
+func excludesLinux(r corev1.NodeSelectorRequirement) bool {
+	if r.Key != corev1.LabelOSStable && r.Key != labelOSBeta {
+		return false
+	}
+	switch r.Operator {
+	case corev1.NodeSelectorOpIn:
+		return !slices.Contains(r.Values, string(corev1.Linux))
+	case corev1.NodeSelectorOpNotIn:
+		return slices.Contains(r.Values, string(corev1.Linux))
+	}
+	return false
 }
 
 // DefaultIdentity is the identity whose client ID the containers get as

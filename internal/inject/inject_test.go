@@ -323,18 +323,7 @@ func TestInjectErrors(t *testing.T) {
 				return golden
 			}(),
 			wantErr: inject.ErrNameConflict,
-			wantMsg: []string{`spec.initContainers[0] (container "pod-identity-sidecar") is not the token sidecar this webhook would inject: its field "image" differs`, "remove that container"},
-		},
-		{
-			name: "a sidecar the webhook did not write: an extra lifecycle hook",
-			pod: func() *corev1.Pod {
-				golden, _, err := injecttest.LoadGolden(injecttest.Dir(), "seed")
-				require.NoError(t, err)
-				golden.Spec.InitContainers[0].Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh"}}}}
-				return golden
-			}(),
-			wantErr: inject.ErrNameConflict,
-			wantMsg: []string{`its field "lifecycle" differs`},
+			wantMsg: []string{`spec.initContainers[0] (container "pod-identity-sidecar") is not the token sidecar this webhook would inject: its image "attacker.example/sidecar" is not "registry.example/pod-identity-sidecar:v0.1.0" under any registry`, "remove that container"},
 		},
 		{
 			name: "a sidecar the webhook did not write: other identities",
@@ -381,28 +370,6 @@ func TestInjectErrors(t *testing.T) {
 			}(),
 			wantErr: inject.ErrNameConflict,
 			wantMsg: []string{`the projected token's audience "api://a b" is not one ` + names.TokenAudienceAnnotation + ` allows`},
-		},
-		{
-			name: "a sidecar the webhook did not write: its ephemeral storage differs",
-			pod: func() *corev1.Pod {
-				golden, _, err := injecttest.LoadGolden(injecttest.Dir(), "seed")
-				require.NoError(t, err)
-				golden.Spec.InitContainers[0].Resources.Limits[corev1.ResourceEphemeralStorage] = resource.MustParse("1Gi")
-				return golden
-			}(),
-			wantErr: inject.ErrNameConflict,
-			wantMsg: []string{"its resources differ from the webhook's in more than the CPU and memory"},
-		},
-		{
-			name: "a sidecar the webhook did not write: its memory limit is out of range",
-			pod: func() *corev1.Pod {
-				golden, _, err := injecttest.LoadGolden(injecttest.Dir(), "seed")
-				require.NoError(t, err)
-				golden.Spec.InitContainers[0].Resources.Limits[corev1.ResourceMemory] = resource.MustParse("4Gi")
-				return golden
-			}(),
-			wantErr: inject.ErrNameConflict,
-			wantMsg: []string{"its memory-limit is outside the range 8Mi-1Gi that " + names.SidecarMemoryLimitAnnotation + " allows"},
 		},
 		{
 			name: "port collision after injection, by a container another webhook added",
@@ -598,6 +565,64 @@ func TestWarnings(t *testing.T) {
 				"DefaultAzureCredential tries workload identity before managed identity",
 			},
 			count: 2,
+		},
+		{
+			name: "the legacy injected-identities annotation",
+			pod: func(t *testing.T) *corev1.Pod {
+				p := loadCase(t, "seed").Pod.DeepCopy()
+				p.Annotations = map[string]string{names.LegacyKey(names.InjectedAnnotation): "default/old-identity"}
+				return p
+			},
+			want: []string{`pod default/my-app-7c9d8b6f5-: metadata.annotations["aadpodidentity.k8s.io/injected-identities"] is "default/old-identity"`,
+				"a legacy key that the webhook no longer reads or writes", `metadata.annotations["` + names.InjectedAnnotation + `"]`, "remove the legacy annotation"},
+		},
+		{
+			name: "the legacy injected-identities annotation on a pod injected already",
+			pod: func(t *testing.T) *corev1.Pod {
+				golden, _, err := injecttest.LoadGolden(injecttest.Dir(), "seed")
+				require.NoError(t, err)
+				golden.Annotations[names.LegacyKey(names.InjectedAnnotation)] = "default/blob-reader"
+				return golden
+			},
+			want: []string{`metadata.annotations["aadpodidentity.k8s.io/injected-identities"] is "default/blob-reader"`, "remove the legacy annotation"},
+		},
+		{
+			name: "a user IDENTITY_ENDPOINT",
+			pod: func(t *testing.T) *corev1.Pod {
+				p := loadCase(t, "seed").Pod.DeepCopy()
+				p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, corev1.EnvVar{Name: names.EnvIdentityEndpoint, Value: "http://169.254.169.254/metadata/identity/oauth2/token"})
+				return p
+			},
+			want: []string{`pod default/my-app-7c9d8b6f5-: container "my-app" sets IDENTITY_ENDPOINT itself, which wins over the webhook's http://127.0.0.1:8181/msi/token`,
+				"not from the token sidecar", "remove IDENTITY_ENDPOINT from the container's env", names.SkipContainersAnnotation},
+		},
+		{
+			name: "a user IDENTITY_ENDPOINT from a ConfigMap, in an init container",
+			pod: func(t *testing.T) *corev1.Pod {
+				p := loadCase(t, "seed").Pod.DeepCopy()
+				p.Spec.InitContainers[0].Env = append(p.Spec.InitContainers[0].Env, corev1.EnvVar{Name: names.EnvIdentityEndpoint, ValueFrom: &corev1.EnvVarSource{
+					ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "c"}, Key: "k"},
+				}})
+				return p
+			},
+			want: []string{`container "data-init" sets IDENTITY_ENDPOINT itself`},
+		},
+		{
+			name: "a user IDENTITY_ENDPOINT that is the webhook's is no concern",
+			pod: func(t *testing.T) *corev1.Pod {
+				p := loadCase(t, "seed").Pod.DeepCopy()
+				p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, corev1.EnvVar{Name: names.EnvIdentityEndpoint, Value: "http://127.0.0.1:8181/msi/token"})
+				return p
+			},
+		},
+		{
+			name: "a skipped container's IDENTITY_ENDPOINT is its own",
+			pod: func(t *testing.T) *corev1.Pod {
+				p := loadCase(t, "seed").Pod.DeepCopy()
+				p.Annotations = map[string]string{names.SkipContainersAnnotation: "my-app"}
+				p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, corev1.EnvVar{Name: names.EnvIdentityEndpoint, Value: "http://elsewhere"})
+				return p
+			},
 		},
 		{
 			name: "envFrom of a skipped container is not ours to warn about",

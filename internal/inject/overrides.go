@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/podidentity/injector/internal/names"
@@ -316,23 +315,15 @@ func checkInjectContainers(ref string, pod *corev1.Pod) error {
 	return nil
 }
 
-// injectedOptions reads back the overrides a pod was injected with, from
-// its sidecar (resources) and its token volume (audience, lifetime), so
-// that re-invocation compares the sidecar with what was injected rather
-// than with annotations that may have changed since. Each value must still
-// be one that the annotations could have asked for; what is out of range is
-// named in the returned error.
-func injectedOptions(pod *corev1.Pod, sc sidecarRef, cfg Config) (podOptions, error) {
-	// The resources as the webhook wrote them, without what the API server
-	// defaulted since.
-	have := withoutDefaults(sc.c, cfg).Resources
-	o := podOptions{audience: cfg.audience(), expiration: cfg.expiration(), resources: have}
-	if e, ok := lookupEnv(sc.c.Env, names.EnvSidecarConfig); ok {
-		// stateOf parsed it already; a config it refused never gets here.
-		if injected, err := sidecarconfig.Parse([]byte(e.Value)); err == nil {
-			o.imdsHeader = injected.IMDSRequiresHeader
-		}
-	}
+// injectedOptions reads back the token options a pod was injected with,
+// from its token volume (audience, lifetime), so that re-invocation
+// compares the volume with what was injected rather than with annotations
+// that may have changed since. Each value must still be one that the
+// annotations could have asked for; what is out of range is named in the
+// returned error. The sidecar's resources are not the webhook's to check
+// after injection (see checkOwnSidecar).
+func injectedOptions(pod *corev1.Pod, cfg Config) (podOptions, error) {
+	o := podOptions{audience: cfg.audience(), expiration: cfg.expiration()}
 	for _, v := range pod.Spec.Volumes {
 		if v.Name != names.TokenVolumeName || v.Projected == nil {
 			continue
@@ -352,53 +343,5 @@ func injectedOptions(pod *corev1.Pod, sc sidecarRef, cfg Config) (podOptions, er
 	if o.expiration < names.MinTokenExpirationSeconds || o.expiration > names.MaxTokenExpirationSeconds {
 		return o, fmt.Errorf("the projected token's expirationSeconds %d is not in %d-%d", o.expiration, names.MinTokenExpirationSeconds, names.MaxTokenExpirationSeconds)
 	}
-	// Only CPU and memory may differ from the webhook's resources.
-	expect := *cfg.Resources.DeepCopy()
-	for _, l := range []struct{ have, exp *corev1.ResourceList }{{&have.Requests, &expect.Requests}, {&have.Limits, &expect.Limits}} {
-		for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-			if q, ok := (*l.have)[r]; ok {
-				if *l.exp == nil {
-					*l.exp = corev1.ResourceList{}
-				}
-				(*l.exp)[r] = q
-			} else {
-				delete(*l.exp, r)
-			}
-		}
-	}
-	if !equality.Semantic.DeepEqual(normalResources(expect), normalResources(have)) {
-		return o, fmt.Errorf("its resources differ from the webhook's in more than the CPU and memory that %s and the like allow", names.SidecarCPURequestAnnotation)
-	}
-	for _, ov := range resourceOverrides {
-		list := o.resources.Requests
-		if ov.limit {
-			list = o.resources.Limits
-		}
-		q, ok := list[ov.resource]
-		if !ok {
-			continue
-		}
-		def := cfg.Resources.Requests
-		if ov.limit {
-			def = cfg.Resources.Limits
-		}
-		if d, set := def[ov.resource]; set && d.Cmp(q) == 0 {
-			continue
-		}
-		if q.Cmp(resource.MustParse(ov.min)) < 0 || q.Cmp(resource.MustParse(ov.max)) > 0 {
-			return o, fmt.Errorf("its %s is outside the range %s-%s that %s allows", ov.key[len(names.Prefix)+len("/sidecar-"):], ov.min, ov.max, ov.key)
-		}
-	}
 	return o, nil
-}
-
-// normalResources treats empty lists as absent, for comparison.
-func normalResources(r corev1.ResourceRequirements) corev1.ResourceRequirements {
-	if len(r.Requests) == 0 {
-		r.Requests = nil
-	}
-	if len(r.Limits) == 0 {
-		r.Limits = nil
-	}
-	return r
 }

@@ -29,3 +29,19 @@ func checkSharedProcessNamespace(ref string, pod *corev1.Pod) (string, error) {
 		"remove spec.shareProcessNamespace, or annotate the pod %s=true to accept that risk",
 		ref, ErrSharedProcessNamespace, names.AllowSharedProcessNamespaceAnnotation)
 }
+
+// checkHostPID denies a pod with spec.hostPID. In the node's process
+// namespace the pod's containers see the sidecar's process as
+// shareProcessNamespace would let them, and so does every other hostPID
+// pod on the node, whose owners are not the pod's. Since the risk reaches
+// beyond the pod, its owner cannot accept it for others: unlike
+// checkSharedProcessNamespace, no annotation lifts this deny.
+func checkHostPID(ref string, pod *corev1.Pod) error {
+	if !pod.Spec.HostPID {
+		return nil
+	}
+	return fmt.Errorf("pod %s: spec.hostPID is true: %w: the pod's containers, and every other hostPID pod on the node, would see the token sidecar's process, "+
+		"and one running as root or with CAP_SYS_PTRACE could read the identity's client secret or service account token through /proc; "+
+		"no annotation lifts this: run the pod without hostPID, or remove its %s label",
+		ref, ErrHostPID, names.BindingLabel)
+}

@@ -46,3 +46,42 @@ func TestInjectSharedProcessNamespace(t *testing.T) {
 		assert.NoError(t, err)
 	}
 }
+
+// TestInjectHostPID: a labelled pod in the node's process namespace is
+// denied, with a message that names the pod, spec.hostPID and the fix, and
+// no annotation lifts the deny, not even the one that lifts
+// shareProcessNamespace's.
+func TestInjectHostPID(t *testing.T) {
+	seed := loadCase(t, "seed")
+	tests := map[string]struct {
+		annotations map[string]string
+		share       *bool
+	}{
+		"hostPID alone": {},
+		"with the shared-process-namespace opt-in": {annotations: map[string]string{names.AllowSharedProcessNamespaceAnnotation: "true"}},
+		"with shareProcessNamespace opted in too": {
+			annotations: map[string]string{names.AllowSharedProcessNamespaceAnnotation: "true"},
+			share:       ptr.To(true),
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			p := seed.Pod.DeepCopy()
+			p.Spec.HostPID = true
+			p.Spec.ShareProcessNamespace = tc.share
+			p.Annotations = tc.annotations
+			out, _, err := inject.Inject(p, seed.Identities, seed.Config, seed.Secret)
+			require.ErrorIs(t, err, inject.ErrHostPID)
+			assert.Nil(t, out)
+			for _, want := range []string{"pod default/my-app-7c9d8b6f5-", "spec.hostPID is true", "/proc",
+				"no annotation lifts this", "run the pod without hostPID", "remove its " + names.BindingLabel + " label"} {
+				assert.Contains(t, err.Error(), want)
+			}
+		})
+	}
+
+	p := seed.Pod.DeepCopy()
+	p.Spec.HostPID = false
+	_, _, err := inject.Inject(p, seed.Identities, seed.Config, seed.Secret)
+	assert.NoError(t, err, "hostPID false is no concern")
+}

@@ -101,6 +101,9 @@ var (
 	// ErrSharedProcessNamespace: with one process namespace, app
 	// containers can reach the sidecar's files through /proc.
 	ErrSharedProcessNamespace = errors.New("pods that share their process namespace cannot be injected without opting in")
+	// ErrHostPID: in the node's process namespace, the pod's containers and
+	// every other hostPID pod of the node see the sidecar's process.
+	ErrHostPID = errors.New("hostPID pods cannot be injected")
 	// ErrWindowsPod: the sidecar is a Linux image; on a Windows node the
 	// pod could not start.
 	ErrWindowsPod = errors.New("Windows pods cannot be injected")

@@ -109,7 +109,9 @@ const (
 
 	// InjectedAnnotation is written on every injected Pod. Its value names
 	// the AzureIdentity objects the sidecar serves, so that an operator can
-	// see at a glance what a pod was given.
+	// see at a glance what a pod was given. Unlike the keys above, its
+	// LegacyKey is neither read nor written: a pod that carries it (copied
+	// from an old manifest) gets a warning to remove it.
 	InjectedAnnotation = Prefix + "/injected-identities"
 )
 
@@ -131,7 +133,7 @@ func LegacyKey(key string) string {
 // admission, so that reading them allocates nothing.
 var legacyKeys = func() map[string]string {
 	m := map[string]string{}
-	for _, k := range []string{InjectAnnotation, SkipContainersAnnotation, TokenPortAnnotation, TokenSourceAnnotation, InjectedAnnotation} {
+	for _, k := range []string{InjectAnnotation, SkipContainersAnnotation, TokenPortAnnotation, TokenSourceAnnotation} {
 		m[k] = Group + "/" + strings.TrimPrefix(k, Prefix+"/")
 	}
 	return m
