@@ -445,7 +445,7 @@ func TestSelectIdentity(t *testing.T) {
 		{paramMSIResID, "/subscriptions/s/rg/x", "c"},
 	}
 	for _, tc := range cases {
-		got, e := srv.selectIdentity(tokenRequest{selectorKey: tc.key, selectorValue: tc.value})
+		got, e := srv.selectIdentity(tokenRequest{selectorKey: tc.key, selectorValue: tc.value}, nil)
 		require.Nil(t, e, "%s=%s", tc.key, tc.value)
 		assert.Equal(t, tc.want, got.cfg.Name, "%s=%s", tc.key, tc.value)
 	}
