@@ -15,7 +15,7 @@ import (
 
 const testSecret = "0123456789abcdef0123456789abcdef"
 
-// testPort is the port the parser is told the server listens on.
+// testPort is the port podWide's server listens on.
 const testPort = 8181
 
 func newRequest(path, rawQuery string, header http.Header) *http.Request {
@@ -67,7 +67,7 @@ func TestParseRequest(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseRequest(newRequest(tc.path, tc.query, tc.header), podWide(testSecret), testPort)
+			got, err := parseRequest(newRequest(tc.path, tc.query, tc.header), podWide(testSecret))
 			if tc.wantCode != 0 {
 				require.NotNil(t, err)
 				assert.Equal(t, tc.wantCode, err.status)
@@ -125,7 +125,7 @@ func TestParseRequestLocalOnly(t *testing.T) {
 				}
 				r := newRequest(p.path, p.query, h)
 				r.Host = tc.host
-				_, err := parseRequest(r, podWide(testSecret), testPort)
+				_, err := parseRequest(r, podWide(testSecret))
 				if tc.want == "" {
 					require.Nil(t, err)
 					return
@@ -177,7 +177,7 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		r := newRequest(path, query, h)
 		r.Host = host
-		req, err := parseRequest(r, podWide(testSecret), testPort)
+		req, err := parseRequest(r, podWide(testSecret))
 		if err != nil {
 			switch err.status {
 			case 400, 401, 403, 404:
@@ -224,7 +224,25 @@ func FuzzParseRequest(f *testing.F) {
 	})
 }
 
-// podWide authorizes as a server with the one pod-wide header secret.
-func podWide(secret string) authorizeFunc {
-	return (&Server{header: []byte(secret)}).authorize
+// podWide is a server with the one pod-wide header secret, listening on
+// testPort, with its routes and nothing to serve.
+func podWide(secret string) *Server {
+	s := &Server{header: []byte(secret), port: testPort}
+	s.mux = s.routes()
+	return s
+}
+
+// parseRequest takes r through s's routes and the steps of a token request
+// before identity choice: authorize, then parse. A request that no token
+// route takes gets the server's 404.
+func parseRequest(r *http.Request, s *Server) (tokenRequest, *apiError) {
+	h, _ := s.mux.Handler(r)
+	route, ok := h.(tokenRoute)
+	if !ok {
+		return tokenRequest{}, errNotFound(r.URL.Path)
+	}
+	if _, e := s.authorize(route.p, r); e != nil {
+		return tokenRequest{}, e
+	}
+	return route.p.parse(r.URL.RawQuery)
 }

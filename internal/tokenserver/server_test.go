@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"runtime"
 	"strings"
@@ -445,8 +446,69 @@ func TestSelectIdentity(t *testing.T) {
 		{paramMSIResID, "/subscriptions/s/rg/x", "c"},
 	}
 	for _, tc := range cases {
-		got, e := srv.selectIdentity(tokenRequest{selectorKey: tc.key, selectorValue: tc.value})
+		got, e := srv.selectIdentity(tokenRequest{selectorKey: tc.key, selectorValue: tc.value}, nil)
 		require.Nil(t, e, "%s=%s", tc.key, tc.value)
 		assert.Equal(t, tc.want, got.cfg.Name, "%s=%s", tc.key, tc.value)
 	}
+}
+
+// TestRoutes pins the route table, which alone decides a request's
+// protocol: each token path reaches its own protocol (seen in the
+// api-version it asks for), the IMDS path with a trailing slash too, and
+// nothing below either; every other method, and GET on the slash form of
+// a path served without one, gets 405 with Allow: GET; any other path,
+// an encoded slash included, gets 404.
+func TestRoutes(t *testing.T) {
+	cfg := &sidecarconfig.Config{APIVersion: sidecarconfig.APIVersion, Port: testPort, DefaultIdentity: "id",
+		Identities: []sidecarconfig.Identity{{Name: "id", Namespace: "ns", Source: names.TokenSourceClientSecret, ClientID: "c", TenantID: "t", SecretDir: "/s"}}}
+	src := &fakeSource{now: time.Now, lifetime: time.Hour}
+	srv, err := New(Options{Config: cfg, Sources: map[string]Source{"id": src}, IdentityHeader: testSecret, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	const (
+		appServiceRoute = "api-version is missing; use " + appServiceAPIVersion
+		imdsRoute       = "api-version is missing; use " + oldestIMDSAPIVersion
+	)
+	cases := []struct {
+		method, path string
+		status       int
+		contains     string // of error_description; empty for a 200
+	}{
+		{"GET", names.PathAppService, 400, appServiceRoute},
+		{"HEAD", names.PathAppService, 400, ""},
+		{"GET", names.PathIMDS, 400, imdsRoute},
+		{"GET", names.PathIMDS + "/", 400, imdsRoute},
+		{"GET", names.PathHealth, 200, ""},
+		{"POST", names.PathAppService, 405, "method POST is not allowed; use GET"},
+		{"PUT", names.PathIMDS, 405, "method PUT is not allowed; use GET"},
+		{"DELETE", names.PathIMDS + "/", 405, "method DELETE is not allowed; use GET"},
+		{"POST", names.PathHealth, 405, "method POST is not allowed; use GET"},
+		{"GET", names.PathAppService + "/", 405, "method GET is not allowed; use GET"},
+		{"GET", names.PathHealth + "/", 405, "method GET is not allowed; use GET"},
+		{"GET", names.PathIMDS + "/x", 404, "no endpoint at"},
+		{"GET", names.PathAppService + "/x", 404, "no endpoint at"},
+		{"GET", "/metadata/identity/oauth2", 404, "no endpoint at"},
+		{"GET", "/msi%2Ftoken", 404, "no endpoint at"},
+		{"POST", "/", 404, "no endpoint at"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			r := httptest.NewRequest(tc.method, "http://127.0.0.1:8181"+tc.path, nil)
+			r.Header.Set(names.HeaderIdentity, testSecret)
+			r.Header.Set(names.HeaderMetadata, "true")
+			w := httptest.NewRecorder()
+			srv.ServeHTTP(w, r)
+			require.Equal(t, tc.status, w.Code, "%s", w.Body)
+			if tc.status == http.StatusMethodNotAllowed {
+				assert.Equal(t, http.MethodGet, w.Header().Get("Allow"))
+			}
+			if tc.contains == "" || tc.method == http.MethodHead {
+				return
+			}
+			var body map[string]string
+			require.NoError(t, json.Unmarshal(w.Body.Bytes(), &body))
+			assert.Contains(t, body["error_description"], tc.contains)
+		})
+	}
+	assert.Zero(t, src.calls, "no route but a token request's may reach the source")
 }
