@@ -34,12 +34,12 @@ plugins:
 - name: MutatingAdmissionWebhook
   configuration:
     apiVersion: apiserver.config.k8s.io/v1
-    kind: WebhookAdmission
+    kind: WebhookAdmissionConfiguration
     kubeConfigFile: %[1]q
 - name: ValidatingAdmissionWebhook
   configuration:
     apiVersion: apiserver.config.k8s.io/v1
-    kind: WebhookAdmission
+    kind: WebhookAdmissionConfiguration
     kubeConfigFile: %[1]q
 `
 
