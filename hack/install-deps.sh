@@ -12,7 +12,7 @@ packages=(
 	containernetworking-plugins # bridge, host-local and loopback for pods
 	iproute2                 # the suite's own network namespace
 	busybox-static           # the shell of the azcopy stand-in image
-	ca-certificates          # the images' CA bundle
+	ca-certificates          # HTTPS from this machine: go module downloads, npm, apt (not the images' bundle, which comes from go.mod)
 	python3-azure            # the e2e client matrix: azure.identity for Debian's python3
 	azure-cli                # the e2e client matrix: what `az login --identity` 2.45 does
 	curl                     # the e2e client matrix: README.md's curl commands

@@ -2,6 +2,9 @@ package manifests_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -13,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/component-helpers/auth/rbac/validation"
 	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/yaml"
 
 	"github.com/podidentity/injector/internal/names"
 )
@@ -134,4 +138,54 @@ func TestNetworkPolicyComponent(t *testing.T) {
 	assert.Equal(t, fmt.Sprint(webhookPort), port.Port.String(), "ingress on the serving port")
 	assert.Equal(t, corev1.ProtocolTCP, *port.Protocol)
 	assert.Equal(t, fmt.Sprint(webhookPort), containerFlags(t, c)["port"])
+}
+
+// TestDocsMetricsPolicy: the policy docs/security.md gives for a
+// Prometheus scraper selects the webhook's pods in the namespace of the
+// install and opens the port the Deployment serves metrics on, the
+// container port named metrics and its --metrics-bind-address. A wrong port
+// leaves the scraper shut out and opens a port nothing serves.
+func TestDocsMetricsPolicy(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "security.md"))
+	require.NoError(t, err)
+	var np *networkingv1.NetworkPolicy
+	for _, block := range yamlBlocks(string(doc)) {
+		var p networkingv1.NetworkPolicy
+		if yaml.Unmarshal([]byte(block), &p) == nil && p.Kind == "NetworkPolicy" && p.Name == webhookName+"-metrics" {
+			np = &p
+		}
+	}
+	require.NotNil(t, np, "docs/security.md has no NetworkPolicy %s-metrics in a yaml block", webhookName)
+
+	deploy := one(t, buildBase(t).deployments)
+	c := one(t, deploy.Spec.Template.Spec.Containers)
+	var metricsPort int32
+	for _, p := range c.Ports {
+		if p.Name == "metrics" {
+			metricsPort = p.ContainerPort
+		}
+	}
+	require.NotZero(t, metricsPort, "the Deployment names no metrics port")
+	assert.Equal(t, ":"+fmt.Sprint(metricsPort), containerFlags(t, c)["metrics-bind-address"])
+
+	assert.Equal(t, namespace, np.Namespace)
+	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+	require.NoError(t, err)
+	assert.True(t, sel.Matches(labels.Set(deploy.Spec.Template.Labels)), "the policy selects the webhook pods")
+	rule := one(t, np.Spec.Ingress)
+	port := one(t, rule.Ports)
+	require.NotNil(t, port.Port)
+	assert.Equal(t, fmt.Sprint(metricsPort), port.Port.String(), "docs/security.md's policy must open the Deployment's metrics port")
+}
+
+// yamlBlocks returns the bodies of the ```yaml fences of a Markdown file.
+func yamlBlocks(md string) []string {
+	var blocks []string
+	for _, part := range strings.Split(md, "```yaml\n")[1:] {
+		body, _, ok := strings.Cut(part, "```")
+		if ok {
+			blocks = append(blocks, body)
+		}
+	}
+	return blocks
 }

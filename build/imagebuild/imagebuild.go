@@ -25,6 +25,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +46,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/crypto/x509roots/fallback/bundle"
 )
 
 // File is one entry of an image's filesystem.
@@ -349,10 +351,28 @@ func Accounts(accts ...Account) []File {
 // bundle, and where Go's crypto/x509 looks first on Linux.
 const DebianCABundle = "/etc/ssl/certs/ca-certificates.crt"
 
-// CABundle returns the CA bundle at source (usually DebianCABundle) as
-// /etc/ssl/certs/ca-certificates.crt.
-func CABundle(source string) File {
-	return File{Path: DebianCABundle, Mode: 0o644, Source: source}
+// CABundle returns Mozilla's root certificates as
+// /etc/ssl/certs/ca-certificates.crt, in PEM, from
+// golang.org/x/crypto/x509roots/fallback at the version go.mod pins, not
+// from the build machine, so that two machines build the same digest and
+// a root changes only with a go.mod bump. The roots come in the module's
+// order. A root that NSS distrusts for certificates issued after a date is
+// left out: a PEM file cannot carry that constraint, and trusting it
+// without would trust what Mozilla no longer does.
+func CABundle() (File, error) {
+	var b bytes.Buffer
+	for root := range bundle.Roots() {
+		if root.Constraint != nil {
+			continue
+		}
+		if err := pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: root.Certificate}); err != nil {
+			return File{}, fmt.Errorf("CA bundle: %w", err)
+		}
+	}
+	if b.Len() == 0 {
+		return File{}, errors.New("CA bundle: golang.org/x/crypto/x509roots/fallback has no unconstrained roots")
+	}
+	return File{Path: DebianCABundle, Mode: 0o644, Content: b.Bytes()}, nil
 }
 
 // Binary returns an executable, root-owned, at dst from source.

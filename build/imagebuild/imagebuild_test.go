@@ -4,7 +4,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"io/fs"
@@ -23,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/x509roots/fallback/bundle"
 )
 
 func testFiles(t *testing.T) []File {
@@ -211,3 +216,55 @@ func TestPush(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, layerEntries(t, img), "usr/local/bin/app")
 }
+
+// TestCABundle: the images' roots are Mozilla's from the module go.mod
+// pins, the same bytes on every machine, every one a CA, without the roots
+// NSS constrains (a PEM file cannot carry the constraint), and with the
+// root Entra ID's endpoints chain to.
+func TestCABundle(t *testing.T) {
+	f, err := CABundle()
+	require.NoError(t, err)
+	again, err := CABundle()
+	require.NoError(t, err)
+	assert.Equal(t, f.Content, again.Content, "deterministic")
+	assert.Equal(t, DebianCABundle, f.Path, "where Go's crypto/x509 looks first on Linux")
+	assert.Equal(t, fs.FileMode(0o644), f.Mode)
+	assert.Empty(t, f.Source, "nothing is read from the build host")
+
+	constrained := map[string]bool{}
+	unconstrained := 0
+	for root := range bundle.Roots() {
+		if root.Constraint != nil {
+			constrained[string(root.Certificate)] = true
+		} else {
+			unconstrained++
+		}
+	}
+	var subjects []string
+	rest := f.Content
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		require.Equal(t, "CERTIFICATE", block.Type)
+		cert, err := x509.ParseCertificate(block.Bytes)
+		require.NoError(t, err)
+		assert.True(t, cert.IsCA, cert.Subject.String())
+		assert.False(t, constrained[string(block.Bytes)], "%s is distrusted after a date; a PEM bundle cannot say so", cert.Subject)
+		subjects = append(subjects, cert.Subject.CommonName)
+	}
+	assert.Empty(t, bytes.TrimSpace(rest), "nothing but certificates")
+	assert.Len(t, subjects, unconstrained, "every unconstrained root")
+	assert.Contains(t, subjects, "DigiCert Global Root G2", "login.microsoftonline.com chains to it")
+
+	// Pinned: these bytes change only when go.mod moves
+	// golang.org/x/crypto/x509roots/fallback; then update the digest.
+	sum := sha256.Sum256(f.Content)
+	assert.Equal(t, caBundleSHA256, hex.EncodeToString(sum[:]), "the CA bundle changed without a go.mod bump of golang.org/x/crypto/x509roots/fallback")
+}
+
+// caBundleSHA256 is the digest of CABundle at
+// golang.org/x/crypto/x509roots/fallback v0.0.0-20261030153154-30a33513ff6d.
+const caBundleSHA256 = "bc410a1cd3a56db2b2b6d281023488182401d568b8c248fdc39e424902db537d"

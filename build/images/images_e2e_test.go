@@ -27,6 +27,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/podidentity/injector/build/imagebuild"
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/version"
 )
@@ -78,7 +79,6 @@ func testOptions(out string) Options {
 		Revision:        testCommit,
 		SourceURL:       "https://github.com/podidentity/injector",
 		SourceDateEpoch: 1700000000,
-		CABundle:        "/etc/ssl/certs/ca-certificates.crt",
 		Go:              "go",
 	}
 }
@@ -131,6 +131,8 @@ func TestImageConfig(t *testing.T) {
 		version.SidecarImageName: {names.SidecarUID, names.SidecarGID, names.SidecarUser, names.SidecarBinary},
 	}
 	machines := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
+	caBundle, err := imagebuild.CABundle()
+	require.NoError(t, err)
 	for imageName, tc := range tests {
 		t.Run(imageName, func(t *testing.T) {
 			b := builtImage(t, imageName)
@@ -184,6 +186,7 @@ func TestImageConfig(t *testing.T) {
 
 					pool := x509.NewCertPool()
 					assert.True(t, pool.AppendCertsFromPEM(data["etc/ssl/certs/ca-certificates.crt"]), "CA bundle parses")
+					assert.Equal(t, caBundle.Content, data["etc/ssl/certs/ca-certificates.crt"], "the CA bundle is the one go.mod pins, not the build host's")
 
 					assert.Equal(t, int64(0o755), hdrs[bin].Mode)
 					assert.Equal(t, 0, hdrs[bin].Uid, "root owns the binary, so the user cannot replace it")

@@ -1,12 +1,14 @@
 // Command images builds the webhook and sidecar images without Docker:
 // it cross-compiles both static binaries for every platform, puts each on
 // a minimal base assembled in Go (no shell; /etc/passwd and /etc/group with
-// the image's non-root user; Debian's CA bundle; the binary), joins the
+// the image's non-root user; Mozilla's roots from the module go.mod pins,
+// see imagebuild.CABundle; the binary), joins the
 // platforms in one OCI image index per image, writes an OCI image layout,
 // and, with -registry, pushes the indexes. `make images` runs it.
 //
-// Every timestamp is -source-date-epoch, so two builds of one commit give
-// the same digests.
+// Every timestamp is -source-date-epoch, and nothing but the Go toolchain
+// comes from the build machine, so two builds of one commit give the same
+// digests.
 package main
 
 import (
@@ -60,8 +62,6 @@ type Options struct {
 	SourceURL string
 	// SourceDateEpoch is every timestamp in the images.
 	SourceDateEpoch int64
-	// CABundle is the host file that becomes the images' CA bundle.
-	CABundle string
 	// Go is the go command.
 	Go string
 }
@@ -82,7 +82,6 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Revision, "revision", "", "org.opencontainers.image.revision (the commit)")
 	fs.StringVar(&o.SourceURL, "source-url", "https://github.com/podidentity/injector", "org.opencontainers.image.source")
 	fs.Int64Var(&o.SourceDateEpoch, "source-date-epoch", 0, "every timestamp in the images, in Unix seconds (the commit time)")
-	fs.StringVar(&o.CABundle, "ca-bundle", imagebuild.DebianCABundle, "CA bundle to copy in (Debian's ca-certificates)")
 	fs.StringVar(&o.Go, "go", "go", "the go command")
 }
 
@@ -221,8 +220,10 @@ func Build(ctx context.Context, o Options) ([]Built, error) {
 	if o.Tag == "" || o.Repository == "" {
 		return nil, errors.New("-repository and -tag must not be empty")
 	}
-	if _, err := os.Stat(o.CABundle); err != nil {
-		return nil, fmt.Errorf("CA bundle: %w; install Debian's ca-certificates (hack/install-deps.sh) or pass -ca-bundle", err)
+	// The same roots on every machine, from go.mod, not the build host's.
+	caBundle, err := imagebuild.CABundle()
+	if err != nil {
+		return nil, err
 	}
 	created := time.Unix(o.SourceDateEpoch, 0)
 	var out []Built
@@ -238,7 +239,7 @@ func Build(ctx context.Context, o Options) ([]Built, error) {
 				return nil, err
 			}
 			files := append(imagebuild.Accounts(spec.Account),
-				imagebuild.CABundle(o.CABundle),
+				caBundle,
 				imagebuild.Binary(spec.Binary, bin),
 			)
 			img, err := imagebuild.Image(plat, files, imagebuild.Config{

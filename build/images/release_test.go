@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -73,6 +74,30 @@ func TestReleaseWorkflow(t *testing.T) {
 		at += i
 	}
 	assert.NotContains(t, strings.ToLower(script.String()), "docker ", "the release needs no Docker")
+}
+
+// pinnedUses is a step's uses: an action pinned by a full commit SHA, with
+// the release tag that SHA is in a comment so that a reader (and a
+// dependency bot) knows which version it is.
+var pinnedUses = regexp.MustCompile(`^\s*(?:- )?uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$`)
+
+// TestReleaseActionsArePinned: a tag like @v4 can be moved to other code
+// by whoever controls the action's repository, and the release job holds
+// the id-token and packages write permissions. Every action it runs is
+// pinned by commit.
+func TestReleaseActionsArePinned(t *testing.T) {
+	raw, err := os.ReadFile("../../.github/workflows/release.yaml")
+	require.NoError(t, err)
+	n := 0
+	for line := range strings.Lines(string(raw)) {
+		line = strings.TrimRight(line, "\n")
+		if !strings.Contains(line, "uses:") || strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		n++
+		assert.Regexp(t, pinnedUses, line, "pin the action by its full commit SHA, with the tag in a comment: uses: owner/repo@<40 hex> # vX.Y.Z")
+	}
+	assert.Positive(t, n, "the release's steps use actions; found no uses: line to check")
 }
 
 func TestPrintRelease(t *testing.T) {

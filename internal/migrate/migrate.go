@@ -11,7 +11,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -106,6 +105,9 @@ const (
 	ReasonIdentityInvalid    = "identity-invalid"
 	ReasonIdentityMissing    = "identity-missing"
 	ReasonResourceIDMissing  = "resource-id-missing"
+	ReasonClientIDInvalid    = "client-id-invalid"
+	ReasonTenantIDInvalid    = "tenant-id-invalid"
+	ReasonResourceIDInvalid  = "resource-id-invalid"
 	ReasonSelectorUnbound    = "selector-unbound"
 	ReasonBindingUnused      = "binding-unused"
 	ReasonBindingInvalid     = "binding-invalid"
@@ -259,6 +261,9 @@ func (p *planner) identity(ai *aadv1.AzureIdentity, subjects map[string]*Subject
 		return
 	}
 	id.Source = spec.Name
+	if !p.wellFormed(ai, ref, id) {
+		return
+	}
 	if spec.Secret {
 		secret := key(ai.Namespace, ai.Spec.ClientPassword.Name)
 		if p.opts.Secrets != nil && !p.opts.Secrets[secret] {
@@ -285,11 +290,14 @@ func (p *planner) federated(ai *aadv1.AzureIdentity, ref string, id *Identity) {
 	if len(id.Subjects) == 0 {
 		return
 	}
+	if ai.Spec.ResourceID == "" {
+		p.block(ReasonResourceIDMissing, ref, "%s has no spec.resourceID, so its federated credentials cannot be named; set it to %s",
+			ref, resourceIDForm)
+		return
+	}
 	arm, ok := parseResourceID(ai.Spec.ResourceID)
 	if !ok {
-		p.block(ReasonResourceIDMissing, ref, "%s has no usable spec.resourceID (%q), so its federated credentials cannot be named; set it to /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>",
-			ref, ai.Spec.ResourceID)
-		return
+		return // wellFormed has blocked it
 	}
 	for _, s := range id.Subjects {
 		id.Credentials = append(id.Credentials, Credential{
@@ -304,17 +312,38 @@ func (p *planner) federated(ai *aadv1.AzureIdentity, ref string, id *Identity) {
 	}
 }
 
-type armID struct{ subscription, resourceGroup, name string }
+// resourceIDForm is the shape of a user-assigned identity's ARM ID, for
+// messages.
+const resourceIDForm = "/subscriptions/<subscription GUID>/resourceGroups/<resource group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>"
 
-var resourceIDPattern = regexp.MustCompile(`(?i)^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/([^/]+)$`)
-
-// parseResourceID splits a user-assigned identity's ARM ID.
-func parseResourceID(id string) (armID, bool) {
-	m := resourceIDPattern.FindStringSubmatch(strings.TrimSpace(id))
-	if m == nil {
-		return armID{}, false
+// wellFormed blocks an identity whose client ID, tenant ID or resource ID
+// is not of the shape Azure gives it, and reports whether all are. No
+// command is printed for an identity that is not: its values would reach
+// the admin's shell or Terraform as written by whoever edits the object.
+func (p *planner) wellFormed(ai *aadv1.AzureIdentity, ref string, id Identity) bool {
+	ok := true
+	if !isGUID(ai.Spec.ClientID) {
+		ok = false
+		p.block(ReasonClientIDInvalid, ref, "%s has spec.clientID %q, which is not a GUID; set it to the client ID of the managed identity or service principal (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx). No command is printed for this identity",
+			ref, ai.Spec.ClientID)
 	}
-	return armID{subscription: m[1], resourceGroup: m[2], name: m[3]}, true
+	if id.TenantID != "" && !isGUID(id.TenantID) {
+		ok = false
+		field := "spec.tenantID"
+		if ai.Spec.TenantID == "" {
+			field = "--default-tenant-id"
+		}
+		p.block(ReasonTenantIDInvalid, ref, "%s has %s %q, which is not a GUID; set %s to the directory (tenant) ID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx). No command is printed for this identity",
+			ref, field, id.TenantID, field)
+	}
+	if ai.Spec.ResourceID != "" {
+		if _, parsed := parseResourceID(ai.Spec.ResourceID); !parsed {
+			ok = false
+			p.block(ReasonResourceIDInvalid, ref, "%s has spec.resourceID %q, which is not the ARM ID of a user-assigned managed identity; set it to %s. No command is printed for this identity",
+				ref, ai.Spec.ResourceID, resourceIDForm)
+		}
+	}
+	return ok
 }
 
 // maxCredentialName is Entra ID's limit on a federated credential's name.

@@ -123,7 +123,7 @@ metadata: {name: big, annotations: {podidentity.github.io/inject: enabled}}
 apiVersion: aadpodidentity.k8s.io/v1
 kind: AzureIdentity
 metadata: {name: shared, namespace: big}
-spec: {type: 0, clientID: c, tenantID: t, resourceID: /subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/shared}
+spec: {type: 0, clientID: 22222222-0000-0000-0000-000000000009, tenantID: 72f988bf-86f1-41af-91ab-2d7cd011db47, resourceID: /subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/shared}
 ---
 apiVersion: aadpodidentity.k8s.io/v1
 kind: AzureIdentityBinding
@@ -161,4 +161,117 @@ func TestUnknownFormat(t *testing.T) {
 	err := migrate.Render(&bytes.Buffer{}, migrate.Report{}, "yaml")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `output format "yaml" is not one of text, json or terraform`)
+}
+
+// TestHostileIdentities: an AzureIdentity's client ID, tenant ID and
+// resource ID are written by namespace editors and read by the cluster
+// admin who runs the plan. A value that is not of the shape Azure gives
+// it is a blocker naming the object and field, and no command is printed
+// for that identity; what is printed is quoted for the shell and for HCL.
+func TestHostileIdentities(t *testing.T) {
+	var s manifest.Set
+	f, err := os.Open(filepath.Join("testdata", "hostile", "objects.yaml"))
+	require.NoError(t, err)
+	defer f.Close()
+	require.NoError(t, s.Read("objects.yaml", f, "default"))
+	hostileIssuer := "https://oidc.example/it's$(id)/${x}%{y}\"/"
+	r := migrate.Plan(&s, migrate.Options{Issuer: hostileIssuer, RequireOptIn: true})
+
+	got := map[string][]string{}
+	for _, b := range r.Blockers {
+		got[b.Object] = append(got[b.Object], b.Reason)
+	}
+	assert.Equal(t, map[string][]string{
+		"AzureIdentity evil/shell":           {migrate.ReasonClientIDInvalid},
+		"AzureIdentity evil/newline":         {migrate.ReasonTenantIDInvalid},
+		"AzureIdentity evil/hcl":             {migrate.ReasonResourceIDInvalid},
+		"AzureIdentity evil/not-an-identity": {migrate.ReasonResourceIDInvalid},
+	}, got)
+	for _, id := range r.Identities {
+		if id.Name == "good" {
+			require.Len(t, id.Credentials, 1, "the well-formed identity keeps its command")
+			assert.Equal(t, "My.RG(1)", id.Credentials[0].ResourceGroup)
+			assert.Equal(t, "good-id", id.Credentials[0].IdentityName)
+			continue
+		}
+		assert.Empty(t, id.Credentials, "AzureIdentity %s/%s: no command for a blocked identity", id.Namespace, id.Name)
+	}
+
+	text := render(t, r, migrate.FormatText)
+	tf := render(t, r, migrate.FormatTerraform)
+	golden(t, "hostile.text", text)
+	golden(t, "hostile.terraform", tf)
+	for _, out := range [][]byte{text, tf} {
+		assert.NotContains(t, string(out), "\n  create these federated credentials:\n    curl", "a newline in a value forges no line")
+		assert.NotContains(t, string(out), "\u202e", "no bidi override reaches the terminal")
+	}
+	// Every line of the text plan that runs is one az command whose
+	// arguments a POSIX shell reads back as the plan's values.
+	for line := range strings.Lines(string(text)) {
+		if cmd, ok := strings.CutPrefix(strings.TrimSpace(line), "az "); ok {
+			assert.Equal(t, []string{"identity", "federated-credential", "create",
+				"--name", "pod-identity-evil-sa---id-",
+				"--identity-name", "good-id",
+				"--resource-group", "My.RG(1)",
+				"--subscription", "11111111-2222-3333-4444-555555555555",
+				"--issuer", hostileIssuer,
+				"--subject", "system:serviceaccount:evil:sa'$(id)",
+				"--audience", "api://AzureADTokenExchange"}, shellWords(t, cmd))
+		}
+	}
+}
+
+// shellWords splits a command line as a POSIX shell does for the quoting
+// AzCommand writes (plain words, single quotes, and "'" for a quote), and
+// fails on anything the shell would expand or treat as an operator.
+func shellWords(t *testing.T, line string) []string {
+	t.Helper()
+	var words []string
+	var cur strings.Builder
+	inWord, quoted, doubled := false, false, false
+	for _, r := range line {
+		switch {
+		case quoted && r == '\'':
+			quoted = false
+		case quoted:
+			cur.WriteRune(r)
+		case doubled && r == '"':
+			doubled = false
+		case doubled && strings.ContainsRune("$`\\", r):
+			t.Fatalf("%q expands inside double quotes in %s", r, line)
+		case doubled:
+			cur.WriteRune(r)
+		case r == '\'':
+			quoted, inWord = true, true
+		case r == '"':
+			doubled, inWord = true, true
+		case r == ' ':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		case strings.ContainsRune("$`\\\"|&;<>()*?[]{}~#!\n\t", r):
+			t.Fatalf("unquoted %q in %s", r, line)
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	require.False(t, quoted || doubled, "unterminated quote in %s", line)
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words
+}
+
+// TestDefaultTenantNotAGUID: the default tenant ID reaches the plan as an
+// identity's tenant; a malformed one is named as the flag to fix.
+func TestDefaultTenantNotAGUID(t *testing.T) {
+	r := migrate.Plan(blogSeed(t), migrate.Options{Issuer: issuer, DefaultTenantID: "contoso; id", RequireOptIn: true})
+	require.Len(t, r.Blockers, 1)
+	assert.Equal(t, migrate.ReasonTenantIDInvalid, r.Blockers[0].Reason)
+	assert.Equal(t, "AzureIdentity default/blob-reader", r.Blockers[0].Object)
+	assert.Contains(t, r.Blockers[0].Message, `--default-tenant-id "contoso; id"`)
+	assert.Empty(t, r.Identities[0].Credentials)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/podidentity/injector/internal/names"
@@ -35,13 +36,13 @@ func Render(w io.Writer, r Report, format string) error {
 
 func renderText(w io.Writer, r Report) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Service account issuer: %s\n", r.Issuer)
+	fmt.Fprintf(&b, "Service account issuer: %s\n", printable(r.Issuer))
 	if len(r.Identities) == 0 {
 		b.WriteString("\nNo AzureIdentity objects found.\n")
 	}
 	for _, id := range r.Identities {
-		fmt.Fprintf(&b, "\nAzureIdentity %s/%s: type %d, source %s\n", id.Namespace, id.Name, id.Type, orDash(id.Source))
-		fmt.Fprintf(&b, "  client ID: %s\n  tenant ID: %s\n", orDash(id.ClientID), orDash(id.TenantID))
+		fmt.Fprintf(&b, "\nAzureIdentity %s/%s: type %d, source %s\n", printable(id.Namespace), printable(id.Name), id.Type, orDash(id.Source))
+		fmt.Fprintf(&b, "  client ID: %s\n  tenant ID: %s\n", showGUID(id.ClientID), showGUID(id.TenantID))
 		if len(id.Subjects) == 0 {
 			b.WriteString("  subjects: none (no pod or pod template uses it)\n")
 		} else if id.Source == names.TokenSourceFederated {
@@ -51,7 +52,7 @@ func renderText(w io.Writer, r Report) error {
 		}
 		if len(id.Subjects) > 0 {
 			for _, s := range id.Subjects {
-				fmt.Fprintf(&b, "    system:serviceaccount:%s:%s  <- %s\n", s.Namespace, s.ServiceAccount, strings.Join(s.Workloads, ", "))
+				fmt.Fprintf(&b, "    system:serviceaccount:%s:%s  <- %s\n", printable(s.Namespace), printable(s.ServiceAccount), printable(strings.Join(s.Workloads, ", ")))
 			}
 		}
 		if len(id.Credentials) > 0 {
@@ -66,7 +67,7 @@ func renderText(w io.Writer, r Report) error {
 	} else {
 		fmt.Fprintf(&b, "\nBlockers (%d):\n", len(r.Blockers))
 		for _, bl := range r.Blockers {
-			fmt.Fprintf(&b, "  [%s] %s: %s\n", bl.Reason, bl.Object, bl.Message)
+			fmt.Fprintf(&b, "  [%s] %s: %s\n", bl.Reason, printable(bl.Object), printable(bl.Message))
 		}
 	}
 	_, err := io.WriteString(w, b.String())
@@ -91,14 +92,6 @@ func AzCommand(c Credential) string {
 	return strings.Join(args, " ")
 }
 
-// shellQuote leaves a plain word alone and single-quotes anything else.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@,+") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
-}
-
 func renderTerraform(w io.Writer, r Report) error {
 	var b strings.Builder
 	b.WriteString("# Federated identity credentials for pod-identity-injector (azurerm provider 5.x).\n")
@@ -121,7 +114,7 @@ func renderTerraform(w io.Writer, r Report) error {
 		}
 	}
 	for _, bl := range r.Blockers {
-		fmt.Fprintf(&b, "\n# BLOCKER [%s] %s: %s\n", bl.Reason, bl.Object, strings.ReplaceAll(bl.Message, "\n", " "))
+		fmt.Fprintf(&b, "\n# BLOCKER [%s] %s: %s\n", bl.Reason, printable(bl.Object), printable(bl.Message))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -142,16 +135,19 @@ func hclLabel(s string) string {
 	return s
 }
 
-// hclString quotes s as an HCL string literal, escaping template
-// sequences so that a value is never interpolated.
-func hclString(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`, "\t", `\t`, "${", "$${", "%{", "%%{")
-	return `"` + r.Replace(s) + `"`
+// showGUID is a client or tenant ID for the text plan: as it is when it is
+// a GUID, else Go-quoted and marked, so that it reads as the data it is.
+func showGUID(s string) string {
+	if s == "" || isGUID(s) {
+		return orDash(s)
+	}
+	return strconv.Quote(s) + " (not a GUID, see Blockers)"
 }
 
+// orDash is s for the text plan, or "-" when it is empty.
 func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return printable(s)
 }
