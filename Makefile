@@ -20,7 +20,7 @@ CERTS_DIR ?= $(CURDIR)/.cache/certs
 # SCALE is bench-scale's namespace counts.
 SCALE     ?= 1,1000,5000
 
-.PHONY: all build deps test unit vet fmt-check tidy-check e2e demo tools bench bench-e2e bench-node bench-sidecar bench-scale bench-footprint images certs generate verify-generated fuzz clean chart chart-update chart-e2e plugin
+.PHONY: all build deps test unit vet fmt-check tidy-check lint e2e demo tools bench bench-e2e bench-node bench-sidecar bench-scale bench-footprint images certs generate verify-generated fuzz clean chart chart-update chart-e2e plugin
 
 all: build
 
@@ -35,9 +35,10 @@ PLUGIN ?= $(BIN)/kubectl-pod_identity
 plugin:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(PLUGIN) ./cmd/kubectl-pod_identity
 
-## test: formatting, vet, go.mod tidy, the unit tests and the e2e suite on
-## a real control plane (built once into a cache outside the repository)
-test: fmt-check vet tidy-check verify-generated deps tools
+## test: formatting, vet, lint, go.mod tidy, the unit tests and the e2e
+## suite on a real control plane (built once into a cache outside the
+## repository)
+test: fmt-check vet lint tidy-check verify-generated deps tools
 	$(GO) test -tags e2e -count=1 -timeout 30m ./...
 
 # UNIT_NEEDS_TOOLS: the packages whose unit tests run built tools from the
@@ -97,6 +98,19 @@ tidy-check:
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./...
+
+# GOLANGCI_LINT: the pinned linter in the tools cache (hack/build-tools.sh
+# says where, and which version).
+GOLANGCI_LINT_VERSION := $(shell sed -n 's/^GOLANGCI_LINT_VERSION=\([^ ]*\).*/\1/p' hack/build-tools.sh)
+TOOLS_CACHE ?= $(or $(POD_IDENTITY_TOOLS_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pod-identity-injector)
+GOLANGCI_LINT := $(TOOLS_CACHE)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
+
+## lint: golangci-lint with .golangci.yml over every package, e2e files
+## included (the config sets the build tags); builds the linter into the
+## tools cache first if it is missing (about a minute)
+lint:
+	@test -x $(GOLANGCI_LINT) || POD_IDENTITY_TOOLS_CACHE=$(TOOLS_CACHE) hack/build-tools.sh golangci-lint >/dev/null
+	$(GOLANGCI_LINT) run ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -168,7 +168,7 @@ patches:
 	kustomizePod := h.injectSeed(ctx, t, "seed-helm")
 
 	t.Run("injected exactly as with kubectl apply -k", func(t *testing.T) {
-		want, got := comparable(kustomizePod), comparable(helmPod)
+		want, got := comparablePod(kustomizePod), comparablePod(helmPod)
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("the seed pod after helm install (+) differs from after kubectl apply -k (-):\n%s", diff)
 		}
@@ -451,11 +451,12 @@ func (h *harness) serveWebhook(ctx context.Context, t *testing.T) *runningWebhoo
 		}
 		stopped = true
 		_ = cmd.Process.Signal(syscall.SIGTERM)
+		// The exit status of a process told to stop says nothing.
 		select {
-		case <-done:
+		case _ = <-done:
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			_ = <-done
 		}
 	}
 	t.Cleanup(func() {
@@ -495,11 +496,11 @@ func (h *harness) injectSeed(ctx context.Context, t *testing.T, name string) *co
 	return pod
 }
 
-// comparable is what the webhook decides about a pod: its spec, labels and
+// comparablePod is what the webhook decides about a pod: its spec, labels and
 // annotations, with what differs between any two creates masked: the
 // per-pod IDENTITY_HEADER secret, and the random suffix of the API token
 // volume that the ServiceAccount admission plugin adds.
-func comparable(pod *corev1.Pod) map[string]any {
+func comparablePod(pod *corev1.Pod) map[string]any {
 	p := pod.DeepCopy()
 	const apiToken = "kube-api-access-"
 	for i := range p.Spec.Volumes {

@@ -286,7 +286,8 @@ spec:
 			msg := err.Error()
 			assert.Contains(t, msg, denyPrefix)
 			assert.Contains(t, msg, tc.want)
-			t.Logf("kubectl: %s", msg[strings.Index(msg, "Error from server"):])
+			// From the API server's answer on, or all of it if kubectl worded it otherwise.
+			t.Logf("kubectl: %s", msg[max(strings.Index(msg, "Error from server"), 0):])
 		})
 	}
 }

@@ -2,7 +2,8 @@
 # Builds the real control plane (etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl), the node (kubelet, containerd, its runc shim, ctr
 # and runc), Helm and azcopy from Go modules into a cache OUTSIDE the
-# repository, keyed by version, and prints nothing but progress. A binary already in the
+# repository, keyed by version, and prints nothing but progress. golangci-lint
+# is built the same way, but only when named (`make lint` asks for it). A binary already in the
 # cache is not rebuilt. A cold build took 20 minutes on 2 busy cores
 # (kube-apiserver 12, kube-controller-manager 6); with a warm GOCACHE each
 # binary takes seconds (kube-apiserver 9s).
@@ -17,6 +18,7 @@ AZCOPY_VERSION=v10.32.7
 CONTAINERD_VERSION=v2.4.2
 RUNC_VERSION=v1.5.3
 HELM_VERSION=v3.22.0
+GOLANGCI_LINT_VERSION=v2.15.0 # must match hack/tools/golangci-lint/go.mod
 AZURITE_VERSION=3.37.0 # must match hack/tools/azurite/package.json
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,8 +29,9 @@ azcopy_dir=$cache/azcopy-${AZCOPY_VERSION}
 containerd_dir=$cache/containerd-${CONTAINERD_VERSION}
 runc_dir=$cache/runc-${RUNC_VERSION}
 helm_dir=$cache/helm-${HELM_VERSION}
+lint_dir=$cache/golangci-lint-${GOLANGCI_LINT_VERSION}
 azurite_dir=$cache/azurite-${AZURITE_VERSION}
-mkdir -p "$kube_dir" "$etcd_dir" "$azcopy_dir" "$containerd_dir" "$runc_dir" "$helm_dir"
+mkdir -p "$kube_dir" "$etcd_dir" "$azcopy_dir" "$containerd_dir" "$runc_dir" "$helm_dir" "$lint_dir"
 
 # One build at a time per cache: a second `make tools` (say e2e and demo
 # started together) waits here and then finds the binaries built, instead of
@@ -103,6 +106,11 @@ for t in "${tools[@]}"; do
 	helm)
 		build hack/tools/helm "$helm_dir/helm" helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" ;;
 	azurite) install_azurite ;;
+	golangci-lint)
+		# main.date set means the binary reports this version, not the
+		# tools module's (devel).
+		build hack/tools/golangci-lint "$lint_dir/golangci-lint" github.com/golangci/golangci-lint/v2/cmd/golangci-lint \
+			"-X main.version=${GOLANGCI_LINT_VERSION#v} -X main.commit=module -X main.date=unknown" ;;
 	azcopy) build hack/tools/azcopy "$azcopy_dir/azcopy" github.com/Azure/azure-storage-azcopy/v10 ;;
 	*) echo "unknown tool $t" >&2; exit 2 ;;
 	esac

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,10 +29,9 @@ import (
 func buildSidecar(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "pod-identity-sidecar")
+	// go test puts its own GOROOT/bin first on PATH.
 	gotool, err := exec.LookPath("go")
-	if err != nil {
-		gotool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
+	require.NoError(t, err, "the go command is not on PATH")
 	cmd := exec.Command(gotool, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()

@@ -64,7 +64,7 @@ func TestBinaryConnectionFlood(t *testing.T) {
 	defer func() {
 		if srv.ProcessState == nil {
 			_ = srv.Process.Kill()
-			<-exited
+			_ = <-exited // killed: its exit error says nothing
 		}
 	}()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Config.Port))
@@ -95,7 +95,7 @@ func TestBinaryConnectionFlood(t *testing.T) {
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if rss, err := readVmRSS(pid); err == nil {
+			if rss, err := readVMRSS(pid); err == nil {
 				peak = max(peak, rss)
 			}
 			select {
@@ -223,8 +223,8 @@ func getToken(addr, header string) (int, string, error) {
 	return resp.StatusCode, body, nil
 }
 
-// readVmRSS is a process's resident memory, from /proc/<pid>/status.
-func readVmRSS(pid int) (int64, error) {
+// readVMRSS is a process's resident memory, from /proc/<pid>/status.
+func readVMRSS(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -240,7 +240,7 @@ func readVmRSS(pid int) (int64, error) {
 
 func vmRSS(t *testing.T, pid int) int64 {
 	t.Helper()
-	rss, err := readVmRSS(pid)
+	rss, err := readVMRSS(pid)
 	require.NoError(t, err)
 	return rss
 }

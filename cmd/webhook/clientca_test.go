@@ -99,7 +99,7 @@ func TestClientCAFile(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-errc })
+	t.Cleanup(func() { cancel(); _ = <-errc })
 
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(servingCA.pem)

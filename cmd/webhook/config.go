@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/podidentity/injector/internal/decision"
 	"github.com/spf13/pflag"
+
+	"github.com/podidentity/injector/internal/decision"
 )
 
 // Config is everything the webhook binary can be told, with defaults.

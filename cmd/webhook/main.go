@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/spf13/pflag"
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,7 +44,6 @@ import (
 	"github.com/podidentity/injector/internal/memtune"
 	buildinfo "github.com/podidentity/injector/internal/version"
 	"github.com/podidentity/injector/internal/webhook"
-	"github.com/spf13/pflag"
 )
 
 // runtimeSettings: the webhook's live heap is mostly its informer cache,
@@ -58,10 +58,10 @@ var runtimeSettings = memtune.Settings{GCPercent: 50, LimitShare: 0.75}
 func main() {
 	memtune.Apply(runtimeSettings, os.Getenv, os.ReadFile)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "pod-identity-webhook:", err)
-		stop()
 		os.Exit(1)
 	}
 }

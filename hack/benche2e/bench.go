@@ -237,7 +237,7 @@ func runBench(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 func startBench(ctx context.Context, cfg Config, log io.Writer) (*bench, func(), error) {
 	// controller-runtime's client logs through this; keep its warnings.
 	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	var envLog io.Writer = io.Discard
+	envLog := io.Discard
 	if cfg.Verbose {
 		envLog = log
 	}

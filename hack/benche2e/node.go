@@ -59,7 +59,7 @@ func reexecInNode(ctx context.Context, cfg Config, stderr io.Writer) error {
 // startNodeBench brings up the real node (nodeenv.Start) and the clients.
 func startNodeBench(ctx context.Context, cfg Config, log io.Writer) (*bench, func(), error) {
 	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	var envLog io.Writer = io.Discard
+	envLog := io.Discard
 	if cfg.Verbose {
 		envLog = log
 	}

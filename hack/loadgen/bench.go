@@ -125,12 +125,12 @@ func (w *world) start(ctx context.Context, byProbe bool) (*sidecar, time.Duratio
 		case err := <-s.exited:
 			return nil, 0, fmt.Errorf("sidecar exited during start: %v", err)
 		case <-ctx.Done():
-			s.stop()
+			_ = s.stop() // the start failed; that is the error to report
 			return nil, 0, ctx.Err()
 		case <-time.After(time.Millisecond):
 		}
 		if time.Since(t0) > 10*time.Second {
-			s.stop()
+			_ = s.stop() // the start failed; that is the error to report
 			return nil, 0, errors.New("sidecar not ready after 10s")
 		}
 	}
@@ -246,7 +246,8 @@ func bench(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer s.stop()
+	// On an early return; the stop below reports its error.
+	defer func() { _ = s.stop() }()
 	time.Sleep(time.Second) // let the runtime settle before reading idle RSS
 	idle, err := s.rss()
 	if err != nil {

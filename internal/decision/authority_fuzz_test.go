@@ -3,10 +3,11 @@ package decision
 import (
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/sidecarconfig"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // FuzzConvertAuthority: for any spec.adEndpoint and allow-list entry, an

@@ -82,7 +82,7 @@ func (l ReaderLookup) Exceptions(ctx context.Context, namespace string) ([]aadv1
 	return list.Items, nil
 }
 
-// ErrLiveReadLimited: a cache miss could not be read live because the
+// ErrLiveReadLimited means a cache miss could not be read live because the
 // webhook's live reads are over their rate (FallbackLookup.Limiter). It is
 // transient; the decision denies the pod with a message that says to retry.
 var ErrLiveReadLimited = errors.New("too many live reads")

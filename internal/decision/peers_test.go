@@ -5,9 +5,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/podidentity/injector/internal/manifest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/podidentity/injector/internal/manifest"
 )
 
 // TestSharedServiceAccountInFiles: the plugin compares the workloads of

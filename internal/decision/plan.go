@@ -1,3 +1,6 @@
+// Package decision decides what the webhook does with a pod: Planner.Plan
+// resolves its bindings through a Lookup and returns a typed Outcome, with no
+// admission request, so that the webhook and `kubectl pod-identity` share it.
 package decision
 
 import (
@@ -241,7 +244,7 @@ func (p *Planner) Plan(ctx context.Context, pod *corev1.Pod) (d Decision) {
 		return Decision{Outcome: OutcomeErrored, Err: err}
 	}
 	mutated, result, err := inject.Inject(pod, res.Identities, p.Inject, secret)
-	warnings := append(res.Warnings, result.Warnings...)
+	warnings := slices.Concat(res.Warnings, result.Warnings)
 	if err != nil {
 		return Decision{Outcome: OutcomeDenied, Err: err, Warnings: warnings, Message: err.Error()}
 	}

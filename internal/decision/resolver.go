@@ -119,7 +119,7 @@ func (r *Planner) Resolve(ctx context.Context, namespace, selector string) (Reso
 		if err := b.Validate(); err != nil {
 			return res, reasonf(ErrInvalidBinding, "selector %q: %w", selector, err)
 		}
-		weight := int(b.Spec.Weight)
+		weight := b.Spec.Weight
 		if res.BoundBy == nil {
 			res.BoundBy = map[string][]string{}
 		}

@@ -206,8 +206,8 @@ func secretVolumeName(identity string) string {
 			keep[i] = '-'
 		}
 	}
-	if max := validation.DNS1123LabelMaxLength - len(suffix); len(keep) > max {
-		keep = keep[:max]
+	if limit := validation.DNS1123LabelMaxLength - len(suffix); len(keep) > limit {
+		keep = keep[:limit]
 	}
 	return strings.TrimRight(string(keep), "-") + suffix
 }

@@ -106,7 +106,7 @@ var (
 	ErrHostPID = errors.New("hostPID pods cannot be injected")
 	// ErrWindowsPod: the sidecar is a Linux image; on a Windows node the
 	// pod could not start.
-	ErrWindowsPod = errors.New("Windows pods cannot be injected")
+	ErrWindowsPod = errors.New("Windows pods cannot be injected") //nolint:staticcheck // "Windows" is a proper noun; docs/troubleshooting.md quotes the message
 	// ErrPortCollision: a container already uses the sidecar's port.
 	ErrPortCollision = errors.New("container port collides with the token sidecar port")
 	// ErrBadPortAnnotation: the token-port annotation is not a valid port.

@@ -47,7 +47,7 @@ func TestCheckAuthority(t *testing.T) {
 func TestAllowedHost(t *testing.T) {
 	for in, want := range map[string]string{
 		"login.microsoftonline.com":       "login.microsoftonline.com",
-		" Login.Microsoftonline.us ":      "login.microsoftonline.us",
+		" Login.Microsoftonline.us ":      "login.microsoftonline.us", //nolint:gocritic // the spaces are the input under test
 		"host:443":                        "host",
 		"host:8443":                       "host:8443",
 		"https://login.chinacloudapi.cn/": "login.chinacloudapi.cn",

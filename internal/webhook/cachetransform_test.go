@@ -34,7 +34,7 @@ func bloat(m *metav1.ObjectMeta) {
 			}
 		}
 	}
-	m.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply, APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:clientID":{}}}`)}}}
+	m.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply, APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:clientID":{}}}`)}}
 	if m.Annotations == nil {
 		m.Annotations = map[string]string{}
 	}

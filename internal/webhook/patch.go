@@ -5,15 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 
-	"reflect"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podidentity/injector/internal/decision"
 	"github.com/podidentity/injector/internal/inject"
-	corev1 "k8s.io/api/core/v1"
 )
 
 // Why not a whole-pod diff: jsonpatch.CreatePatch compares arrays index by

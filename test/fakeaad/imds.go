@@ -160,5 +160,6 @@ func (m *IMDS) pick(clientID string) (string, error) {
 	}
 	ids := slices.Clone(m.opts.ClientIDs)
 	slices.Sort(ids)
+	//nolint:staticcheck // IMDS's own wording, capital and all, which clients may match
 	return "", fmt.Errorf("Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request (attached: %v)", ids)
 }

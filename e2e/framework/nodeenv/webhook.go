@@ -120,7 +120,7 @@ func (e *Env) WaitDeployment(ctx context.Context, key client.ObjectKey, want int
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("Deployment %s: %d of %d replicas ready (%v): %w", key, d.Status.ReadyReplicas, want, err, ctx.Err())
+			return fmt.Errorf("wait for Deployment %s: %d of %d replicas ready (%v): %w", key, d.Status.ReadyReplicas, want, err, ctx.Err())
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

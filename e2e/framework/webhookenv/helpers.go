@@ -131,10 +131,11 @@ func RunCAInjector(repoRoot, kubeconfig string, log io.Writer) (stop func(), err
 // returns once the process has exited.
 func terminate(p *os.Process, done <-chan error, grace time.Duration) {
 	_ = p.Signal(syscall.SIGTERM)
+	// The exit status of a process told to stop says nothing.
 	select {
-	case <-done:
+	case _ = <-done:
 	case <-time.After(grace):
 		_ = p.Kill()
-		<-done
+		_ = <-done
 	}
 }

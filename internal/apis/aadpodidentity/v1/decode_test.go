@@ -62,7 +62,7 @@ func checkNotes[S any](t *testing.T, tc decodeCase[S], warnings []string, err er
 
 func containsErr(errs []error, target error) bool {
 	for _, e := range errs {
-		if e == target {
+		if errors.Is(e, target) {
 			return true
 		}
 	}

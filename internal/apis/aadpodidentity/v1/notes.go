@@ -30,22 +30,22 @@ var (
 type NoteKind string
 
 const (
-	// NoteLegacyKey: the key is spelled other than canonically, for example
+	// NoteLegacyKey means the key is spelled other than canonically, for example
 	// "ResourceID" for "resourceID". A warning.
 	NoteLegacyKey NoteKind = "LegacyKey"
-	// NoteDuplicateKey: several spellings of one key hold the same value.
+	// NoteDuplicateKey means several spellings of one key hold the same value.
 	// A warning.
 	NoteDuplicateKey NoteKind = "DuplicateKey"
-	// NoteQuotedNumber: a number was written as a string, as in
+	// NoteQuotedNumber means a number was written as a string, as in
 	// `type: "1"` or `weight: "10"`. The number is used. A warning.
 	NoteQuotedNumber NoteKind = "QuotedNumber"
-	// NoteUnknownKey: a key matches no field, as `clientIDs` for
+	// NoteUnknownKey means a key matches no field, as `clientIDs` for
 	// `clientID`. The CRD keeps it and nothing reads it. A warning.
 	NoteUnknownKey NoteKind = "UnknownKey"
-	// NoteConflict: several spellings of one key hold different values.
+	// NoteConflict means several spellings of one key hold different values.
 	// The field is left zero. An error (ErrLegacyConflict).
 	NoteConflict NoteKind = "Conflict"
-	// NoteInvalid: a value has the wrong JSON type or is out of range. The
+	// NoteInvalid means a value has the wrong JSON type or is out of range. The
 	// field is left zero. An error (ErrInvalidField).
 	NoteInvalid NoteKind = "Invalid"
 )

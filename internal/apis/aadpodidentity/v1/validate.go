@@ -1,6 +1,7 @@
 package v1
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -108,7 +109,8 @@ func (b *AzureIdentityBinding) DecodeErr() error {
 func (b *AzureIdentityBinding) SelectorErr() error {
 	var errs []error
 	for _, err := range b.Spec.Decoding.fieldErrors(KindAzureIdentityBinding, &b.ObjectMeta) {
-		if fe, ok := err.(*FieldError); ok && fe.Field == "selector" {
+		var fe *FieldError
+		if errors.As(err, &fe) && fe.Field == "selector" {
 			errs = append(errs, err)
 		}
 	}
