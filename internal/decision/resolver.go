@@ -34,7 +34,8 @@ var (
 	// ErrCrossNamespaceBinding: no AzureIdentityBinding in the pod's
 	// namespace has the pod's selector, but bindings of other namespaces
 	// do, and the webhook resolves in the pod's namespace only (the
-	// default). The error is a *CrossNamespaceError, which names them.
+	// default). The error is a *CrossNamespaceError, which names them, and
+	// matches ErrNoBinding too.
 	ErrCrossNamespaceBinding = errors.New("AzureIdentityBinding only in other namespaces")
 	// ErrCrossNamespaceIdentity: in the aad-pod-identity compatibility
 	// mode, a binding of another namespace binds an AzureIdentity that
@@ -384,8 +385,11 @@ func (e *CrossNamespaceError) Error() string {
 		e.Namespace, e.Selector, strings.Join(copies, ", "), e.Namespace, CrossNamespaceFlag)
 }
 
-// Is matches ErrCrossNamespaceBinding.
-func (e *CrossNamespaceError) Is(target error) bool { return target == ErrCrossNamespaceBinding }
+// Is matches ErrCrossNamespaceBinding, and ErrNoBinding, since the pod's
+// namespace has none; ResolveReason names the former.
+func (e *CrossNamespaceError) Is(target error) bool {
+	return target == ErrCrossNamespaceBinding || target == ErrNoBinding
+}
 
 // convert turns a valid AzureIdentity into what inject needs, applying the
 // defaults.
