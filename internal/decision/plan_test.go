@@ -3,6 +3,7 @@ package decision
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -485,4 +486,16 @@ func TestCrossNamespaceErrorNamesTheCopies(t *testing.T) {
 		{Binding: types.NamespacedName{Namespace: "aa", Name: "b1"}, Identity: types.NamespacedName{Namespace: "aa", Name: "id1"}},
 		{Binding: types.NamespacedName{Namespace: "zz", Name: "b2"}, Identity: types.NamespacedName{Namespace: "zz", Name: "id2"}},
 	}, cross.Bindings)
+}
+
+// TestCrossNamespaceDenialDocumented: docs/migration.md quotes the
+// default mode's denial as the webhook words it.
+func TestCrossNamespaceDenialDocumented(t *testing.T) {
+	p, set := planFiles(t, strings.ReplaceAll(optedInNS, "team-a", "team-b")+nsBinding("default", "reader-binding", "reader", "reader", "")+
+		strings.ReplaceAll(podWith("reader"), "team-a", "team-b"))
+	d := p.Plan(context.Background(), set.Workloads[0].Pod)
+	require.ErrorIs(t, d.Err, ErrCrossNamespaceBinding)
+	doc, err := os.ReadFile("../../docs/migration.md")
+	require.NoError(t, err)
+	assert.Contains(t, string(doc), "\n  "+d.Message+"\n")
 }
