@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -16,6 +17,7 @@ import (
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
 	"github.com/podidentity/injector/internal/decision/decisiontest"
 	"github.com/podidentity/injector/internal/manifest"
+	"github.com/podidentity/injector/internal/names"
 )
 
 func binding(ns, name, selector string) *aadv1.AzureIdentityBinding {
@@ -203,4 +205,25 @@ func TestBindingSelector(t *testing.T) {
 	assert.Equal(t, []string{"reader"}, BindingSelector(binding("a", "b", "reader")))
 	assert.Empty(t, BindingSelector(binding("a", "b", "")))
 	assert.Empty(t, BindingSelector(identity("a", "id")))
+}
+
+// TestCrossNamespaceReadsNothingLive: in the compatibility mode, a pod
+// that only another namespace's cached binding serves is decided from the
+// cache alone, admission after admission: its own namespace's empty list
+// of bindings must not count as a miss that is read live each time.
+func TestCrossNamespaceReadsNothingLive(t *testing.T) {
+	objs := []client.Object{decisiontest.OptedIn("team-a"), binding("shared", "b", "reader"),
+		&aadv1.AzureIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: "shared", Name: "id"}, Spec: aadv1.AzureIdentitySpec{ClientID: "c", TenantID: "t"}}}
+	apiServer := &decisiontest.CountingReader{Reader: decisiontest.FakeReader(t, objs...)}
+	flags := DefaultFlags()
+	flags.AADPodIdentityCrossNamespace = true
+	p, err := flags.NewPlanner(CacheThenLive(decisiontest.FakeReader(t, objs...), apiServer, 1e9, nil), nil, true)
+	require.NoError(t, err)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "team-a", Labels: map[string]string{names.BindingLabel: "reader"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}}}
+	for range 3 {
+		d := p.Plan(context.Background(), pod)
+		require.Equal(t, OutcomeInjected, d.Outcome, "%s %v", d.Message, d.Err)
+	}
+	assert.Zero(t, apiServer.Reads)
 }

@@ -112,17 +112,34 @@ type Resolution struct {
 // denial when the pod finds no binding, since it may be the one meant.
 func (r *Planner) Resolve(ctx context.Context, namespace, selector string) (Resolution, error) {
 	var res Resolution
-	bindings, unreadable, err := r.matchingBindings(ctx, namespace, selector)
+	var bindings, unreadable, foreign []aadv1.AzureIdentityBinding
+	var err error
+	if r.CrossNamespace {
+		// Every namespace's bindings first. When only other namespaces
+		// have the selector, the pod's own namespace is not listed: a
+		// lookup with a fallback would count that as a miss and read it
+		// live at every admission of such a pod.
+		var local bool
+		if foreign, local, err = r.foreignBindings(ctx, namespace, selector); err != nil {
+			return res, err
+		}
+		if local || len(foreign) == 0 {
+			bindings, unreadable, err = r.matchingBindings(ctx, namespace, selector)
+		}
+	} else {
+		bindings, unreadable, err = r.matchingBindings(ctx, namespace, selector)
+		if err == nil && len(bindings)+len(unreadable) == 0 {
+			// Only to name them in the denial: a failed read costs the
+			// denial those names, not the pod a decision.
+			foreign, _, _ = r.foreignBindings(ctx, namespace, selector)
+		}
+	}
 	if err != nil {
 		return res, err
 	}
 	var unreadableErrs []string
 	for i := range unreadable {
 		unreadableErrs = append(unreadableErrs, unreadable[i].SelectorErr().Error())
-	}
-	foreign, err := r.foreignBindings(ctx, namespace, selector, len(bindings)+len(unreadable) == 0)
-	if err != nil {
-		return res, err
 	}
 	if len(bindings) == 0 && (len(foreign) == 0 || len(unreadable) > 0 && !r.CrossNamespace) {
 		if len(unreadable) > 0 {
@@ -232,28 +249,23 @@ func (r *Planner) matchingBindings(ctx context.Context, namespace, selector stri
 }
 
 // foreignBindings lists the bindings of the other namespaces whose
-// selector is selector, sorted by namespace, then name. The compatibility
-// mode resolves them; the default mode reads them only when the pod's
-// namespace has no binding of the selector at all (none), to name them in
-// the denial, and then a failed read only costs the denial those names.
-func (r *Planner) foreignBindings(ctx context.Context, namespace, selector string, none bool) ([]aadv1.AzureIdentityBinding, error) {
-	if !r.CrossNamespace && !none {
-		return nil, nil
-	}
+// selector is selector, sorted by namespace, then name, and says whether
+// the pod's namespace has one too. The compatibility mode resolves them;
+// the default mode reads them only when the pod's namespace has no binding
+// of the selector at all, to name them in the denial.
+func (r *Planner) foreignBindings(ctx context.Context, namespace, selector string) (foreign []aadv1.AzureIdentityBinding, local bool, err error) {
 	items, err := r.Lookup.BindingsWithSelector(ctx, selector)
 	if err != nil {
-		if !r.CrossNamespace {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("%w: list AzureIdentityBindings with selector %q in every namespace: %w", ErrLookup, selector, err)
+		return nil, false, fmt.Errorf("%w: list AzureIdentityBindings with selector %q in every namespace: %w", ErrLookup, selector, err)
 	}
-	var out []aadv1.AzureIdentityBinding
 	for i := range items {
-		if items[i].Namespace != namespace {
-			out = append(out, items[i])
+		if items[i].Namespace == namespace {
+			local = true
+			continue
 		}
+		foreign = append(foreign, items[i])
 	}
-	return out, nil
+	return foreign, local, nil
 }
 
 // filterBindings keeps the bindings whose selector equals selector exactly,
