@@ -140,6 +140,12 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("create manager: %w", err)
 	}
 
+	// Before the cache starts: the decision finds the bindings of a
+	// selector in every namespace through it (decision.CacheThenLive).
+	if err := decision.IndexBindingSelector(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
+
 	metrics := webhook.NewMetrics()
 	if err := metrics.Register(ctrlmetrics.Registry); err != nil {
 		return fmt.Errorf("register metrics: %w", err)

@@ -56,11 +56,22 @@ type Flags struct {
 	DefaultTokenSource string
 	// RequireNamespaceOptIn, when false, injects every labelled pod.
 	RequireNamespaceOptIn bool
+	// AADPodIdentityCrossNamespace is the aad-pod-identity compatibility
+	// mode (Planner.CrossNamespace): a pod's selector matches bindings of
+	// every namespace, not only of its own.
+	AADPodIdentityCrossNamespace bool
 	// WarnSharedServiceAccount warns when a pod's selector differs from
 	// that of other labelled pods of its service account (Peers); the
 	// webhook then caches labelled pods, stripped to what it compares.
 	WarnSharedServiceAccount bool
 }
+
+// CrossNamespaceFlag is the name of the flag of the aad-pod-identity
+// compatibility mode, which messages name. It says whose behaviour it
+// brings back: resolving across namespaces is no feature of this webhook,
+// only a way to switch an estate over before its objects are copied into
+// each namespace (docs/migration.md).
+const CrossNamespaceFlag = "aad-pod-identity-cross-namespace"
 
 // DefaultFlags are the defaults, which the flags override.
 func DefaultFlags() Flags {
@@ -101,6 +112,9 @@ func (c *Flags) AddFlags(fs *pflag.FlagSet) {
 			"Default: "+strings.Join(sidecarconfig.PublicAuthorityHosts, ", ")+" and the host of --authority-host")
 	fs.StringVar(&c.DefaultTokenSource, "default-token-source", c.DefaultTokenSource, "token source of type 0 identities: federated or imds")
 	fs.BoolVar(&c.RequireNamespaceOptIn, "require-namespace-opt-in", c.RequireNamespaceOptIn, "inject only in namespaces annotated "+names.InjectAnnotation+"="+names.InjectEnabled)
+	fs.BoolVar(&c.AADPodIdentityCrossNamespace, CrossNamespaceFlag, c.AADPodIdentityCrossNamespace,
+		"resolve as aad-pod-identity did by default: a pod's "+names.BindingLabel+" selector matches AzureIdentityBindings of every namespace, each binding's AzureIdentity is looked up in the binding's namespace, "+
+			"and identities annotated "+names.BehaviorAnnotation+"="+names.BehaviorNamespaced+" serve only their own namespace; every pod resolved through another namespace's binding gets a warning (docs/security.md)")
 	fs.BoolVar(&c.WarnSharedServiceAccount, "warn-shared-service-account", c.WarnSharedServiceAccount,
 		"warn when a pod's "+names.BindingLabel+" selector differs from that of other labelled pods of its service account (the webhook then needs to list and watch pods)")
 }
@@ -210,7 +224,7 @@ func (c *Flags) NewPlanner(lookup Lookup, peers Peers, native bool) (*Planner, e
 	if err != nil {
 		return nil, err
 	}
-	p := &Planner{Lookup: lookup, Defaults: c.Defaults(), Inject: injectCfg, RequireOptIn: c.RequireNamespaceOptIn}
+	p := &Planner{Lookup: lookup, Defaults: c.Defaults(), Inject: injectCfg, RequireOptIn: c.RequireNamespaceOptIn, CrossNamespace: c.AADPodIdentityCrossNamespace}
 	if c.WarnSharedServiceAccount {
 		p.Peers = peers
 	}

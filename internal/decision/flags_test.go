@@ -8,6 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/version"
+
+	"github.com/podidentity/injector/internal/manifest"
 )
 
 func TestSupportsNativeSidecar(t *testing.T) {
@@ -78,5 +80,23 @@ func TestFlags(t *testing.T) {
 	require.Error(t, err)
 	for _, want := range []string{"--sidecar-image is required", "--token-port 0", "Always, IfNotPresent or Never", "--native-sidecar", "--default-token-source", "--authority-host", "--sidecar-cpu-request"} {
 		assert.Contains(t, err.Error(), want, "every wrong flag is named at once")
+	}
+}
+
+// TestFlagsCrossNamespace: the compatibility mode is off by default, and
+// its flag reaches the Planner that both binaries build.
+func TestFlagsCrossNamespace(t *testing.T) {
+	for args, want := range map[string]bool{"": false, "--" + CrossNamespaceFlag: true, "--" + CrossNamespaceFlag + "=false": false} {
+		c := DefaultFlags()
+		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+		c.AddFlags(fs)
+		var argv []string
+		if args != "" {
+			argv = []string{args}
+		}
+		require.NoError(t, fs.Parse(argv))
+		p, err := c.NewPlanner(NewMemoryLookup(&manifest.Set{}), nil, true)
+		require.NoError(t, err)
+		assert.Equal(t, want, p.CrossNamespace, "%q", args)
 	}
 }

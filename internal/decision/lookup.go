@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,13 @@ type Lookup interface {
 	// is the pod's: a lookup with a fallback reads again when none of the
 	// bindings it has is for it.
 	Bindings(ctx context.Context, namespace, selector string) ([]aadv1.AzureIdentityBinding, error)
+	// BindingsWithSelector returns the AzureIdentityBindings of every
+	// namespace whose spec.selector is selector, sorted by namespace,
+	// then name. Resolution reads them only in the aad-pod-identity
+	// compatibility mode (Planner.CrossNamespace), or to name them when
+	// nothing in the pod's namespace matches. A lookup with a fallback
+	// reads again when it has none.
+	BindingsWithSelector(ctx context.Context, selector string) ([]aadv1.AzureIdentityBinding, error)
 	// Identity returns an AzureIdentity, or an error that
 	// apierrors.IsNotFound matches.
 	Identity(ctx context.Context, namespace, name string) (*aadv1.AzureIdentity, error)
@@ -41,6 +49,11 @@ type Lookup interface {
 // cache or a live client.
 type ReaderLookup struct {
 	Reader client.Reader
+	// SelectorIndexed says that Reader is an informer cache with the index
+	// IndexBindingSelector adds, so BindingsWithSelector reads that index
+	// instead of listing the bindings of every namespace. The API server
+	// has no such index (a CRD's spec fields are no field selectors).
+	SelectorIndexed bool
 }
 
 var _ Lookup = ReaderLookup{}
@@ -62,6 +75,60 @@ func (l ReaderLookup) Bindings(ctx context.Context, namespace, _ string) ([]aadv
 		return nil, err
 	}
 	return list.Items, nil
+}
+
+// BindingSelectorField is the name of the index of AzureIdentityBindings
+// by spec.selector in the webhook's informer cache.
+const BindingSelectorField = "spec.selector"
+
+// BindingSelector is the value of the BindingSelectorField index for obj:
+// its spec.selector, or none when the selector cannot be read (such a
+// binding matches no pod).
+func BindingSelector(obj client.Object) []string {
+	b, ok := obj.(*aadv1.AzureIdentityBinding)
+	if !ok || b.SelectorErr() != nil || b.Spec.Selector == "" {
+		return nil
+	}
+	return []string{b.Spec.Selector}
+}
+
+// IndexBindingSelector adds the BindingSelectorField index to an informer
+// cache, before it starts: the webhook then finds the bindings of a
+// selector in every namespace without listing them all.
+func IndexBindingSelector(ctx context.Context, indexer client.FieldIndexer) error {
+	if err := indexer.IndexField(ctx, &aadv1.AzureIdentityBinding{}, BindingSelectorField, BindingSelector); err != nil {
+		return fmt.Errorf("index AzureIdentityBindings by %s: %w", BindingSelectorField, err)
+	}
+	return nil
+}
+
+// BindingsWithSelector implements Lookup: through the index when Reader
+// has it, else by listing the bindings of every namespace.
+func (l ReaderLookup) BindingsWithSelector(ctx context.Context, selector string) ([]aadv1.AzureIdentityBinding, error) {
+	var list aadv1.AzureIdentityBindingList
+	var opts []client.ListOption
+	if l.SelectorIndexed {
+		opts = append(opts, client.MatchingFields{BindingSelectorField: selector})
+	}
+	if err := l.Reader.List(ctx, &list, opts...); err != nil {
+		return nil, err
+	}
+	return withSelector(list.Items, selector), nil
+}
+
+// withSelector keeps the bindings whose selector is selector exactly,
+// sorted by namespace, then name.
+func withSelector(items []aadv1.AzureIdentityBinding, selector string) []aadv1.AzureIdentityBinding {
+	var out []aadv1.AzureIdentityBinding
+	for i := range items {
+		if items[i].SelectorErr() == nil && items[i].Spec.Selector == selector {
+			out = append(out, items[i])
+		}
+	}
+	slices.SortFunc(out, func(a, b aadv1.AzureIdentityBinding) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
+	})
+	return out
 }
 
 // Identity implements Lookup.
@@ -109,14 +176,16 @@ type FallbackLookup struct {
 
 var _ Lookup = FallbackLookup{}
 
-// CacheThenLive is the webhook's lookup: its informer cache, then the API
-// server, at most limit's rate. live may be nil for no fallback, and limit
-// nil for no bound.
+// CacheThenLive is the webhook's lookup: its informer cache, which must
+// have the index IndexBindingSelector adds, then the API server, at most
+// limit's rate. live may be nil for no fallback, and limit nil for no
+// bound.
 func CacheThenLive(cache, live client.Reader, timeout time.Duration, limit *rate.Limiter) Lookup {
+	primary := ReaderLookup{Reader: cache, SelectorIndexed: true}
 	if live == nil {
-		return ReaderLookup{Reader: cache}
+		return primary
 	}
-	return FallbackLookup{Primary: ReaderLookup{Reader: cache}, Live: ReaderLookup{Reader: live}, Timeout: timeout, Limiter: limit}
+	return FallbackLookup{Primary: primary, Live: ReaderLookup{Reader: live}, Timeout: timeout, Limiter: limit}
 }
 
 // live runs read against Live under Timeout, if Limiter has a token.
@@ -150,6 +219,20 @@ func (l FallbackLookup) Bindings(ctx context.Context, namespace, selector string
 	}
 	return live(ctx, l, func(ctx context.Context, lk Lookup) ([]aadv1.AzureIdentityBinding, error) {
 		return lk.Bindings(ctx, namespace, selector)
+	})
+}
+
+// BindingsWithSelector implements Lookup. A miss is a selector that no
+// cached binding of any namespace has; it is read live, which lists the
+// bindings of every namespace, so it takes a token from Limiter like any
+// live read.
+func (l FallbackLookup) BindingsWithSelector(ctx context.Context, selector string) ([]aadv1.AzureIdentityBinding, error) {
+	items, err := l.Primary.BindingsWithSelector(ctx, selector)
+	if err != nil || len(items) > 0 {
+		return items, err
+	}
+	return live(ctx, l, func(ctx context.Context, lk Lookup) ([]aadv1.AzureIdentityBinding, error) {
+		return lk.BindingsWithSelector(ctx, selector)
 	})
 }
 
@@ -197,6 +280,11 @@ func (l MemoryLookup) Namespace(_ context.Context, name string) (*metav1.Partial
 // Bindings implements Lookup.
 func (l MemoryLookup) Bindings(_ context.Context, namespace, _ string) ([]aadv1.AzureIdentityBinding, error) {
 	return inNamespace(l.set.Bindings, namespace), nil
+}
+
+// BindingsWithSelector implements Lookup.
+func (l MemoryLookup) BindingsWithSelector(_ context.Context, selector string) ([]aadv1.AzureIdentityBinding, error) {
+	return withSelector(l.set.Bindings, selector), nil
 }
 
 // Identity implements Lookup.

@@ -4,15 +4,20 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
 	"github.com/podidentity/injector/internal/decision/decisiontest"
 	"github.com/podidentity/injector/internal/manifest"
+	"github.com/podidentity/injector/internal/names"
 )
 
 func binding(ns, name, selector string) *aadv1.AzureIdentityBinding {
@@ -113,4 +118,112 @@ spec: {podLabels: {app: x}}
 	es, err := l.Exceptions(ctx, "a")
 	require.NoError(t, err)
 	assert.Len(t, es, 1)
+
+	bs, err = l.BindingsWithSelector(ctx, "s")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a/by", "a/bz", "b/bx"}, refs(bs), "every namespace's, sorted by namespace, then name")
+	bs, err = l.BindingsWithSelector(ctx, "S")
+	require.NoError(t, err)
+	assert.Empty(t, bs, "selectors compare exactly")
+}
+
+func refs(bs []aadv1.AzureIdentityBinding) []string {
+	var out []string
+	for _, b := range bs {
+		out = append(out, b.Namespace+"/"+b.Name)
+	}
+	return out
+}
+
+// TestBindingsWithSelector: the cache is read through its index by
+// selector, the API server by listing every namespace, and only a
+// selector that no cached binding of any namespace has is read live, under
+// the live-read limiter.
+func TestBindingsWithSelector(t *testing.T) {
+	ctx := context.Background()
+	cache := &decisiontest.CountingReader{Reader: decisiontest.FakeReader(t, binding("b", "b1", "reader"), binding("a", "b2", "reader"), binding("a", "b3", "writer"))}
+	apiServer := &decisiontest.CountingReader{Reader: decisiontest.FakeReader(t, binding("b", "b1", "reader"), binding("a", "b2", "reader"), binding("a", "b3", "writer"),
+		binding("c", "fresh", "new"))}
+	l := CacheThenLive(indexed{t, cache}, unindexed{t, apiServer}, 1e9, rate.NewLimiter(rate.Every(time.Hour), 1))
+
+	items, err := l.BindingsWithSelector(ctx, "reader")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a/b2", "b/b1"}, refs(items))
+	assert.Zero(t, apiServer.Reads, "a hit is served from the cache")
+
+	items, err = l.BindingsWithSelector(ctx, "new")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"c/fresh"}, refs(items), "a selector no cached binding has is read live")
+	assert.Equal(t, 1, apiServer.Reads)
+
+	_, err = l.BindingsWithSelector(ctx, "nowhere")
+	require.ErrorIs(t, err, ErrLiveReadLimited, "the live read takes a token like any other")
+	assert.Equal(t, 1, apiServer.Reads)
+
+	// The live reader has no index: a field selector on a CRD's spec
+	// would be refused by the API server, so it lists and filters.
+	items, err = ReaderLookup{Reader: unindexed{t, apiServer}}.BindingsWithSelector(ctx, "writer")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a/b3"}, refs(items))
+}
+
+// indexed fails a list of bindings of every namespace that does not use
+// the cache's index.
+type indexed struct {
+	t testing.TB
+	client.Reader
+}
+
+func (i indexed) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	var o client.ListOptions
+	o.ApplyOptions(opts)
+	if _, ok := list.(*aadv1.AzureIdentityBindingList); ok && o.Namespace == "" && (o.FieldSelector == nil || o.FieldSelector.Empty()) {
+		i.t.Errorf("the bindings of every namespace were listed without the index")
+	}
+	return i.Reader.List(ctx, list, opts...)
+}
+
+// unindexed fails a list that selects by a field, as the API server does
+// for a CRD field it was not told to select by.
+type unindexed struct {
+	t testing.TB
+	client.Reader
+}
+
+func (u unindexed) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	var o client.ListOptions
+	o.ApplyOptions(opts)
+	if o.FieldSelector != nil && !o.FieldSelector.Empty() {
+		u.t.Errorf("a field selector reached the API server: %v", o.FieldSelector)
+	}
+	return u.Reader.List(ctx, list, opts...)
+}
+
+// TestBindingSelector: the index holds a binding's selector, and nothing
+// for a binding whose selector cannot be read.
+func TestBindingSelector(t *testing.T) {
+	assert.Equal(t, []string{"reader"}, BindingSelector(binding("a", "b", "reader")))
+	assert.Empty(t, BindingSelector(binding("a", "b", "")))
+	assert.Empty(t, BindingSelector(identity("a", "id")))
+}
+
+// TestCrossNamespaceReadsNothingLive: in the compatibility mode, a pod
+// that only another namespace's cached binding serves is decided from the
+// cache alone, admission after admission: its own namespace's empty list
+// of bindings must not count as a miss that is read live each time.
+func TestCrossNamespaceReadsNothingLive(t *testing.T) {
+	objs := []client.Object{decisiontest.OptedIn("team-a"), binding("shared", "b", "reader"),
+		&aadv1.AzureIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: "shared", Name: "id"}, Spec: aadv1.AzureIdentitySpec{ClientID: "c", TenantID: "t"}}}
+	apiServer := &decisiontest.CountingReader{Reader: decisiontest.FakeReader(t, objs...)}
+	flags := DefaultFlags()
+	flags.AADPodIdentityCrossNamespace = true
+	p, err := flags.NewPlanner(CacheThenLive(decisiontest.FakeReader(t, objs...), apiServer, 1e9, nil), nil, true)
+	require.NoError(t, err)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "team-a", Labels: map[string]string{names.BindingLabel: "reader"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}}}
+	for range 3 {
+		d := p.Plan(context.Background(), pod)
+		require.Equal(t, OutcomeInjected, d.Outcome, "%s %v", d.Message, d.Err)
+	}
+	assert.Zero(t, apiServer.Reads)
 }

@@ -60,6 +60,10 @@ type Planner struct {
 	// NewSecret makes the per-pod IDENTITY_HEADER value; nil means
 	// RandomSecret.
 	NewSecret func() (string, error)
+	// CrossNamespace is the aad-pod-identity compatibility mode
+	// (Flags.AADPodIdentityCrossNamespace): a pod's selector matches the
+	// bindings of every namespace (Resolve).
+	CrossNamespace bool
 	// Peers, if not nil, finds the labelled pods that share an injected
 	// pod's service account, to warn when their selectors differ.
 	Peers Peers
@@ -111,8 +115,9 @@ type Injection struct {
 }
 
 // ResolveReason says why the pod's objects could not be resolved to
-// identities (no_binding, invalid_binding, identity_not_found,
-// invalid_identity, live_read_limited or lookup), and false when the
+// identities (cross_namespace_binding, no_binding, invalid_binding,
+// identity_not_found, cross_namespace_identity, invalid_identity,
+// live_read_limited or lookup), and false when the
 // decision failed for another reason or did not fail.
 func (d *Decision) ResolveReason() (string, bool) {
 	if d.Err == nil {
@@ -131,9 +136,11 @@ var resolveReasons = []struct {
 	err  error
 	name string
 }{
+	{ErrCrossNamespaceBinding, "cross_namespace_binding"},
 	{ErrNoBinding, "no_binding"},
 	{ErrInvalidBinding, "invalid_binding"},
 	{ErrIdentityNotFound, "identity_not_found"},
+	{ErrCrossNamespaceIdentity, "cross_namespace_identity"},
 	{ErrInvalidIdentity, "invalid_identity"},
 	{ErrLiveReadLimited, "live_read_limited"},
 	{ErrLookup, "lookup"},

@@ -3,6 +3,7 @@ package decision
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 
 	"github.com/podidentity/injector/internal/manifest"
@@ -288,4 +290,212 @@ func envValue(pod *corev1.Pod, name string) string {
 		}
 	}
 	return ""
+}
+
+// crossNamespaceObjects is an estate shaped as aad-pod-identity allowed by
+// default: the identities and bindings live in namespace shared, and the
+// pod in team-a carries their selectors.
+func crossNamespaceObjects(objects ...string) string {
+	return optedInNS + strings.Join(objects, "")
+}
+
+func nsIdentity(ns, name, annotations, spec string) string {
+	return "\n---\napiVersion: aadpodidentity.k8s.io/v1\nkind: AzureIdentity\nmetadata: {name: " + name + ", namespace: " + ns + ", annotations: {" + annotations + "}}\nspec: " + spec + "\n"
+}
+
+func nsBinding(ns, name, identity, selector, extra string) string {
+	return "\n---\napiVersion: aadpodidentity.k8s.io/v1\nkind: AzureIdentityBinding\nmetadata: {name: " + name + ", namespace: " + ns + "}\nspec: {azureIdentity: " + identity + ", selector: " + selector + extra + "}\n"
+}
+
+func podWith(selector string) string {
+	return "\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: team-a, labels: {aadpodidbinding: " + selector + "}}\nspec: {containers: [{name: app, image: nginx}]}\n"
+}
+
+// TestPlanCrossNamespace: by default a pod's selector matches the
+// bindings of its own namespace only, and a pod that only another
+// namespace's binding would serve is denied with a message that names
+// the bindings and identities to copy and the mode. In the mode, the
+// bindings of every namespace match, each names an identity of its own
+// namespace, and every pod resolved that way gets a warning naming that
+// namespace; identities annotated Behavior: namespaced, and identities
+// with a Secret, do not serve another namespace's pods.
+func TestPlanCrossNamespace(t *testing.T) {
+	const cid1, cid2, cid3 = "11111111-2222-3333-4444-555555555555", "66666666-7777-8888-9999-000000000000", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+	shared := nsIdentity("shared", "reader", "", "{clientID: "+cid1+"}") + nsBinding("shared", "reader-binding", "reader", "reader", "")
+	tests := map[string]struct {
+		objects    string
+		mode       bool
+		want       Outcome
+		err        error  // errors.Is, for a deny
+		reason     string // ResolveReason, for a deny
+		identities []string
+		def        string
+		injected   string   // the injected-identities annotation
+		message    []string // parts of Message
+		warnings   []string // parts of some warning
+		noWarning  string   // in no warning
+	}{
+		"default mode: only another namespace's binding": {
+			objects: shared + podWith("reader"),
+			want:    OutcomeDenied, err: ErrCrossNamespaceBinding, reason: "cross_namespace_binding",
+			message: []string{`pod team-a/web: no AzureIdentityBinding in namespace team-a has selector "reader"`,
+				"copy AzureIdentityBinding shared/reader-binding with AzureIdentity shared/reader into namespace team-a",
+				"--aad-pod-identity-cross-namespace"},
+		},
+		"default mode: the pod's own binding, the other namespace's ignored": {
+			objects: shared + nsIdentity("team-a", "writer", "", "{clientID: "+cid2+"}") + nsBinding("team-a", "b", "writer", "reader", "") + podWith("reader"),
+			want:    OutcomeInjected, identities: []string{"writer"}, def: "writer", injected: "team-a/writer",
+			noWarning: "shared",
+		},
+		"default mode: no binding anywhere": {
+			objects: shared + podWith("writer"),
+			want:    OutcomeDenied, err: ErrNoBinding, reason: "no_binding",
+			message: []string{`no AzureIdentityBinding in namespace team-a has selector "writer"; create one`},
+		},
+		"default mode: many namespaces are counted, not all listed": {
+			objects: shared + nsBinding("s1", "b", "reader", "reader", "") + nsBinding("s2", "b", "reader", "reader", "") +
+				nsBinding("s3", "b", "reader", "reader", "") + nsBinding("s4", "b", "reader", "reader", "") +
+				nsBinding("s5", "b", "reader", "reader", "") + podWith("reader"),
+			want: OutcomeDenied, err: ErrCrossNamespaceBinding, reason: "cross_namespace_binding",
+			message: []string{"AzureIdentityBinding s1/b with AzureIdentity s1/reader, ", "s5/b", ", and 1 more into namespace team-a"},
+		},
+		"mode: another namespace's binding serves, with a warning": {
+			objects: shared + podWith("reader"), mode: true,
+			want: OutcomeInjected, identities: []string{"reader"}, def: "reader", injected: "shared/reader",
+			warnings: []string{`selector "reader" in namespace team-a resolves to AzureIdentity shared/reader through AzureIdentityBinding shared/reader-binding of namespace shared`,
+				"--aad-pod-identity-cross-namespace"},
+		},
+		"mode: the binding's identity is looked up in the binding's namespace": {
+			objects: nsBinding("shared", "b", "reader", "reader", "") + nsIdentity("team-a", "reader", "", "{clientID: "+cid1+"}") + podWith("reader"), mode: true,
+			want: OutcomeDenied, err: ErrIdentityNotFound, reason: "identity_not_found",
+			message: []string{`AzureIdentityBinding shared/b (selector "reader") names AzureIdentity "reader", which does not exist in namespace shared, the binding's`},
+		},
+		"mode: Behavior namespaced is not served to another namespace": {
+			objects: nsIdentity("shared", "reader", "aadpodidentity.k8s.io/Behavior: namespaced", "{clientID: "+cid1+"}") +
+				nsBinding("shared", "reader-binding", "reader", "reader", "") + podWith("reader"), mode: true,
+			want: OutcomeDenied, err: ErrCrossNamespaceIdentity, reason: "cross_namespace_identity",
+			message: []string{"AzureIdentity shared/reader, which is annotated aadpodidentity.k8s.io/Behavior: namespaced", "serves only pods of namespace shared, not of team-a",
+				"copy both into namespace team-a"},
+		},
+		"mode: Behavior namespaced is skipped when another identity is left": {
+			objects: nsIdentity("shared", "reader", "aadpodidentity.k8s.io/Behavior: namespaced", "{clientID: "+cid1+"}") +
+				nsBinding("shared", "reader-binding", "reader", "reader", "") +
+				nsIdentity("team-a", "own", "", "{clientID: "+cid2+"}") + nsBinding("team-a", "own", "own", "reader", "") + podWith("reader"), mode: true,
+			want: OutcomeInjected, identities: []string{"own"}, def: "own", injected: "team-a/own",
+			warnings: []string{"aadpodidentity.k8s.io/Behavior: namespaced", "the pod gets the other identities"},
+		},
+		"mode: Behavior namespaced serves its own namespace": {
+			objects: nsIdentity("team-a", "reader", "aadpodidentity.k8s.io/Behavior: namespaced", "{clientID: "+cid1+"}") +
+				nsBinding("team-a", "b", "reader", "reader", "") + podWith("reader"), mode: true,
+			want: OutcomeInjected, identities: []string{"reader"}, def: "reader", injected: "team-a/reader",
+		},
+		"mode: another value of Behavior is no restriction": {
+			objects: nsIdentity("shared", "reader", "aadpodidentity.k8s.io/Behavior: Namespaced", "{clientID: "+cid1+"}") +
+				nsBinding("shared", "reader-binding", "reader", "reader", "") + podWith("reader"), mode: true,
+			want: OutcomeInjected, identities: []string{"reader"}, def: "reader", injected: "shared/reader",
+		},
+		"mode: a type 1 identity of another namespace is refused": {
+			objects: nsIdentity("shared", "sp", "", "{type: 1, clientID: "+cid1+", clientPassword: {name: sp-secret}}") +
+				nsBinding("shared", "sp-binding", "sp", "reader", "") + podWith("reader"), mode: true,
+			want: OutcomeDenied, err: ErrCrossNamespaceIdentity, reason: "cross_namespace_identity",
+			message: []string{"AzureIdentity shared/sp of spec.type 1", "Secret shared/sp-secret (spec.clientPassword)",
+				"copy AzureIdentityBinding shared/sp-binding, AzureIdentity shared/sp and Secret shared/sp-secret into namespace team-a"},
+		},
+		"mode: a type 2 identity of another namespace is refused beside a good one": {
+			objects: shared + nsIdentity("certs", "cert", "", "{type: 2, clientID: "+cid2+", clientPassword: {name: c}}") +
+				nsBinding("certs", "cert-binding", "cert", "reader", "") + podWith("reader"), mode: true,
+			want: OutcomeDenied, err: ErrCrossNamespaceIdentity, reason: "cross_namespace_identity",
+			message: []string{"AzureIdentity certs/cert of spec.type 2", "Secret certs/c"},
+		},
+		"mode: a type 1 identity of the pod's own namespace is served": {
+			objects: nsIdentity("team-a", "sp", "", "{type: 1, clientID: "+cid1+", clientPassword: {name: sp-secret}}") +
+				nsBinding("team-a", "b", "sp", "reader", "") + podWith("reader"), mode: true,
+			want: OutcomeInjected, identities: []string{"sp"}, def: "sp", injected: "team-a/sp",
+		},
+		"mode: the bindings of every namespace, heaviest the default": {
+			objects: shared + nsIdentity("team-a", "writer", "", "{clientID: "+cid2+"}") + nsBinding("team-a", "b", "writer", "reader", ", weight: 1") +
+				nsIdentity("other", "admin", "", "{clientID: "+cid3+"}") + nsBinding("other", "b", "admin", "reader", ", weight: 5") + podWith("reader"), mode: true,
+			want: OutcomeInjected, identities: []string{"admin", "reader", "writer"}, def: "admin", injected: "other/admin,shared/reader,team-a/writer",
+			warnings: []string{"through AzureIdentityBinding other/b of namespace other", "through AzureIdentityBinding shared/reader-binding of namespace shared"},
+		},
+		"mode: on a weight tie the smallest identity name is the default": {
+			objects: nsIdentity("z", "alpha", "", "{clientID: "+cid1+"}") + nsBinding("z", "b", "alpha", "reader", "") +
+				nsIdentity("team-a", "beta", "", "{clientID: "+cid2+"}") + nsBinding("team-a", "b", "beta", "reader", "") + podWith("reader"), mode: true,
+			want: OutcomeInjected, identities: []string{"alpha", "beta"}, def: "alpha", injected: "team-a/beta,z/alpha",
+		},
+		"mode: one identity name, the pod's own namespace wins": {
+			objects: shared + nsIdentity("team-a", "reader", "", "{clientID: "+cid2+"}") + nsBinding("team-a", "mine", "reader", "reader", "") + podWith("reader"), mode: true,
+			want: OutcomeInjected, identities: []string{"reader"}, def: "reader", injected: "team-a/reader",
+			warnings: []string{"AzureIdentityBinding shared/reader-binding (selector \"reader\") binds AzureIdentity shared/reader, but the pod already gets AzureIdentity team-a/reader of the same name, which wins"},
+		},
+		"mode: one identity name in two other namespaces, the first namespace wins": {
+			objects: nsIdentity("zz", "reader", "", "{clientID: "+cid2+"}") + nsBinding("zz", "b", "reader", "reader", ", weight: 9") + shared + podWith("reader"), mode: true,
+			want: OutcomeInjected, identities: []string{"reader"}, def: "reader", injected: "shared/reader",
+			warnings: []string{"AzureIdentityBinding zz/b (selector \"reader\") binds AzureIdentity zz/reader, but the pod already gets AzureIdentity shared/reader"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			p, set := planFiles(t, crossNamespaceObjects(tc.objects), func(f *Flags) { f.AADPodIdentityCrossNamespace = tc.mode })
+			require.Len(t, set.Workloads, 1)
+			d := p.Plan(context.Background(), set.Workloads[0].Pod)
+			require.Equal(t, tc.want, d.Outcome, "%s %v", d.Message, d.Err)
+			reason, _ := d.ResolveReason()
+			assert.Equal(t, tc.reason, reason)
+			if tc.err != nil {
+				assert.ErrorIs(t, d.Err, tc.err)
+			}
+			for _, m := range tc.message {
+				assert.Contains(t, d.Message, m)
+			}
+			for _, w := range tc.warnings {
+				assert.True(t, containsPart(d.Warnings, w), "a warning names %q: %q", w, d.Warnings)
+			}
+			if tc.noWarning != "" {
+				assert.False(t, containsPart(d.Warnings, tc.noWarning), "no warning names %q: %q", tc.noWarning, d.Warnings)
+			}
+			if tc.want != OutcomeInjected {
+				assert.Nil(t, d.Injection)
+				return
+			}
+			require.NotNil(t, d.Injection)
+			var got []string
+			for _, id := range d.Injection.Identities {
+				got = append(got, id.Name)
+			}
+			assert.Equal(t, tc.identities, got)
+			assert.Equal(t, tc.def, d.Injection.DefaultIdentity)
+			assert.Equal(t, tc.injected, d.Injection.Mutated.Annotations[names.InjectedAnnotation])
+		})
+	}
+}
+
+// TestCrossNamespaceErrorNamesTheCopies: the default mode's denial says,
+// as data, which bindings and identities to copy, sorted, for a caller
+// that plans a migration.
+func TestCrossNamespaceErrorNamesTheCopies(t *testing.T) {
+	objects := optedInNS + nsBinding("zz", "b2", "id2", "reader", "") + nsBinding("aa", "b1", "id1", "reader", "") + nsBinding("aa", "b0", "id0", "other", "") + podWith("reader")
+	p, set := planFiles(t, objects)
+	d := p.Plan(context.Background(), set.Workloads[0].Pod)
+	var cross *CrossNamespaceError
+	require.ErrorAs(t, d.Err, &cross)
+	assert.Equal(t, "team-a", cross.Namespace)
+	assert.Equal(t, "reader", cross.Selector)
+	assert.ErrorIs(t, d.Err, ErrNoBinding, "the pod's namespace has no binding")
+	assert.Equal(t, []ForeignBinding{
+		{Binding: types.NamespacedName{Namespace: "aa", Name: "b1"}, Identity: types.NamespacedName{Namespace: "aa", Name: "id1"}},
+		{Binding: types.NamespacedName{Namespace: "zz", Name: "b2"}, Identity: types.NamespacedName{Namespace: "zz", Name: "id2"}},
+	}, cross.Bindings)
+}
+
+// TestCrossNamespaceDenialDocumented: docs/migration.md quotes the
+// default mode's denial as the webhook words it.
+func TestCrossNamespaceDenialDocumented(t *testing.T) {
+	p, set := planFiles(t, strings.ReplaceAll(optedInNS, "team-a", "team-b")+nsBinding("default", "reader-binding", "reader", "reader", "")+
+		strings.ReplaceAll(podWith("reader"), "team-a", "team-b"))
+	d := p.Plan(context.Background(), set.Workloads[0].Pod)
+	require.ErrorIs(t, d.Err, ErrCrossNamespaceBinding)
+	doc, err := os.ReadFile("../../docs/migration.md")
+	require.NoError(t, err)
+	assert.Contains(t, string(doc), "\n  "+d.Message+"\n")
 }

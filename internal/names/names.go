@@ -57,6 +57,18 @@ const (
 	// TokenPortAnnotation on a Pod overrides the sidecar's loopback port.
 	TokenPortAnnotation = Prefix + "/token-port"
 
+	// BehaviorAnnotation on an AzureIdentity, set to BehaviorNamespaced,
+	// keeps it to the pods of its own namespace when the webhook resolves
+	// bindings across namespaces (decision.Flags.AADPodIdentityCrossNamespace).
+	// It is aad-pod-identity's own key and value (its BehaviorKey and
+	// BehaviorNamespaced), compared exactly as it compared them, and it has
+	// no Prefix spelling: it only means something to that compatibility
+	// mode.
+	BehaviorAnnotation = Group + "/Behavior"
+	// BehaviorNamespaced is the value of BehaviorAnnotation that keeps an
+	// identity to its namespace.
+	BehaviorNamespaced = "namespaced"
+
 	// TokenSourceAnnotation on an AzureIdentity of type 0 chooses how the
 	// sidecar gets its tokens: TokenSourceFederated or TokenSourceIMDS.
 	TokenSourceAnnotation = Prefix + "/token-source"

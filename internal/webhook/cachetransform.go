@@ -105,15 +105,16 @@ func transformNamespace(obj any) (any, error) {
 	return ns, nil
 }
 
-// transformIdentity keeps the spec and the token source annotation
-// (Resolver.convert); the status, written by aad-pod-identity's controller,
-// is never read.
+// transformIdentity keeps the spec, the token source annotation
+// (Resolver.convert) and aad-pod-identity's Behavior annotation (the
+// cross-namespace mode); the status, written by aad-pod-identity's
+// controller, is never read.
 func transformIdentity(obj any) (any, error) {
 	ai, ok := obj.(*aadv1.AzureIdentity)
 	if !ok {
 		return obj, nil
 	}
-	ai.ObjectMeta = slimMeta(&ai.ObjectMeta, names.TokenSourceAnnotation)
+	ai.ObjectMeta = slimMeta(&ai.ObjectMeta, names.TokenSourceAnnotation, names.BehaviorAnnotation)
 	ai.Status = aadv1.AzureIdentityStatus{}
 	return ai, nil
 }

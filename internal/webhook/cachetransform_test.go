@@ -139,6 +139,11 @@ func TestCacheTransformsDrop(t *testing.T) {
 			want:      &aadv1.AzureIdentity{ObjectMeta: want(source, nil), Spec: aadv1.AzureIdentitySpec{ClientID: "c", TenantID: "t"}},
 			transform: transformIdentity,
 		},
+		"identity keeps aad-pod-identity's Behavior annotation": {
+			in:        &aadv1.AzureIdentity{ObjectMeta: meta(map[string]string{names.BehaviorAnnotation: names.BehaviorNamespaced}, nil)},
+			want:      &aadv1.AzureIdentity{ObjectMeta: want(map[string]string{names.BehaviorAnnotation: names.BehaviorNamespaced}, nil)},
+			transform: transformIdentity,
+		},
 		"binding keeps its spec": {
 			in:        &aadv1.AzureIdentityBinding{ObjectMeta: meta(nil, nil), Spec: aadv1.AzureIdentityBindingSpec{AzureIdentity: "id", Selector: "s"}},
 			want:      &aadv1.AzureIdentityBinding{ObjectMeta: want(nil, nil), Spec: aadv1.AzureIdentityBindingSpec{AzureIdentity: "id", Selector: "s"}},

@@ -725,6 +725,7 @@ func TestMetricsByNamespace(t *testing.T) {
 	m := h.metrics
 	assert.Equal(t, 1.0, testutil.ToFloat64(m.Decisions.WithLabelValues("team-a", string(decision.OutcomeInjected))))
 	assert.Equal(t, 2.0, testutil.ToFloat64(m.Decisions.WithLabelValues("team-b", string(decision.OutcomeDenied))))
-	assert.Equal(t, 2.0, testutil.ToFloat64(m.ResolveErrors.WithLabelValues("team-b", "no_binding")))
+	// team-b has no binding of its own; team-a's is named in the denial.
+	assert.Equal(t, 2.0, testutil.ToFloat64(m.ResolveErrors.WithLabelValues("team-b", "cross_namespace_binding")))
 	assert.Equal(t, 0.0, testutil.ToFloat64(m.ResolveErrors.WithLabelValues("team-a", "no_binding")))
 }

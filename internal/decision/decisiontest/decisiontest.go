@@ -29,10 +29,27 @@ func Scheme(t testing.TB) *runtime.Scheme {
 	return s
 }
 
-// FakeReader is a fake client that holds objs.
+// FakeReader is a fake client that holds objs, with the index of
+// AzureIdentityBindings by selector that the webhook's informer cache has
+// (decision.IndexBindingSelector), so that it can stand for that cache in
+// decision.CacheThenLive.
 func FakeReader(t testing.TB, objs ...client.Object) client.Client {
 	t.Helper()
-	return fake.NewClientBuilder().WithScheme(Scheme(t)).WithObjects(objs...).Build()
+	return fake.NewClientBuilder().WithScheme(Scheme(t)).WithObjects(objs...).
+		WithIndex(&aadv1.AzureIdentityBinding{}, bindingSelectorField, bindingSelector).Build()
+}
+
+// bindingSelectorField and bindingSelector are decision.BindingSelectorField
+// and decision.BindingSelector, which this package cannot import: the
+// decision package's own tests import it. A name that differs fails every
+// test of decision.CacheThenLive with "no index".
+const bindingSelectorField = "spec.selector"
+
+func bindingSelector(obj client.Object) []string {
+	if b, ok := obj.(*aadv1.AzureIdentityBinding); ok && b.Spec.Selector != "" {
+		return []string{b.Spec.Selector}
+	}
+	return nil
 }
 
 // OptedIn is a namespace annotated to opt in.
