@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -363,4 +364,107 @@ func TestDefaultTenantNotAGUID(t *testing.T) {
 	assert.Equal(t, "AzureIdentity default/blob-reader", r.Blockers[0].Object)
 	assert.Contains(t, r.Blockers[0].Message, `--default-tenant-id "contoso; id"`)
 	assert.Empty(t, r.Identities[0].Credentials)
+}
+
+// TestEstate plans an estate with the shapes real fleets have: one managed
+// identity copied into two namespaces, subjects whose joined names
+// collide, a pod's own token audience, shapes the webhook denies, an
+// authority off the allow-list, and SecretProviderClasses that use NMI.
+func TestEstate(t *testing.T) {
+	s, spcs := readFile(t, filepath.Join("estate", "objects.yaml"))
+	require.Len(t, spcs, 3, "the SecretProviderClasses are read, from a List too")
+	r, err := migrate.Plan(context.Background(), s, migrate.Options{Issuer: issuer, Decision: flags(""), SecretProviderClasses: spcs, ClusterName: "prod-weu"})
+	require.NoError(t, err)
+
+	got := map[string]string{}
+	for _, b := range r.Blockers {
+		got[b.Object] = b.Reason
+	}
+	assert.Equal(t, map[string]string{
+		"DaemonSet a/node-agent":        migrate.ReasonDenied,
+		"Deployment a/debugger":         migrate.ReasonDenied,
+		"Deployment a/iis":              migrate.ReasonDenied,
+		"Job a/exfil":                   migrate.ReasonIdentityInvalid,
+		"SecretProviderClass a-b/vault": migrate.ReasonSecretProvider,
+		"SecretProviderClass a/orphan":  migrate.ReasonSecretProvider,
+	}, got)
+	for _, b := range r.Blockers {
+		switch b.Object {
+		case "DaemonSet a/node-agent":
+			assert.Contains(t, b.Message, "spec.hostNetwork is true", "the webhook's own message")
+		case "Deployment a/debugger":
+			assert.Contains(t, b.Message, "hostPID")
+		case "Deployment a/iis":
+			assert.Contains(t, b.Message, "windows")
+		case "Job a/exfil":
+			assert.Contains(t, b.Message, "--allowed-authority-hosts", "the allow-list is the webhook's")
+		case "SecretProviderClass a-b/vault":
+			assert.Contains(t, b.Message, `usePodIdentity: "false"`)
+			assert.Contains(t, b.Message, `clientID: "33333333-0000-0000-0000-000000000001"`)
+			assert.Contains(t, b.Message, "system:serviceaccount:a-b:web")
+		}
+	}
+
+	creds := map[string]migrate.Credential{}
+	for _, id := range r.Identities {
+		for _, c := range id.Credentials {
+			assert.NotContains(t, creds, c.Subject, "each subject is listed once per managed identity")
+			creds[c.Subject] = c
+		}
+	}
+	require.Len(t, creds, 3)
+	assert.Equal(t, "api://contoso-exchange", creds["system:serviceaccount:a:b-c"].Audience, "the pod's audience annotation reaches its credential")
+	assert.Equal(t, "api://AzureADTokenExchange", creds["system:serviceaccount:a-b:c"].Audience)
+	assert.Equal(t, "api://AzureADTokenExchange", creds["system:serviceaccount:a-b:web"].Audience, "the CSI driver's audience")
+	assert.NotEqual(t, creds["system:serviceaccount:a:b-c"].Name, creds["system:serviceaccount:a-b:c"].Name, "a-b/c and a/b-c get names of their own")
+
+	golden(t, "estate.text", render(t, r, migrate.FormatText))
+	golden(t, "estate.terraform", render(t, r, migrate.FormatTerraform))
+}
+
+// TestTokenAudienceFlag: the webhook's --token-audience is what pods
+// without the annotation present, so it is their credentials' audience.
+func TestTokenAudienceFlag(t *testing.T) {
+	f := flags(tenant)
+	f.TokenAudience = "api://sovereign-exchange"
+	r, err := migrate.Plan(context.Background(), blogSeed(t), migrate.Options{Issuer: issuer, Decision: f})
+	require.NoError(t, err)
+	require.Len(t, r.Identities[0].Credentials, 1)
+	assert.Equal(t, "api://sovereign-exchange", r.Identities[0].Credentials[0].Audience)
+}
+
+func TestCredentialName(t *testing.T) {
+	valid := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{2,119}$`)
+	long := strings.Repeat("n", 63)
+	names := map[string]string{
+		"a-b/c":          migrate.CredentialName("prod", "a-b", "c"),
+		"a/b-c":          migrate.CredentialName("prod", "a", "b-c"),
+		"other cluster":  migrate.CredentialName("stage", "a-b", "c"),
+		"long":           migrate.CredentialName(strings.Repeat("k", 40), long, strings.Repeat("s", 253)),
+		"long, one more": migrate.CredentialName(strings.Repeat("k", 40), long, strings.Repeat("s", 252)+"t"),
+		"dots":           migrate.CredentialName("prod", "a", "b.c"),
+		"dashes":         migrate.CredentialName("prod", "a", "b-c-"),
+		"leading dash":   migrate.CredentialName("-x", "a", "b"),
+	}
+	seen := map[string]string{}
+	for what, name := range names {
+		assert.Regexp(t, valid, name, "%s: within Entra ID's rules", what)
+		assert.NotContains(t, seen, name, "%s collides with %s", what, seen[name])
+		seen[name] = what
+	}
+	assert.Equal(t, names["a-b/c"], migrate.CredentialName("prod", "a-b", "c"), "deterministic")
+	assert.True(t, strings.HasPrefix(names["a-b/c"], "prod-a-b-c-"), "readable: %s", names["a-b/c"])
+}
+
+func TestClusterName(t *testing.T) {
+	a := migrate.DefaultClusterName("https://westeurope.oic.prod-aks.azure.com/tenant/cluster-a/")
+	b := migrate.DefaultClusterName("https://westeurope.oic.prod-aks.azure.com/tenant/cluster-b/")
+	assert.NotEqual(t, a, b, "clusters of one region share the host")
+	assert.True(t, strings.HasPrefix(a, "westeurope-oic-prod-aks-azure-com"[:31]), a)
+	for _, n := range []string{a, b, migrate.DefaultClusterName(""), migrate.DefaultClusterName("https://" + strings.Repeat("x", 300) + "/")} {
+		assert.NoError(t, migrate.ValidateClusterName(n), "the default is a valid --cluster-name")
+	}
+	for _, bad := range []string{"", "-x", "a b", "a.b", strings.Repeat("x", 41)} {
+		assert.Error(t, migrate.ValidateClusterName(bad), "%q", bad)
+	}
 }

@@ -244,7 +244,7 @@ func (p *plan) secretProviderClasses() {
 		if sp.ClientID != "" {
 			how = fmt.Sprintf(`set spec.parameters.clientID: %q`, sp.ClientID)
 		}
-		mounted := "no pod or pod template in namespace " + spc.Namespace + " mounts it (a csi volume of driver " + secretsStoreDriver + " with volumeAttributes.secretProviderClass " + spc.Name + "); delete it if nothing does"
+		mounted := "a pod that mounts it would stay in ContainerCreating (no pod or pod template in namespace " + spc.Namespace + " mounts it now, by a csi volume of driver " + secretsStoreDriver + " with volumeAttributes.secretProviderClass " + spc.Name + ": delete it if nothing does)"
 		if len(sp.MountedBy) > 0 {
 			mounted = "the pods of " + strings.Join(sp.MountedBy, ", ") + " mount it and would stay in ContainerCreating"
 		}
