@@ -239,10 +239,10 @@ func readCluster(ctx context.Context, c client.Client) (*manifest.Set, map[strin
 		set.Workloads = append(set.Workloads, manifest.Workload{Kind: "Pod", Namespace: p.Namespace, Name: p.Name, Pod: p})
 	}
 	add := func(kind string, meta metav1.ObjectMeta, tmpl corev1.PodTemplateSpec) {
-		if _, ok := tmpl.Labels[names.BindingLabel]; !ok {
+		pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
+		if _, ok := tmpl.Labels[names.BindingLabel]; !ok && !migrate.MountsSecretsStore(pod) {
 			return
 		}
-		pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
 		pod.Namespace = meta.Namespace
 		set.Workloads = append(set.Workloads, manifest.Workload{Kind: kind, Namespace: meta.Namespace, Name: meta.Name, Pod: pod})
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
@@ -286,6 +287,15 @@ func (p *plan) addSecretProviderSubjects(ref, namespace, clientID string, subjec
 
 // saRef is a service account.
 type saRef struct{ namespace, serviceAccount string }
+
+// MountsSecretsStore reports whether pod mounts a volume of the Secrets
+// Store CSI driver: a live read keeps such workloads, labelled or not,
+// since their pods are a SecretProviderClass's subjects.
+func MountsSecretsStore(pod *corev1.Pod) bool {
+	return slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool {
+		return v.CSI != nil && v.CSI.Driver == secretsStoreDriver
+	})
+}
 
 // mounts reports whether w's pods mount the SecretProviderClass name.
 func mounts(w manifest.Workload, name string) bool {
