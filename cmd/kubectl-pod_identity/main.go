@@ -35,7 +35,7 @@ const usage = `kubectl pod-identity: what pod-identity-injector will do, and how
 
 Usage:
   kubectl pod-identity explain -f FILE... [-o text|yaml|diff] [--live]
-  kubectl pod-identity migrate [--issuer URL] [-o text|json|terraform]
+  kubectl pod-identity migrate [-f FILE... --issuer URL] [--cluster-name NAME] [-o text|json|terraform]
   kubectl pod-identity version
 
 Run a command with -h for its flags.
@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var err error
 	switch args[0] {
 	case "migrate":
-		err = runMigrate(ctx, args[1:], stdout, stderr)
+		err = runMigrate(ctx, args[1:], stdin, stdout, stderr)
 	case "explain":
 		err = runExplain(ctx, args[1:], stdin, stdout, stderr)
 	case "version", "--version":

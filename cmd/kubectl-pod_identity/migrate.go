@@ -4,21 +4,28 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podidentity/injector/internal/decision"
 	"github.com/podidentity/injector/internal/manifest"
 	"github.com/podidentity/injector/internal/migrate"
 	"github.com/podidentity/injector/internal/names"
@@ -26,22 +33,27 @@ import (
 
 // migrateConfig is the command line of `migrate`.
 type migrateConfig struct {
-	cluster            clusterFlags
-	Issuer             string
-	DefaultTenantID    string
-	DefaultTokenSource string
-	RequireOptIn       bool
-	Output             string
-	Timeout            time.Duration
+	cluster clusterFlags
+	// decision are the webhook's flags: migrate decides every workload
+	// with the Planner they build, as the webhook and explain do.
+	decision    decision.Flags
+	Files       []string
+	Namespace   string
+	Issuer      string
+	ClusterName string
+	Output      string
+	Timeout     time.Duration
 }
 
-func (c *migrateConfig) AddFlags(fs *flag.FlagSet) {
+func (c *migrateConfig) AddFlags(fs *pflag.FlagSet) {
 	c.cluster.AddFlags(fs)
-	fs.StringVar(&c.Issuer, "issuer", "", "the cluster's service account issuer URL; default: read from the API server's /.well-known/openid-configuration")
-	fs.StringVar(&c.DefaultTenantID, "default-tenant-id", "", "the webhook's --default-tenant-id, for identities without spec.tenantID")
-	fs.StringVar(&c.DefaultTokenSource, "default-token-source", names.TokenSourceFederated, "the webhook's --default-token-source: federated or imds")
-	fs.BoolVar(&c.RequireOptIn, "require-namespace-opt-in", true, "the webhook's --require-namespace-opt-in")
-	fs.StringVar(&c.Output, "o", migrate.FormatText, "output: text, json or terraform")
+	c.decision = decision.DefaultFlags()
+	c.decision.AddFlags(fs)
+	fs.StringArrayVarP(&c.Files, "filename", "f", nil, "plan offline from a manifest file (YAML or JSON, several documents), a directory of them, or - for standard input; repeat for more. Needs --issuer")
+	fs.StringVarP(&c.Namespace, "namespace", "n", "default", "with -f, the namespace of objects that name none")
+	fs.StringVar(&c.Issuer, "issuer", "", "the cluster's service account issuer URL; required with -f, else read from the API server's /.well-known/openid-configuration")
+	fs.StringVar(&c.ClusterName, "cluster-name", "", "the cluster part of every federated credential name, unique in the fleet; default: the issuer's host and a hash of the issuer")
+	fs.StringVarP(&c.Output, "output", "o", migrate.FormatText, "output: text, json or terraform")
 	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "how long to read the cluster")
 }
 
@@ -52,63 +64,76 @@ func (c *migrateConfig) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("-o %q: want text, json or terraform", c.Output))
 	}
-	switch c.DefaultTokenSource {
-	case names.TokenSourceFederated, names.TokenSourceIMDS:
-	default:
-		errs = append(errs, fmt.Errorf("--default-token-source %q: want federated or imds", c.DefaultTokenSource))
+	if err := c.decision.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Issuer != "" {
 		if u, err := url.Parse(c.Issuer); err != nil || u.Scheme != "https" || u.Host == "" {
 			errs = append(errs, fmt.Errorf("--issuer %q: want an https URL, the iss of the cluster's service account tokens", c.Issuer))
 		}
+	} else if len(c.Files) > 0 {
+		errs = append(errs, errors.New("--issuer is required with -f: pass the cluster's service account issuer URL (kubectl get --raw /.well-known/openid-configuration shows it)"))
+	}
+	if c.ClusterName != "" {
+		if err := migrate.ValidateClusterName(c.ClusterName); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
 
-func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runMigrate(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var cfg migrateConfig
-	fs := flag.NewFlagSet("kubectl pod-identity migrate", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("kubectl pod-identity migrate", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.AddFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("migrate takes no arguments, got %q", fs.Args())
+		return fmt.Errorf("migrate takes no arguments, got %q; give manifests with -f", fs.Args())
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	restCfg, err := cfg.cluster.RESTConfig()
-	if err != nil {
-		return err
-	}
-	c, err := newClient(restCfg)
-	if err != nil {
-		return err
-	}
-	set, secrets, err := readCluster(ctx, c)
-	if err != nil {
-		return err
-	}
-	if secrets == nil {
-		fmt.Fprintln(stderr, "warning: cannot list Secrets' metadata; missing Secrets of type 1 and 2 identities are not checked")
-	}
-	issuer := cfg.Issuer
-	if issuer == "" {
-		if issuer, err = discoverIssuer(ctx, restCfg); err != nil {
+	opts := migrate.Options{Issuer: cfg.Issuer, ClusterName: cfg.ClusterName, Decision: cfg.decision}
+	var set *manifest.Set
+	var err error
+	if len(cfg.Files) > 0 {
+		set, opts.SecretProviderClasses, err = readMigrateFiles(cfg.Files, stdin, cfg.Namespace)
+		if err != nil {
 			return err
 		}
+	} else {
+		restCfg, err := cfg.cluster.RESTConfig()
+		if err != nil {
+			return err
+		}
+		c, err := newClient(restCfg)
+		if err != nil {
+			return err
+		}
+		if set, opts.Secrets, err = readCluster(ctx, c); err != nil {
+			return err
+		}
+		if opts.Secrets == nil {
+			fmt.Fprintln(stderr, "warning: cannot list Secrets' metadata; missing Secrets of type 1 and 2 identities are not checked")
+		}
+		if opts.SecretProviderClasses, err = readSecretProviderClasses(ctx, c); err != nil {
+			return err
+		}
+		if opts.Issuer == "" {
+			if opts.Issuer, err = discoverIssuer(ctx, restCfg); err != nil {
+				return err
+			}
+		}
 	}
-	report := migrate.Plan(set, migrate.Options{
-		Issuer:             issuer,
-		DefaultTenantID:    cfg.DefaultTenantID,
-		DefaultTokenSource: cfg.DefaultTokenSource,
-		RequireOptIn:       cfg.RequireOptIn,
-		Secrets:            secrets,
-	})
+	report, err := migrate.Plan(ctx, set, opts)
+	if err != nil {
+		return err
+	}
 	if err := migrate.Render(stdout, report, cfg.Output); err != nil {
 		return err
 	}
@@ -116,6 +141,74 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return errFindings
 	}
 	return nil
+}
+
+// readMigrateFiles reads every -f through migrate.ReadFile, which hands
+// manifest.Set what it knows and keeps the SecretProviderClasses; "-" is
+// standard input, and a directory stands for its .yaml, .yml and .json
+// files, as with kubectl and explain.
+func readMigrateFiles(args []string, stdin io.Reader, namespace string) (*manifest.Set, []migrate.SecretProviderClass, error) {
+	set := &manifest.Set{}
+	var spcs []migrate.SecretProviderClass
+	var files []string
+	for _, f := range args {
+		if info, err := os.Stat(f); err == nil && info.IsDir() {
+			entries, err := os.ReadDir(f)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w: %w", manifest.ErrInput, err)
+			}
+			for _, e := range entries {
+				if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
+					files = append(files, filepath.Join(f, e.Name()))
+				}
+			}
+			continue
+		}
+		files = append(files, f)
+	}
+	for _, f := range files {
+		var r io.Reader = stdin
+		if f != "-" {
+			file, err := os.Open(f)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w: %w", manifest.ErrInput, err)
+			}
+			defer file.Close()
+			r = file
+		}
+		found, err := migrate.ReadFile(set, f, r, namespace)
+		if err != nil {
+			return nil, nil, err
+		}
+		spcs = append(spcs, found...)
+	}
+	return set, spcs, nil
+}
+
+// readSecretProviderClasses lists the Secrets Store CSI driver's
+// SecretProviderClasses, as unstructured objects: a cluster without the
+// CRD has none, which is no error.
+func readSecretProviderClasses(ctx context.Context, c client.Reader) ([]migrate.SecretProviderClass, error) {
+	var list unstructured.UnstructuredList
+	list.SetGroupVersionKind(schema.GroupVersionKind{Group: migrate.SecretProviderClassGroup, Version: migrate.SecretProviderClassVersion, Kind: migrate.SecretProviderClassKind + "List"})
+	if err := c.List(ctx, &list); err != nil {
+		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list %ss (%s): %w", migrate.SecretProviderClassKind, migrate.SecretProviderClassGroup, err)
+	}
+	var out []migrate.SecretProviderClass
+	for _, item := range list.Items {
+		spc := migrate.SecretProviderClass{Namespace: item.GetNamespace(), Name: item.GetName()}
+		spc.Spec.Provider, _, _ = unstructured.NestedString(item.Object, "spec", "provider")
+		params, _, err := unstructured.NestedStringMap(item.Object, "spec", "parameters")
+		if err != nil {
+			return nil, fmt.Errorf("%s %s/%s: spec.parameters: %w", migrate.SecretProviderClassKind, spc.Namespace, spc.Name, err)
+		}
+		spc.Spec.Parameters = params
+		out = append(out, spc)
+	}
+	return out, nil
 }
 
 // readCluster lists what migrate plans over: the aad-pod-identity objects,
@@ -146,10 +239,10 @@ func readCluster(ctx context.Context, c client.Client) (*manifest.Set, map[strin
 		set.Workloads = append(set.Workloads, manifest.Workload{Kind: "Pod", Namespace: p.Namespace, Name: p.Name, Pod: p})
 	}
 	add := func(kind string, meta metav1.ObjectMeta, tmpl corev1.PodTemplateSpec) {
-		if _, ok := tmpl.Labels[names.BindingLabel]; !ok {
+		pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
+		if _, ok := tmpl.Labels[names.BindingLabel]; !ok && !migrate.MountsSecretsStore(pod) {
 			return
 		}
-		pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
 		pod.Namespace = meta.Namespace
 		set.Workloads = append(set.Workloads, manifest.Workload{Kind: kind, Namespace: meta.Namespace, Name: meta.Name, Pod: pod})
 	}

@@ -1,15 +1,20 @@
 // Package migrate plans the move of a cluster off aad-pod-identity: for
 // every AzureIdentity, which (namespace, service account) subjects will
 // present tokens, the federated identity credentials to create in Azure for
-// them, and what blocks a switch. It is a pure function of the objects it
-// is given, so that the kubectl plugin reads them live and tests give them
-// from files.
+// them, and what blocks a switch.
+//
+// It decides nothing of its own about a pod: every workload goes through
+// the webhook's decision.Planner, and the plan reads the identities, token
+// sources, tenants and audiences from the decisions. What the plan adds is
+// what only a view of the whole estate sees: Entra's limit of federated
+// credentials per managed identity, credential names that are unique per
+// cluster, and NMI's other clients (Secrets Store CSI SecretProviderClasses).
 package migrate
 
 import (
 	"cmp"
-	"crypto/sha256"
-	"encoding/hex"
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,6 +22,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
+	"github.com/podidentity/injector/internal/decision"
+	"github.com/podidentity/injector/internal/inject"
 	"github.com/podidentity/injector/internal/manifest"
 	"github.com/podidentity/injector/internal/names"
 	"github.com/podidentity/injector/internal/sidecarconfig"
@@ -31,51 +38,69 @@ type Options struct {
 	// Issuer is the cluster's service account issuer URL, the iss of its
 	// projected tokens.
 	Issuer string
-	// DefaultTenantID and DefaultTokenSource mirror the webhook's flags of
-	// the same names.
-	DefaultTenantID    string
-	DefaultTokenSource string
-	// RequireOptIn mirrors the webhook: namespaces must opt in.
-	RequireOptIn bool
+	// ClusterName is the cluster part of every credential name; empty
+	// derives one from Issuer (DefaultClusterName).
+	ClusterName string
+	// Decision are the webhook's flags: the plan decides every workload
+	// with the Planner they build, as the webhook and explain do.
+	Decision decision.Flags
 	// Secrets, when not nil, holds "namespace/name" of every Secret that
 	// exists, so that a type 1 or 2 identity whose Secret is missing is a
 	// blocker. Nil means unknown, and nothing is checked.
 	Secrets map[string]bool
+	// SecretProviderClasses are the Secrets Store CSI objects read beside
+	// the set (ReadFile, or a live list).
+	SecretProviderClasses []SecretProviderClass
 }
 
 // Report is the plan.
 type Report struct {
-	Issuer     string     `json:"issuer"`
+	Issuer string `json:"issuer"`
+	// Cluster is the cluster part of the credential names.
+	Cluster    string     `json:"cluster"`
 	Identities []Identity `json:"identities"`
-	Blockers   []Blocker  `json:"blockers"`
+	// SecretProviderClasses are those that get tokens from NMI, and their
+	// workload identity form.
+	SecretProviderClasses []SecretProviderClassPlan `json:"secretProviderClasses,omitempty"`
+	Blockers              []Blocker                 `json:"blockers"`
 }
 
 // Identity is one AzureIdentity and who will use it.
 type Identity struct {
-	Namespace  string    `json:"namespace"`
-	Name       string    `json:"name"`
-	Type       int       `json:"type"`
-	Source     string    `json:"source"`
-	ClientID   string    `json:"clientID"`
-	TenantID   string    `json:"tenantID,omitempty"`
-	ResourceID string    `json:"resourceID,omitempty"`
-	Subjects   []Subject `json:"subjects"`
+	Namespace  string `json:"namespace"`
+	Name       string `json:"name"`
+	Type       int    `json:"type"`
+	ClientID   string `json:"clientID"`
+	ResourceID string `json:"resourceID,omitempty"`
+	// Source, TenantID and AuthorityHost are the decision's, with the
+	// webhook's defaults applied; empty when no workload resolves it.
+	Source        string    `json:"source,omitempty"`
+	TenantID      string    `json:"tenantID,omitempty"`
+	AuthorityHost string    `json:"authorityHost,omitempty"`
+	Subjects      []Subject `json:"subjects"`
 	// Credentials are the federated identity credentials to create: one per
-	// subject, for a federated source only.
+	// subject of a federated source, and none that another copy of the
+	// same managed identity already lists.
 	Credentials []Credential `json:"federatedCredentials,omitempty"`
 }
 
 // Subject is a service account whose pods will present tokens for an
 // identity, and the workloads that make it one.
 type Subject struct {
-	Namespace      string   `json:"namespace"`
-	ServiceAccount string   `json:"serviceAccount"`
-	Workloads      []string `json:"workloads"`
+	Namespace      string `json:"namespace"`
+	ServiceAccount string `json:"serviceAccount"`
+	// Audience is the projected token's, as the decision injects it.
+	Audience  string   `json:"audience"`
+	Workloads []string `json:"workloads"`
+	// federated: the subject needs a federated credential, because its
+	// identity's source reads the projected token or a
+	// SecretProviderClass's CSI driver presents one.
+	federated bool
 }
 
 // Credential is one federated identity credential on a managed identity.
 type Credential struct {
-	// Name is the credential's name in Azure.
+	// Name is the credential's name in Azure (CredentialName).
 	Name string `json:"name"`
 	// Subscription, ResourceGroup and IdentityName come from the
 	// identity's resourceID.
@@ -93,222 +118,280 @@ type Blocker struct {
 	Reason string `json:"reason"`
 	// Object is the object at fault, such as "AzureIdentity team-a/reader".
 	Object string `json:"object"`
-	// Message says what is wrong and what to do.
+	// Message says what is wrong, in which field, and what to do.
 	Message string `json:"message"`
 }
 
-// Blocker reasons.
+// Blocker reasons. A workload the webhook would deny is blocked with the
+// reason of its decision (ResolveReason's, else ReasonDenied) and the
+// webhook's own message.
 const (
-	ReasonTooManySubjects    = "too-many-subjects"
-	ReasonSecretMissing      = "secret-missing"
-	ReasonTenantMissing      = "tenant-missing"
-	ReasonIdentityInvalid    = "identity-invalid"
-	ReasonIdentityMissing    = "identity-missing"
-	ReasonResourceIDMissing  = "resource-id-missing"
-	ReasonClientIDInvalid    = "client-id-invalid"
-	ReasonTenantIDInvalid    = "tenant-id-invalid"
-	ReasonResourceIDInvalid  = "resource-id-invalid"
-	ReasonSelectorUnbound    = "selector-unbound"
-	ReasonBindingUnused      = "binding-unused"
-	ReasonBindingInvalid     = "binding-invalid"
-	ReasonPodNeedsRestart    = "pod-needs-restart"
-	ReasonNamespaceNotOptIn  = "namespace-not-opted-in"
-	ReasonUnknownTokenSource = "unknown-token-source"
+	ReasonTooManySubjects   = "too-many-subjects"
+	ReasonAudienceConflict  = "audience-conflict"
+	ReasonSecretMissing     = "secret-missing"
+	ReasonResourceIDMissing = "resource-id-missing"
+	ReasonClientIDInvalid   = "client-id-invalid"
+	ReasonTenantIDInvalid   = "tenant-id-invalid"
+	ReasonResourceIDInvalid = "resource-id-invalid"
+	ReasonBindingUnused     = "binding-unused"
+	ReasonPodNeedsRestart   = "pod-needs-restart"
+	ReasonNamespaceNotOptIn = "namespace-not-opted-in"
+	ReasonSecretProvider    = "secret-provider-class-uses-pod-identity"
+	// ReasonDenied is a workload the webhook would deny for its own shape
+	// (hostNetwork, hostPID, Windows, a port collision, an annotation).
+	ReasonDenied = "denied"
+	// ReasonErrored is a workload the decision could not be made for.
+	ReasonErrored = "errored"
+	// Reasons of a denied workload whose objects do not resolve.
+	ReasonSelectorUnbound = "selector-unbound"
+	ReasonBindingInvalid  = "binding-invalid"
+	ReasonIdentityMissing = "identity-missing"
+	ReasonIdentityInvalid = "identity-invalid"
 )
+
+// denyReasons map the decision's sentinels to blocker reasons.
+var denyReasons = []struct {
+	err    error
+	reason string
+}{
+	{decision.ErrNoBinding, ReasonSelectorUnbound},
+	{decision.ErrInvalidBinding, ReasonBindingInvalid},
+	{decision.ErrIdentityNotFound, ReasonIdentityMissing},
+	{decision.ErrInvalidIdentity, ReasonIdentityInvalid},
+}
+
+// headerPlaceholder is the IDENTITY_HEADER of the pods the plan decides
+// for: the plan never shows a pod, and needs no random value.
+const headerPlaceholder = "(migrate)"
 
 // Plan builds the report. set.Workloads holds the running pods (Kind Pod)
 // and the pod templates of workloads; a pod and its Deployment's template
-// name the same subject, which is listed once.
-func Plan(set *manifest.Set, opts Options) Report {
-	p := planner{set: set, opts: opts, report: Report{Issuer: opts.Issuer, Identities: []Identity{}, Blockers: []Blocker{}}}
-	p.run()
-	return p.report
+// name the same subject, which is listed once. It fails only when the
+// flags in opts cannot make a Planner.
+func Plan(ctx context.Context, set *manifest.Set, opts Options) (Report, error) {
+	memory := decision.NewMemoryLookup(set)
+	planner, err := opts.Decision.NewPlanner(memory, memory, opts.Decision.NativeSidecar != "false")
+	if err != nil {
+		return Report{}, err
+	}
+	planner.NewSecret = func() (string, error) { return headerPlaceholder, nil }
+	cluster := cmp.Or(opts.ClusterName, DefaultClusterName(opts.Issuer))
+	p := &plan{set: set, opts: opts, planner: planner, cluster: cluster,
+		copies:  map[string]*copyState{},
+		report:  Report{Issuer: opts.Issuer, Cluster: cluster, Identities: []Identity{}, Blockers: []Blocker{}},
+		decided: map[string]decided{}}
+	p.run(ctx)
+	return p.report, nil
 }
 
-type planner struct {
-	set    *manifest.Set
-	opts   Options
-	report Report
+// plan is the state of one Plan.
+type plan struct {
+	set     *manifest.Set
+	opts    Options
+	planner *decision.Planner
+	cluster string
+	report  Report
+	// copies are the AzureIdentities by namespace/name, with what the
+	// decisions resolved them to and the subjects that use them.
+	copies map[string]*copyState
+	// decided are the workloads' decisions by Ref, for the
+	// SecretProviderClasses their pods mount.
+	decided map[string]decided
+}
+
+// copyState is one AzureIdentity as the plan sees it.
+type copyState struct {
+	ai *aadv1.AzureIdentity
+	// resolved is the identity as a decision resolved it, nil when no
+	// workload resolves it.
+	resolved *inject.Identity
+	subjects map[string]*Subject // namespace/serviceAccount/audience -> subject
+}
+
+// decided is a workload's decision, reduced to what the plan reads.
+type decided struct {
+	identities      []inject.Identity
+	defaultIdentity string
 }
 
 // key is namespace/name.
 func key(ns, name string) string { return ns + "/" + name }
 
-func (p *planner) block(reason, object, format string, args ...any) {
+func (p *plan) block(reason, object, format string, args ...any) {
 	p.report.Blockers = append(p.report.Blockers, Blocker{Reason: reason, Object: object, Message: fmt.Sprintf(format, args...)})
 }
 
-func (p *planner) run() {
-	set := p.set
-	optedIn := map[string]bool{}
-	for _, ns := range set.Namespaces {
-		optedIn[ns.Name] = namespaceOptedIn(ns.Labels, ns.Annotations)
+func (p *plan) run(ctx context.Context) {
+	for i := range p.set.Identities {
+		ai := &p.set.Identities[i]
+		p.copies[key(ai.Namespace, ai.Name)] = &copyState{ai: ai, subjects: map[string]*Subject{}}
 	}
-	// Bindings by namespace and selector; which are used.
-	type bindingRef struct {
-		b    *aadv1.AzureIdentityBinding
-		used bool
-	}
-	bindings := map[string][]*bindingRef{} // namespace/selector -> bindings
-	var allBindings []*bindingRef
-	for i := range set.Bindings {
-		b := &set.Bindings[i]
-		ref := fmt.Sprintf("AzureIdentityBinding %s/%s", b.Namespace, b.Name)
-		if err := b.Validate(); err != nil {
-			p.block(ReasonBindingInvalid, ref, "%v", err)
-			continue
-		}
-		br := &bindingRef{b: b}
-		allBindings = append(allBindings, br)
-		k := key(b.Namespace, b.Spec.Selector)
-		bindings[k] = append(bindings[k], br)
-	}
-	identities := map[string]*aadv1.AzureIdentity{}
-	for i := range set.Identities {
-		identities[key(set.Identities[i].Namespace, set.Identities[i].Name)] = &set.Identities[i]
-	}
-
-	// Subjects per identity, from the workloads that will be injected.
-	subjects := map[string]map[string]*Subject{} // identity key -> ns/sa -> subject
+	// The webhook's answer for a namespace that had opted in: a skip that
+	// this planner turns into anything else is the opt-in's doing.
+	open := *p.planner
+	open.RequireOptIn = false
 	notOptedIn := map[string][]string{}
-	for _, w := range set.Workloads {
-		pod := w.Pod
-		selector, ok := pod.Labels[names.BindingLabel]
-		if !ok || podOptedOut(pod) || p.exempt(w.Namespace, pod.Labels) {
+	notOptedInMsg := map[string]string{}
+	for _, w := range p.set.Workloads {
+		if _, ok := w.Pod.Labels[names.BindingLabel]; !ok {
 			continue
 		}
-		matched := bindings[key(w.Namespace, selector)]
-		for _, br := range matched {
-			br.used = true // by a labelled pod, even if its namespace blocks it
-		}
-		if p.opts.RequireOptIn && !optedIn[w.Namespace] {
-			notOptedIn[w.Namespace] = append(notOptedIn[w.Namespace], w.Ref())
-			continue
-		}
-		if len(matched) == 0 {
-			p.block(ReasonSelectorUnbound, w.Ref(), "%s has %s=%q, which no AzureIdentityBinding in namespace %s selects; create a binding with spec.selector %q or fix the label",
-				w.Ref(), names.BindingLabel, selector, w.Namespace, selector)
-			continue
-		}
-		if w.Kind == "Pod" && !injected(pod) {
-			p.block(ReasonPodNeedsRestart, w.Ref(), "pod %s/%s was created without the webhook's sidecar; restart it (or its controller's rollout) after the webhook is installed",
-				w.Namespace, w.Name)
-		}
-		sa := cmp.Or(pod.Spec.ServiceAccountName, "default")
-		for _, br := range matched {
-			ik := key(w.Namespace, br.b.Spec.AzureIdentity)
-			if subjects[ik] == nil {
-				subjects[ik] = map[string]*Subject{}
+		d := p.planner.Plan(ctx, w.Pod)
+		switch d.Outcome {
+		case decision.OutcomeSkipped:
+			if p.planner.RequireOptIn && open.Plan(ctx, w.Pod).Outcome != decision.OutcomeSkipped {
+				notOptedIn[w.Namespace] = append(notOptedIn[w.Namespace], w.Ref())
+				notOptedInMsg[w.Namespace] = d.Message
 			}
-			s := subjects[ik][key(w.Namespace, sa)]
-			if s == nil {
-				s = &Subject{Namespace: w.Namespace, ServiceAccount: sa}
-				subjects[ik][key(w.Namespace, sa)] = s
+		case decision.OutcomeDenied:
+			p.block(denyReason(d.Err), w.Ref(), "%s", messageOf(d))
+		case decision.OutcomeErrored:
+			p.block(ReasonErrored, w.Ref(), "%s: the webhook could not decide: %s; fix the objects it names and run the plan again", w.Ref(), messageOf(d))
+		case decision.OutcomeNoChange:
+			// A running pod that already has the sidecar: its identities
+			// are the ones it was injected with, resolved again.
+			res, err := p.planner.Resolve(ctx, w.Namespace, w.Pod.Labels[names.BindingLabel])
+			if err != nil {
+				p.block(denyReason(err), w.Ref(), "%s: %v", w.Ref(), err)
+				continue
 			}
-			if !slices.Contains(s.Workloads, w.Ref()) {
-				s.Workloads = append(s.Workloads, w.Ref())
+			p.use(w, res.Identities, tokenAudience(w.Pod))
+			p.decided[w.Ref()] = decided{identities: res.Identities}
+		case decision.OutcomeInjected:
+			if w.Kind == "Pod" {
+				p.block(ReasonPodNeedsRestart, w.Ref(), "pod %s/%s was created without the webhook's sidecar; restart it (or its controller's rollout) after the webhook is installed",
+					w.Namespace, w.Name)
 			}
+			p.use(w, d.Injection.Identities, tokenAudience(d.Injection.Mutated))
+			p.decided[w.Ref()] = decided{identities: d.Injection.Identities, defaultIdentity: d.Injection.DefaultIdentity}
 		}
 	}
 	for _, ns := range sortedKeys(notOptedIn) {
-		p.block(ReasonNamespaceNotOptIn, "Namespace "+ns, "namespace %s has not opted in, so %s would get no identity; annotate it %s=%s",
-			ns, strings.Join(notOptedIn[ns], ", "), names.InjectAnnotation, names.InjectEnabled)
+		p.block(ReasonNamespaceNotOptIn, "Namespace "+ns, "%s; until then %s would get no identity", notOptedInMsg[ns], strings.Join(notOptedIn[ns], ", "))
 	}
-	for _, br := range allBindings {
-		b := br.b
-		ref := fmt.Sprintf("AzureIdentityBinding %s/%s", b.Namespace, b.Name)
-		if _, ok := identities[key(b.Namespace, b.Spec.AzureIdentity)]; !ok {
-			p.block(ReasonIdentityMissing, ref, "%s names AzureIdentity %q, which does not exist in namespace %s; create it there or fix spec.azureIdentity",
-				ref, b.Spec.AzureIdentity, b.Namespace)
-		}
-		if !br.used {
-			p.block(ReasonBindingUnused, ref, "no pod or pod template in namespace %s carries %s=%q; delete the binding, or label the pods that should use it",
-				b.Namespace, names.BindingLabel, b.Spec.Selector)
-		}
+	p.unusedBindings()
+	p.secretProviderClasses()
+	for i := range p.set.Identities {
+		ai := &p.set.Identities[i]
+		p.identity(p.copies[key(ai.Namespace, ai.Name)])
 	}
-	for i := range set.Identities {
-		p.identity(&set.Identities[i], subjects[key(set.Identities[i].Namespace, set.Identities[i].Name)])
-	}
+	p.credentials()
 	slices.SortStableFunc(p.report.Blockers, func(a, b Blocker) int {
 		return cmp.Or(strings.Compare(a.Object, b.Object), strings.Compare(a.Reason, b.Reason))
 	})
 }
 
-// identity adds one AzureIdentity to the report.
-func (p *planner) identity(ai *aadv1.AzureIdentity, subjects map[string]*Subject) {
-	ref := fmt.Sprintf("AzureIdentity %s/%s", ai.Namespace, ai.Name)
-	id := Identity{
-		Namespace: ai.Namespace, Name: ai.Name, Type: int(ai.Spec.Type),
-		ClientID: ai.Spec.ClientID, TenantID: cmp.Or(ai.Spec.TenantID, p.opts.DefaultTenantID), ResourceID: ai.Spec.ResourceID,
-		Subjects: []Subject{},
-	}
-	for _, k := range sortedKeys(subjects) {
-		id.Subjects = append(id.Subjects, *subjects[k])
-	}
-	defer func() { p.report.Identities = append(p.report.Identities, id) }()
-	if err := ai.Validate(); err != nil {
-		p.block(ReasonIdentityInvalid, ref, "%v", err)
-		return
-	}
-	// The webhook's table of sources: the type chooses, and a type 0
-	// identity's annotation or the default chooses among type 0's.
-	chosen := cmp.Or(tokenSourceAnnotation(ai.Annotations), p.opts.DefaultTokenSource, names.TokenSourceFederated)
-	spec, ok := sidecarconfig.SourceForType(int(ai.Spec.Type), chosen)
-	if !ok {
-		id.Source = chosen
-		p.block(ReasonUnknownTokenSource, ref, "%s has token source %q; set its annotation %s to one of %s",
-			ref, chosen, names.TokenSourceAnnotation, sidecarconfig.SourceNames(int(ai.Spec.Type)))
-		return
-	}
-	id.Source = spec.Name
-	if !p.wellFormed(ai, ref, id) {
-		return
-	}
-	if spec.Secret {
-		secret := key(ai.Namespace, ai.Spec.ClientPassword.Name)
-		if p.opts.Secrets != nil && !p.opts.Secrets[secret] {
-			p.block(ReasonSecretMissing, ref, "%s (type %d) needs Secret %s, which does not exist; create it in namespace %s before the switch",
-				ref, ai.Spec.Type, secret, ai.Namespace)
+// use records that w's pods present tokens, with audience, for ids.
+func (p *plan) use(w manifest.Workload, ids []inject.Identity, audience string) {
+	for i := range ids {
+		c := p.copies[key(ids[i].Namespace, ids[i].Name)]
+		if c == nil {
+			continue // resolved from an object the set does not hold
 		}
-	}
-	// A source that reads the projected token needs federated credentials;
-	// node IMDS (as aad-pod-identity's NMI did) and Secrets need none.
-	if spec.TokenFile {
-		p.federated(ai, ref, &id)
-	}
-	if spec.Tenant && id.TenantID == "" {
-		p.block(ReasonTenantMissing, ref, "%s has no spec.tenantID and no default tenant was given; set spec.tenantID (or the webhook's --default-tenant-id, and pass it here too)", ref)
+		if c.resolved == nil {
+			c.resolved = &ids[i]
+		}
+		// Only a source that reads the projected token presents it.
+		spec, _ := sidecarconfig.LookupSource(ids[i].Source)
+		a := ""
+		if spec.TokenFile {
+			a = audience
+		}
+		c.addSubject(w.Namespace, decision.ServiceAccountOf(w.Pod), a, w.Ref(), spec.TokenFile)
 	}
 }
 
-// federated adds the credentials a federated identity needs.
-func (p *planner) federated(ai *aadv1.AzureIdentity, ref string, id *Identity) {
-	if len(id.Subjects) > MaxFederatedCredentials {
-		p.block(ReasonTooManySubjects, ref, "%s is used by %d service accounts, and Entra ID allows %d federated credentials per managed identity; share fewer service accounts across its pods, or split the identity",
-			ref, len(id.Subjects), MaxFederatedCredentials)
+// addSubject adds (namespace, serviceAccount, audience) to c, used by
+// workload; federated says whether it needs a federated credential.
+func (c *copyState) addSubject(namespace, serviceAccount, audience, workload string, federated bool) {
+	k := key(key(namespace, serviceAccount), audience)
+	s := c.subjects[k]
+	if s == nil {
+		s = &Subject{Namespace: namespace, ServiceAccount: serviceAccount, Audience: audience}
+		c.subjects[k] = s
 	}
-	if len(id.Subjects) == 0 {
+	s.federated = s.federated || federated
+	if !slices.Contains(s.Workloads, workload) {
+		s.Workloads = append(s.Workloads, workload)
+	}
+}
+
+// tokenAudience is the audience of an injected pod's projected token, as
+// the decision wrote it (the pod's annotation, else --token-audience).
+func tokenAudience(pod *corev1.Pod) string {
+	for _, v := range pod.Spec.Volumes {
+		if v.Name != names.TokenVolumeName || v.Projected == nil {
+			continue
+		}
+		for _, src := range v.Projected.Sources {
+			if src.ServiceAccountToken != nil {
+				return src.ServiceAccountToken.Audience
+			}
+		}
+	}
+	return ""
+}
+
+// denyReason is the blocker reason of a denied decision's error.
+func denyReason(err error) string {
+	for _, r := range denyReasons {
+		if errors.Is(err, r.err) {
+			return r.reason
+		}
+	}
+	return ReasonDenied
+}
+
+// messageOf is what kubectl would show for a denied or failed pod.
+func messageOf(d decision.Decision) string {
+	if d.Message == "" && d.Err != nil {
+		return d.Err.Error()
+	}
+	return d.Message
+}
+
+// unusedBindings blocks the bindings that no labelled workload carries the
+// selector of: after the switch they serve nothing.
+func (p *plan) unusedBindings() {
+	used := map[string]bool{} // namespace/selector
+	for _, w := range p.set.Workloads {
+		if sel, ok := w.Pod.Labels[names.BindingLabel]; ok {
+			used[key(w.Namespace, sel)] = true
+		}
+	}
+	for i := range p.set.Bindings {
+		b := &p.set.Bindings[i]
+		if b.SelectorErr() == nil && !used[key(b.Namespace, b.Spec.Selector)] {
+			p.block(ReasonBindingUnused, fmt.Sprintf("AzureIdentityBinding %s/%s", b.Namespace, b.Name),
+				"no pod or pod template in namespace %s carries %s=%q (spec.selector); delete the binding, or label the pods that should use it",
+				b.Namespace, names.BindingLabel, b.Spec.Selector)
+		}
+	}
+}
+
+// identity adds one AzureIdentity to the report, with what its decisions
+// resolved, and blocks what keeps its commands from being printed.
+func (p *plan) identity(c *copyState) {
+	ai := c.ai
+	ref := fmt.Sprintf("AzureIdentity %s/%s", ai.Namespace, ai.Name)
+	id := Identity{
+		Namespace: ai.Namespace, Name: ai.Name, Type: int(ai.Spec.Type),
+		ClientID: ai.Spec.ClientID, ResourceID: ai.Spec.ResourceID, TenantID: ai.Spec.TenantID, Subjects: []Subject{},
+	}
+	for _, k := range sortedKeys(c.subjects) {
+		id.Subjects = append(id.Subjects, *c.subjects[k])
+	}
+	p.report.Identities = append(p.report.Identities, id)
+	r := c.resolved
+	if r == nil {
 		return
 	}
-	if ai.Spec.ResourceID == "" {
-		p.block(ReasonResourceIDMissing, ref, "%s has no spec.resourceID, so its federated credentials cannot be named; set it to %s",
-			ref, resourceIDForm)
-		return
-	}
-	arm, ok := parseResourceID(ai.Spec.ResourceID)
-	if !ok {
-		return // wellFormed has blocked it
-	}
-	for _, s := range id.Subjects {
-		id.Credentials = append(id.Credentials, Credential{
-			Name:          credentialName(s.Namespace, s.ServiceAccount),
-			Subscription:  arm.subscription,
-			ResourceGroup: arm.resourceGroup,
-			IdentityName:  arm.name,
-			Issuer:        p.opts.Issuer,
-			Subject:       "system:serviceaccount:" + s.Namespace + ":" + s.ServiceAccount,
-			Audience:      names.TokenAudience,
-		})
+	at := &p.report.Identities[len(p.report.Identities)-1]
+	at.Source, at.TenantID, at.AuthorityHost = r.Source, r.TenantID, r.AuthorityHost
+	spec, _ := sidecarconfig.LookupSource(r.Source)
+	if spec.Secret && p.opts.Secrets != nil && !p.opts.Secrets[key(ai.Namespace, r.SecretName)] {
+		p.block(ReasonSecretMissing, ref, "%s (type %d) needs Secret %s/%s (spec.clientPassword.name), which does not exist; create it in namespace %s before the switch",
+			ref, ai.Spec.Type, ai.Namespace, r.SecretName, ai.Namespace)
 	}
 }
 
@@ -320,12 +403,13 @@ const resourceIDForm = "/subscriptions/<subscription GUID>/resourceGroups/<resou
 // is not of the shape Azure gives it, and reports whether all are. No
 // command is printed for an identity that is not: its values would reach
 // the admin's shell or Terraform as written by whoever edits the object.
-func (p *planner) wellFormed(ai *aadv1.AzureIdentity, ref string, id Identity) bool {
+func (p *plan) wellFormed(id Identity, ai *aadv1.AzureIdentity) bool {
+	ref := fmt.Sprintf("AzureIdentity %s/%s", id.Namespace, id.Name)
 	ok := true
-	if !isGUID(ai.Spec.ClientID) {
+	if !isGUID(id.ClientID) {
 		ok = false
 		p.block(ReasonClientIDInvalid, ref, "%s has spec.clientID %q, which is not a GUID; set it to the client ID of the managed identity or service principal (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx). No command is printed for this identity",
-			ref, ai.Spec.ClientID)
+			ref, id.ClientID)
 	}
 	if id.TenantID != "" && !isGUID(id.TenantID) {
 		ok = false
@@ -336,84 +420,14 @@ func (p *planner) wellFormed(ai *aadv1.AzureIdentity, ref string, id Identity) b
 		p.block(ReasonTenantIDInvalid, ref, "%s has %s %q, which is not a GUID; set %s to the directory (tenant) ID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx). No command is printed for this identity",
 			ref, field, id.TenantID, field)
 	}
-	if ai.Spec.ResourceID != "" {
-		if _, parsed := parseResourceID(ai.Spec.ResourceID); !parsed {
+	if id.ResourceID != "" {
+		if _, parsed := parseResourceID(id.ResourceID); !parsed {
 			ok = false
 			p.block(ReasonResourceIDInvalid, ref, "%s has spec.resourceID %q, which is not the ARM ID of a user-assigned managed identity; set it to %s. No command is printed for this identity",
-				ref, ai.Spec.ResourceID, resourceIDForm)
+				ref, id.ResourceID, resourceIDForm)
 		}
 	}
 	return ok
-}
-
-// maxCredentialName is Entra ID's limit on a federated credential's name.
-const maxCredentialName = 120
-
-// credentialName is a stable, valid credential name for a subject:
-// letters, digits, '-' and '_', at most 120 characters, starting with a
-// letter or digit. A name that would be too long keeps a hash of the whole.
-func credentialName(namespace, serviceAccount string) string {
-	name := "pod-identity-" + namespace + "-" + serviceAccount
-	name = strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
-			return r
-		}
-		return '-'
-	}, name)
-	if len(name) <= maxCredentialName {
-		return name
-	}
-	sum := sha256.Sum256([]byte(namespace + "/" + serviceAccount))
-	return name[:maxCredentialName-17] + "-" + hex.EncodeToString(sum[:8])
-}
-
-// exempt reports whether an AzurePodIdentityException in namespace exempts
-// a pod with these labels. aad-pod-identity exempted a pod when any one of
-// an exception's podLabels matched, comparing values without case.
-func (p *planner) exempt(namespace string, labels map[string]string) bool {
-	for i := range p.set.Exceptions {
-		e := &p.set.Exceptions[i]
-		if e.Namespace != namespace || e.Validate() != nil {
-			continue
-		}
-		for k, v := range e.Spec.PodLabels {
-			if have, ok := labels[k]; ok && strings.EqualFold(have, v) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// injected reports whether a running pod already has the sidecar.
-func injected(pod *corev1.Pod) bool {
-	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
-		for _, c := range cs {
-			if c.Name == names.SidecarContainerName {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// namespaceOptedIn, podOptedOut and tokenSourceAnnotation read the keys
-// as the webhook does (names.Lookup): the project's key, else its
-// deprecated aad-pod-identity spelling.
-func namespaceOptedIn(labels, annotations map[string]string) bool {
-	annotation, _ := names.Lookup(annotations, names.InjectAnnotation)
-	label, _ := names.Lookup(labels, names.InjectAnnotation)
-	return annotation == names.InjectEnabled || label == names.InjectEnabled
-}
-
-func podOptedOut(pod *corev1.Pod) bool {
-	v, _ := names.Lookup(pod.Annotations, names.InjectAnnotation)
-	return v == names.InjectDisabled
-}
-
-func tokenSourceAnnotation(annotations map[string]string) string {
-	v, _ := names.Lookup(annotations, names.TokenSourceAnnotation)
-	return v
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -2,10 +2,12 @@ package migrate_test
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/podidentity/injector/examples"
+	"github.com/podidentity/injector/internal/decision"
 	"github.com/podidentity/injector/internal/manifest"
 	"github.com/podidentity/injector/internal/migrate"
 )
@@ -44,6 +47,33 @@ func render(t *testing.T, r migrate.Report, format string) []byte {
 	return b.Bytes()
 }
 
+// flags are the webhook's defaults, with tenant as --default-tenant-id.
+func flags(tenant string) decision.Flags {
+	f := decision.DefaultFlags()
+	f.DefaultTenantID = tenant
+	return f
+}
+
+// plan runs migrate.Plan with the webhook's default flags but tenant.
+func plan(t *testing.T, set *manifest.Set, issuer, tenant string) migrate.Report {
+	t.Helper()
+	r, err := migrate.Plan(context.Background(), set, migrate.Options{Issuer: issuer, Decision: flags(tenant)})
+	require.NoError(t, err)
+	return r
+}
+
+// readFile reads testdata/name through migrate.ReadFile.
+func readFile(t *testing.T, name string) (*manifest.Set, []migrate.SecretProviderClass) {
+	t.Helper()
+	var s manifest.Set
+	f, err := os.Open(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	defer f.Close()
+	spcs, err := migrate.ReadFile(&s, name, f, "default")
+	require.NoError(t, err)
+	return &s, spcs
+}
+
 func blogSeed(t *testing.T) *manifest.Set {
 	t.Helper()
 	var s manifest.Set
@@ -56,7 +86,7 @@ func blogSeed(t *testing.T) *manifest.Set {
 }
 
 func TestBlogSeed(t *testing.T) {
-	r := migrate.Plan(blogSeed(t), migrate.Options{Issuer: issuer, DefaultTenantID: tenant, RequireOptIn: true})
+	r := plan(t, blogSeed(t), issuer, tenant)
 	require.Len(t, r.Identities, 1)
 	id := r.Identities[0]
 	require.Len(t, id.Credentials, 1)
@@ -74,11 +104,12 @@ func TestBlogSeed(t *testing.T) {
 }
 
 func TestBlogSeedWithoutTenantIsBlocked(t *testing.T) {
-	r := migrate.Plan(blogSeed(t), migrate.Options{Issuer: issuer, RequireOptIn: true})
+	r := plan(t, blogSeed(t), issuer, "")
 	require.Len(t, r.Blockers, 1)
-	assert.Equal(t, migrate.ReasonTenantMissing, r.Blockers[0].Reason)
-	assert.Equal(t, "AzureIdentity default/blob-reader", r.Blockers[0].Object)
-	assert.Contains(t, r.Blockers[0].Message, "set spec.tenantID")
+	assert.Equal(t, migrate.ReasonIdentityInvalid, r.Blockers[0].Reason)
+	assert.Equal(t, "Deployment default/my-app", r.Blockers[0].Object, "the webhook denies the workload, and the plan says so")
+	assert.Contains(t, r.Blockers[0].Message, "AzureIdentity default/blob-reader has no spec.tenantID")
+	assert.Empty(t, r.Identities[0].Credentials)
 }
 
 func TestEveryBlocker(t *testing.T) {
@@ -87,7 +118,8 @@ func TestEveryBlocker(t *testing.T) {
 	require.NoError(t, err)
 	defer f.Close()
 	require.NoError(t, s.Read("objects.yaml", f, "default"))
-	r := migrate.Plan(&s, migrate.Options{Issuer: issuer, RequireOptIn: true, Secrets: map[string]bool{}})
+	r, err := migrate.Plan(context.Background(), &s, migrate.Options{Issuer: issuer, Decision: flags(""), Secrets: map[string]bool{}})
+	require.NoError(t, err)
 
 	got := map[string][]string{}
 	for _, b := range r.Blockers {
@@ -95,9 +127,7 @@ func TestEveryBlocker(t *testing.T) {
 	}
 	assert.Equal(t, map[string][]string{
 		migrate.ReasonSecretMissing:     {"AzureIdentity team-a/sp-secret"},
-		migrate.ReasonTenantMissing:     {"AzureIdentity team-a/no-tenant"},
-		migrate.ReasonResourceIDMissing: {"AzureIdentity team-a/no-tenant"},
-		migrate.ReasonIdentityMissing:   {"AzureIdentityBinding team-a/dangling"},
+		migrate.ReasonIdentityInvalid:   {"CronJob team-a/nt-job"},
 		migrate.ReasonBindingUnused:     {"AzureIdentityBinding team-a/dangling"},
 		migrate.ReasonSelectorUnbound:   {"Pod team-a/lost"},
 		migrate.ReasonPodNeedsRestart:   {"Pod team-b/old-imds-pod"},
@@ -114,32 +144,79 @@ func TestEveryBlocker(t *testing.T) {
 	golden(t, "blockers.text", render(t, r, migrate.FormatText))
 }
 
-func TestTooManySubjects(t *testing.T) {
+// sharedIdentity is n namespaces, each with its own copy of one managed
+// identity (some spelling its IDs in upper case, which Azure compares
+// without case), and a
+// Deployment whose service account uses it.
+func sharedIdentity(n int) string {
 	var b strings.Builder
-	b.WriteString(`apiVersion: v1
+	for i := range n {
+		ns := fmt.Sprintf("team-%02d", i)
+		clientID := "22222222-0000-0000-0000-000000000009"
+		resourceID := "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/shared"
+		if i%2 == 1 {
+			clientID = strings.ToUpper(clientID)
+			resourceID = strings.ToUpper(resourceID)
+		}
+		fmt.Fprintf(&b, `---
+apiVersion: v1
 kind: Namespace
-metadata: {name: big, annotations: {podidentity.github.io/inject: enabled}}
+metadata: {name: %[1]s, annotations: {podidentity.github.io/inject: enabled}}
 ---
 apiVersion: aadpodidentity.k8s.io/v1
 kind: AzureIdentity
-metadata: {name: shared, namespace: big}
-spec: {type: 0, clientID: 22222222-0000-0000-0000-000000000009, tenantID: 72f988bf-86f1-41af-91ab-2d7cd011db47, resourceID: /subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/shared}
+metadata: {name: copy-%[2]d, namespace: %[1]s}
+spec: {type: 0, clientID: "%[3]s", tenantID: 72f988bf-86f1-41af-91ab-2d7cd011db47, resourceID: "%[4]s"}
 ---
 apiVersion: aadpodidentity.k8s.io/v1
 kind: AzureIdentityBinding
-metadata: {name: shared, namespace: big}
-spec: {azureIdentity: shared, selector: s}
-`)
-	for i := range migrate.MaxFederatedCredentials + 1 {
-		fmt.Fprintf(&b, "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d%d, namespace: big}\nspec: {selector: {matchLabels: {a: b}}, template: {metadata: {labels: {aadpodidbinding: s}}, spec: {serviceAccountName: sa%d, containers: [{name: c, image: i}]}}}\n", i, i)
+metadata: {name: shared, namespace: %[1]s}
+spec: {azureIdentity: copy-%[2]d, selector: s}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app, namespace: %[1]s}
+spec: {selector: {matchLabels: {a: b}}, template: {metadata: {labels: {aadpodidbinding: s}}, spec: {serviceAccountName: app, containers: [{name: c, image: i}]}}}
+`, ns, i, clientID, resourceID)
 	}
-	var s manifest.Set
-	require.NoError(t, s.Read("big.yaml", strings.NewReader(b.String()), "default"))
-	r := migrate.Plan(&s, migrate.Options{Issuer: issuer, RequireOptIn: true})
-	require.Len(t, r.Blockers, 1)
-	assert.Equal(t, migrate.ReasonTooManySubjects, r.Blockers[0].Reason)
-	assert.Contains(t, r.Blockers[0].Message, "used by 21 service accounts")
-	assert.Len(t, r.Identities[0].Credentials, 21, "the commands are still listed, so the user sees the whole picture")
+	return b.String()
+}
+
+// TestLimitPerManagedIdentity: Entra ID counts federated credentials per
+// managed identity, so 21 namespaces that each copy one identity need 21
+// on it, however the copies name it.
+func TestLimitPerManagedIdentity(t *testing.T) {
+	for name, tc := range map[string]struct {
+		namespaces int
+		blocked    bool
+	}{
+		"at the limit": {namespaces: migrate.MaxFederatedCredentials},
+		"over it":      {namespaces: migrate.MaxFederatedCredentials + 1, blocked: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var s manifest.Set
+			require.NoError(t, s.Read("shared.yaml", strings.NewReader(sharedIdentity(tc.namespaces)), "default"))
+			r := plan(t, &s, issuer, "")
+			credentials := 0
+			for _, id := range r.Identities {
+				credentials += len(id.Credentials)
+			}
+			assert.Equal(t, tc.namespaces, credentials, "one credential per namespace, listed once")
+			if !tc.blocked {
+				assert.Empty(t, r.Blockers)
+				return
+			}
+			require.Len(t, r.Blockers, 1)
+			b := r.Blockers[0]
+			assert.Equal(t, migrate.ReasonTooManySubjects, b.Reason)
+			assert.Equal(t, "managed identity shared", b.Object)
+			assert.Contains(t, b.Message, "client ID 22222222-0000-0000-0000-000000000009")
+			assert.Contains(t, b.Message, "needs 21 federated credentials")
+			assert.Contains(t, b.Message, "AzureIdentity team-00/copy-0, team-01/copy-1,")
+			assert.Contains(t, b.Message, "split it")
+			assert.Contains(t, b.Message, "token broker (issue 'One federated credential per identity')")
+		})
+	}
 }
 
 func TestHostileValuesAreQuoted(t *testing.T) {
@@ -175,7 +252,7 @@ func TestHostileIdentities(t *testing.T) {
 	defer f.Close()
 	require.NoError(t, s.Read("objects.yaml", f, "default"))
 	hostileIssuer := "https://oidc.example/it's$(id)/${x}%{y}\"/"
-	r := migrate.Plan(&s, migrate.Options{Issuer: hostileIssuer, RequireOptIn: true})
+	r := plan(t, &s, hostileIssuer, "")
 
 	got := map[string][]string{}
 	for _, b := range r.Blockers {
@@ -207,10 +284,22 @@ func TestHostileIdentities(t *testing.T) {
 	}
 	// Every line of the text plan that runs is one az command whose
 	// arguments a POSIX shell reads back as the plan's values.
+	commands := 0
 	for line := range strings.Lines(string(text)) {
-		if cmd, ok := strings.CutPrefix(strings.TrimSpace(line), "az "); ok {
+		if guarded, ok := strings.CutPrefix(strings.TrimSpace(line), "if az "); ok {
+			commands++
+			show, rest, ok := strings.Cut(guarded, " >/dev/null 2>&1; then echo ")
+			require.True(t, ok, line)
+			msg, rest, ok := strings.Cut(rest, " >&2; else az ")
+			require.True(t, ok, line)
+			cmd, ok := strings.CutSuffix(rest, "; fi")
+			require.True(t, ok, line)
+			name := "cluster-7ae30412-evil-sa---id--af3c78568a"
+			assert.Equal(t, []string{"identity", "federated-credential", "show", "--name", name,
+				"--identity-name", "good-id", "--resource-group", "My.RG(1)", "--subscription", "11111111-2222-3333-4444-555555555555"}, shellWords(t, show))
+			assert.Len(t, shellWords(t, msg), 1, "the message is one quoted word")
 			assert.Equal(t, []string{"identity", "federated-credential", "create",
-				"--name", "pod-identity-evil-sa---id-",
+				"--name", name,
 				"--identity-name", "good-id",
 				"--resource-group", "My.RG(1)",
 				"--subscription", "11111111-2222-3333-4444-555555555555",
@@ -219,6 +308,7 @@ func TestHostileIdentities(t *testing.T) {
 				"--audience", "api://AzureADTokenExchange"}, shellWords(t, cmd))
 		}
 	}
+	assert.Equal(t, 1, commands, "one guarded command, for the one well-formed identity")
 }
 
 // shellWords splits a command line as a POSIX shell does for the quoting
@@ -268,10 +358,113 @@ func shellWords(t *testing.T, line string) []string {
 // TestDefaultTenantNotAGUID: the default tenant ID reaches the plan as an
 // identity's tenant; a malformed one is named as the flag to fix.
 func TestDefaultTenantNotAGUID(t *testing.T) {
-	r := migrate.Plan(blogSeed(t), migrate.Options{Issuer: issuer, DefaultTenantID: "contoso; id", RequireOptIn: true})
+	r := plan(t, blogSeed(t), issuer, "contoso; id")
 	require.Len(t, r.Blockers, 1)
 	assert.Equal(t, migrate.ReasonTenantIDInvalid, r.Blockers[0].Reason)
 	assert.Equal(t, "AzureIdentity default/blob-reader", r.Blockers[0].Object)
 	assert.Contains(t, r.Blockers[0].Message, `--default-tenant-id "contoso; id"`)
 	assert.Empty(t, r.Identities[0].Credentials)
+}
+
+// TestEstate plans an estate with the shapes real fleets have: one managed
+// identity copied into two namespaces, subjects whose joined names
+// collide, a pod's own token audience, shapes the webhook denies, an
+// authority off the allow-list, and SecretProviderClasses that use NMI.
+func TestEstate(t *testing.T) {
+	s, spcs := readFile(t, filepath.Join("estate", "objects.yaml"))
+	require.Len(t, spcs, 3, "the SecretProviderClasses are read, from a List too")
+	r, err := migrate.Plan(context.Background(), s, migrate.Options{Issuer: issuer, Decision: flags(""), SecretProviderClasses: spcs, ClusterName: "prod-weu"})
+	require.NoError(t, err)
+
+	got := map[string]string{}
+	for _, b := range r.Blockers {
+		got[b.Object] = b.Reason
+	}
+	assert.Equal(t, map[string]string{
+		"DaemonSet a/node-agent":        migrate.ReasonDenied,
+		"Deployment a/debugger":         migrate.ReasonDenied,
+		"Deployment a/iis":              migrate.ReasonDenied,
+		"Job a/exfil":                   migrate.ReasonIdentityInvalid,
+		"SecretProviderClass a-b/vault": migrate.ReasonSecretProvider,
+		"SecretProviderClass a/orphan":  migrate.ReasonSecretProvider,
+	}, got)
+	for _, b := range r.Blockers {
+		switch b.Object {
+		case "DaemonSet a/node-agent":
+			assert.Contains(t, b.Message, "spec.hostNetwork is true", "the webhook's own message")
+		case "Deployment a/debugger":
+			assert.Contains(t, b.Message, "hostPID")
+		case "Deployment a/iis":
+			assert.Contains(t, b.Message, "windows")
+		case "Job a/exfil":
+			assert.Contains(t, b.Message, "--allowed-authority-hosts", "the allow-list is the webhook's")
+		case "SecretProviderClass a-b/vault":
+			assert.Contains(t, b.Message, `usePodIdentity: "false"`)
+			assert.Contains(t, b.Message, `clientID: "33333333-0000-0000-0000-000000000001"`)
+			assert.Contains(t, b.Message, "system:serviceaccount:a-b:web")
+		}
+	}
+
+	creds := map[string]migrate.Credential{}
+	for _, id := range r.Identities {
+		for _, c := range id.Credentials {
+			assert.NotContains(t, creds, c.Subject, "each subject is listed once per managed identity")
+			creds[c.Subject] = c
+		}
+	}
+	require.Len(t, creds, 3)
+	assert.Equal(t, "api://contoso-exchange", creds["system:serviceaccount:a:b-c"].Audience, "the pod's audience annotation reaches its credential")
+	assert.Equal(t, "api://AzureADTokenExchange", creds["system:serviceaccount:a-b:c"].Audience)
+	assert.Equal(t, "api://AzureADTokenExchange", creds["system:serviceaccount:a-b:web"].Audience, "the CSI driver's audience")
+	assert.NotEqual(t, creds["system:serviceaccount:a:b-c"].Name, creds["system:serviceaccount:a-b:c"].Name, "a-b/c and a/b-c get names of their own")
+
+	golden(t, "estate.text", render(t, r, migrate.FormatText))
+	golden(t, "estate.terraform", render(t, r, migrate.FormatTerraform))
+}
+
+// TestTokenAudienceFlag: the webhook's --token-audience is what pods
+// without the annotation present, so it is their credentials' audience.
+func TestTokenAudienceFlag(t *testing.T) {
+	f := flags(tenant)
+	f.TokenAudience = "api://sovereign-exchange"
+	r, err := migrate.Plan(context.Background(), blogSeed(t), migrate.Options{Issuer: issuer, Decision: f})
+	require.NoError(t, err)
+	require.Len(t, r.Identities[0].Credentials, 1)
+	assert.Equal(t, "api://sovereign-exchange", r.Identities[0].Credentials[0].Audience)
+}
+
+func TestCredentialName(t *testing.T) {
+	valid := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{2,119}$`)
+	long := strings.Repeat("n", 63)
+	names := map[string]string{
+		"a-b/c":          migrate.CredentialName("prod", "a-b", "c"),
+		"a/b-c":          migrate.CredentialName("prod", "a", "b-c"),
+		"other cluster":  migrate.CredentialName("stage", "a-b", "c"),
+		"long":           migrate.CredentialName(strings.Repeat("k", 40), long, strings.Repeat("s", 253)),
+		"long, one more": migrate.CredentialName(strings.Repeat("k", 40), long, strings.Repeat("s", 252)+"t"),
+		"dots":           migrate.CredentialName("prod", "a", "b.c"),
+		"dashes":         migrate.CredentialName("prod", "a", "b-c-"),
+		"leading dash":   migrate.CredentialName("-x", "a", "b"),
+	}
+	seen := map[string]string{}
+	for what, name := range names {
+		assert.Regexp(t, valid, name, "%s: within Entra ID's rules", what)
+		assert.NotContains(t, seen, name, "%s collides with %s", what, seen[name])
+		seen[name] = what
+	}
+	assert.Equal(t, names["a-b/c"], migrate.CredentialName("prod", "a-b", "c"), "deterministic")
+	assert.True(t, strings.HasPrefix(names["a-b/c"], "prod-a-b-c-"), "readable: %s", names["a-b/c"])
+}
+
+func TestClusterName(t *testing.T) {
+	a := migrate.DefaultClusterName("https://westeurope.oic.prod-aks.azure.com/tenant/cluster-a/")
+	b := migrate.DefaultClusterName("https://westeurope.oic.prod-aks.azure.com/tenant/cluster-b/")
+	assert.NotEqual(t, a, b, "clusters of one region share the host")
+	assert.True(t, strings.HasPrefix(a, "westeurope-oic-prod-aks-azure-com"[:31]), a)
+	for _, n := range []string{a, b, migrate.DefaultClusterName(""), migrate.DefaultClusterName("https://" + strings.Repeat("x", 300) + "/")} {
+		assert.NoError(t, migrate.ValidateClusterName(n), "the default is a valid --cluster-name")
+	}
+	for _, bad := range []string{"", "-x", "a b", "a.b", strings.Repeat("x", 41)} {
+		assert.Error(t, migrate.ValidateClusterName(bad), "%q", bad)
+	}
 }

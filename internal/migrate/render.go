@@ -1,13 +1,12 @@
 package migrate
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
-
-	"github.com/podidentity/injector/internal/names"
 )
 
 // Formats of a report.
@@ -37,30 +36,41 @@ func Render(w io.Writer, r Report, format string) error {
 func renderText(w io.Writer, r Report) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Service account issuer: %s\n", printable(r.Issuer))
+	fmt.Fprintf(&b, "Cluster name in credential names: %s\n", printable(r.Cluster))
 	if len(r.Identities) == 0 {
 		b.WriteString("\nNo AzureIdentity objects found.\n")
 	}
 	for _, id := range r.Identities {
 		fmt.Fprintf(&b, "\nAzureIdentity %s/%s: type %d, source %s\n", printable(id.Namespace), printable(id.Name), id.Type, orDash(id.Source))
 		fmt.Fprintf(&b, "  client ID: %s\n  tenant ID: %s\n", showGUID(id.ClientID), showGUID(id.TenantID))
+		if id.AuthorityHost != "" {
+			fmt.Fprintf(&b, "  authority: %s\n", printable(id.AuthorityHost))
+		}
 		if len(id.Subjects) == 0 {
 			b.WriteString("  subjects: none (no pod or pod template uses it)\n")
-		} else if id.Source == names.TokenSourceFederated {
-			fmt.Fprintf(&b, "  subjects (%d of at most %d federated credentials):\n", len(id.Subjects), MaxFederatedCredentials)
 		} else {
 			b.WriteString("  subjects:\n")
 		}
-		if len(id.Subjects) > 0 {
-			for _, s := range id.Subjects {
-				fmt.Fprintf(&b, "    system:serviceaccount:%s:%s  <- %s\n", printable(s.Namespace), printable(s.ServiceAccount), printable(strings.Join(s.Workloads, ", ")))
+		for _, s := range id.Subjects {
+			audience := ""
+			if s.Audience != "" {
+				audience = " (audience " + printable(s.Audience) + ")"
 			}
+			fmt.Fprintf(&b, "    system:serviceaccount:%s:%s%s  <- %s\n", printable(s.Namespace), printable(s.ServiceAccount), audience, printable(strings.Join(s.Workloads, ", ")))
 		}
 		if len(id.Credentials) > 0 {
-			b.WriteString("  create these federated credentials:\n")
+			b.WriteString("  create these federated credentials (each skipped, not overwritten, if its name exists):\n")
 			for _, c := range id.Credentials {
-				fmt.Fprintf(&b, "    %s\n", AzCommand(c))
+				fmt.Fprintf(&b, "    %s\n", AzGuardedCommand(c))
 			}
 		}
+	}
+	for _, sp := range r.SecretProviderClasses {
+		fmt.Fprintf(&b, "\nSecretProviderClass %s/%s: uses NMI (usePodIdentity \"true\")\n", printable(sp.Namespace), printable(sp.Name))
+		b.WriteString("  workload identity form:\n    spec:\n      parameters:\n        usePodIdentity: \"false\"\n")
+		fmt.Fprintf(&b, "        clientID: %s\n", strconv.Quote(cmp.Or(sp.ClientID, "<client ID of the managed identity>")))
+		fmt.Fprintf(&b, "  mounted by: %s\n", orDash(strings.Join(sp.MountedBy, ", ")))
+		fmt.Fprintf(&b, "  federated credentials for: %s\n", orDash(strings.Join(sp.Subjects, ", ")))
 	}
 	if len(r.Blockers) == 0 {
 		b.WriteString("\nNothing blocks the switch.\n")
@@ -77,15 +87,39 @@ func renderText(w io.Writer, r Report) error {
 // AzCommand is the az CLI command that creates c, every value quoted for a
 // POSIX shell.
 func AzCommand(c Credential) string {
-	args := []string{"az", "identity", "federated-credential", "create",
+	return quoteArgs(append(azTarget("create", c),
+		"--issuer", c.Issuer,
+		"--subject", c.Subject,
+		"--audience", c.Audience,
+	))
+}
+
+// AzShowCommand is the az CLI command that succeeds when a credential of
+// c's name exists on c's identity.
+func AzShowCommand(c Credential) string {
+	return quoteArgs(azTarget("show", c))
+}
+
+// AzGuardedCommand creates c unless a credential of its name exists:
+// `az identity federated-credential create` replaces one of the same name,
+// which could be another cluster's. It is one line, with no exit, so that
+// pasting it into an interactive shell ends nothing.
+func AzGuardedCommand(c Credential) string {
+	msg := fmt.Sprintf("federated credential %s exists on %s: not overwritten (a cluster with this --cluster-name made it)", c.Name, c.IdentityName)
+	return "if " + AzShowCommand(c) + " >/dev/null 2>&1; then echo " + shellQuote(msg) + " >&2; else " + AzCommand(c) + "; fi"
+}
+
+// azTarget is the az command line that names c on its identity.
+func azTarget(verb string, c Credential) []string {
+	return []string{"az", "identity", "federated-credential", verb,
 		"--name", c.Name,
 		"--identity-name", c.IdentityName,
 		"--resource-group", c.ResourceGroup,
 		"--subscription", c.Subscription,
-		"--issuer", c.Issuer,
-		"--subject", c.Subject,
-		"--audience", c.Audience,
 	}
+}
+
+func quoteArgs(args []string) string {
 	for i, a := range args {
 		args[i] = shellQuote(a)
 	}
@@ -96,6 +130,8 @@ func renderTerraform(w io.Writer, r Report) error {
 	var b strings.Builder
 	b.WriteString("# Federated identity credentials for pod-identity-injector (azurerm provider 5.x).\n")
 	b.WriteString("# With azurerm 3.x or 4.x, write parent_id and resource_group_name instead of user_assigned_identity_id.\n")
+	fmt.Fprintf(&b, "# Names carry the cluster (%s) and a hash of namespace and service account, so no other\n", printable(r.Cluster))
+	b.WriteString("# cluster's plan names the same credential; azurerm refuses to create one that exists (import it).\n")
 	seen := map[string]int{}
 	for _, id := range r.Identities {
 		for _, c := range id.Credentials {
