@@ -167,7 +167,7 @@ func readMigrateFiles(args []string, stdin io.Reader, namespace string) (*manife
 		files = append(files, f)
 	}
 	for _, f := range files {
-		var r io.Reader = stdin
+		r := stdin
 		if f != "-" {
 			file, err := os.Open(f)
 			if err != nil {

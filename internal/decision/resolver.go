@@ -158,7 +158,7 @@ func (r *Planner) Resolve(ctx context.Context, namespace, selector string) (Reso
 	// The pod's own bindings come first, then those of the other
 	// namespaces in the order of their namespace, then name: when two
 	// identities of one name are bound, the first one wins.
-	all := append(bindings, foreign...)
+	all := slices.Concat(bindings, foreign)
 	at := map[types.NamespacedName]int{} // identity -> index in res.Identities
 	holder := map[string]string{}        // identity name -> its namespace
 	var skipped []error                  // identities that are missing or may not serve the pod

@@ -28,10 +28,9 @@ const (
 	maxClusterName = 40
 )
 
-var (
-	credentialNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{2,119}$`)
-	clusterNamePattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
-)
+// clusterNamePattern is what --cluster-name may hold: it starts every
+// federated credential name, whose rule (TestCredentialName) it follows.
+var clusterNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
 
 // ValidateClusterName checks a --cluster-name: it starts every credential
 // name, so it follows their rules, and is at most 40 characters.

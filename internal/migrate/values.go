@@ -75,11 +75,12 @@ func hclString(s string) string {
 				b.WriteRune(r)
 			}
 		default:
-			if unicode.IsPrint(r) {
+			switch {
+			case unicode.IsPrint(r):
 				b.WriteRune(r)
-			} else if r < 0x10000 {
+			case r < 0x10000:
 				fmt.Fprintf(&b, `\u%04x`, r)
-			} else {
+			default:
 				fmt.Fprintf(&b, `\U%08x`, r)
 			}
 		}

@@ -48,8 +48,8 @@ type connInfo struct {
 	closable bool
 }
 
-func newConnLimiter(max int) *connLimiter {
-	return &connLimiter{max: max, conns: map[net.Conn]*connInfo{}}
+func newConnLimiter(limit int) *connLimiter {
+	return &connLimiter{max: limit, conns: map[net.Conn]*connInfo{}}
 }
 
 // hook is the http.Server's ConnState.

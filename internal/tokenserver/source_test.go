@@ -179,8 +179,9 @@ func TestIMDSRedirect(t *testing.T) {
 	for _, u := range []string{"http://169.254.169.254/metadata/identity/oauth2/token?resource=r", "https://login.microsoftonline.com/t/oauth2/v2.0/token"} {
 		req, err := runtime.NewRequest(context.Background(), http.MethodGet, u)
 		require.NoError(t, err)
-		_, err = pl.Do(req)
+		resp, err := pl.Do(req)
 		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
 	}
 	assert.Equal(t, []string{
 		"http://127.0.0.1:9/metadata/identity/oauth2/token?resource=r host=127.0.0.1:9",
