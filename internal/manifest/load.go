@@ -45,6 +45,11 @@ func (o Options) Validate() error {
 		if f == "-" {
 			stdin++
 		}
+		// The builder would fetch a URL; this package reads what is on
+		// disk or piped in, and never reaches out.
+		if strings.HasPrefix(f, "http://") || strings.HasPrefix(f, "https://") {
+			errs = append(errs, fmt.Errorf("-f %s: a URL is not read; download it and pass the file, or pipe it to -f -", f))
+		}
 	}
 	if stdin > 1 {
 		errs = append(errs, errors.New("-f - is given more than once: standard input can be read only once"))
