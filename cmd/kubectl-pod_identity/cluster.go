@@ -17,14 +17,16 @@ import (
 )
 
 // clusterFlags choose the cluster the way kubectl does: $KUBECONFIG or
-// ~/.kube/config, and its current context, unless told otherwise.
+// ~/.kube/config, and its current context, unless told otherwise. migrate
+// binds them on the standard library's flag set; explain, on pflag, takes
+// kubectl's own genericclioptions.ConfigFlags instead.
 type clusterFlags struct {
 	Kubeconfig string
 	Context    string
 }
 
-// stringFlags is a flag set that binds strings: the standard library's
-// (migrate) or pflag's (explain, beside the decision flags).
+// stringFlags is a flag set that binds strings: the standard library's or
+// pflag's.
 type stringFlags interface {
 	StringVar(p *string, name, value, usage string)
 }

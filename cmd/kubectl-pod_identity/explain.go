@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +15,9 @@ import (
 
 	"github.com/pmezard/go-difflib/difflib"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/podidentity/injector/internal/decision"
@@ -27,6 +30,7 @@ import (
 const (
 	outputText = "text"
 	outputYAML = "yaml"
+	outputJSON = "json"
 	outputDiff = "diff"
 )
 
@@ -37,40 +41,74 @@ const headerPlaceholder = "(generated-per-pod-by-the-webhook)"
 
 // explainConfig is the command line of `explain`.
 type explainConfig struct {
-	cluster   clusterFlags
+	// kube are kubectl's --kubeconfig, --context, --cluster, --user and
+	// -n, with kubectl's meaning.
+	kube      *genericclioptions.ConfigFlags
 	decision  decision.Flags
 	Files     []string
+	Recursive bool
+	Kustomize string
 	Live      bool
 	Output    string
-	Namespace string
 	Timeout   time.Duration
 }
 
 func (c *explainConfig) AddFlags(fs *pflag.FlagSet) {
-	c.cluster.AddFlags(fs)
+	// Only the flags that choose a cluster and a namespace: explain reads
+	// with the kubeconfig's credentials, as kubectl does, and takes none
+	// on its command line.
+	c.kube = &genericclioptions.ConfigFlags{
+		KubeConfig: ptr.To(""), Context: ptr.To(""), ClusterName: ptr.To(""), AuthInfoName: ptr.To(""), Namespace: ptr.To(""),
+	}
+	c.kube.AddFlags(fs)
+	fs.Lookup("namespace").Usage = "namespace of the objects that name none; default: default, or with --live the context's namespace"
 	c.decision = decision.DefaultFlags()
 	c.decision.AddFlags(fs)
-	fs.StringArrayVarP(&c.Files, "filename", "f", nil, "a manifest file (YAML or JSON, several documents), a directory of them, or - for standard input; repeat for more")
-	fs.BoolVar(&c.Live, "live", false, "read AzureIdentities, AzureIdentityBindings, AzurePodIdentityExceptions and Namespaces from the current kubeconfig context instead of the files")
-	fs.StringVarP(&c.Output, "output", "o", outputText, "output: text (the decision and why), yaml (the mutated objects) or diff (a unified diff of each object)")
-	fs.StringVarP(&c.Namespace, "namespace", "n", "default", "namespace of objects that name none")
+	fs.StringArrayVarP(&c.Files, "filename", "f", nil, "a manifest file (YAML or JSON, several documents, any kinds), a directory of them, a glob, or - for standard input; repeat for more")
+	fs.BoolVarP(&c.Recursive, "recursive", "R", false, "walk the directories of -f into their subdirectories")
+	fs.StringVarP(&c.Kustomize, "kustomize", "k", "", "build this kustomization directory and explain its output, as kubectl apply -k")
+	fs.BoolVar(&c.Live, "live", false, "read AzureIdentities, AzureIdentityBindings, AzurePodIdentityExceptions and Namespaces from the cluster (--kubeconfig, --context) instead of the files")
+	fs.StringVarP(&c.Output, "output", "o", outputText, "output: text (the decision and why), yaml (the mutated objects), json (a report per workload; see docs/explain-json.md) or diff (a unified diff of each object)")
 	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "how long to read the cluster, with --live")
 }
 
 func (c *explainConfig) Validate() error {
 	var errs []error
-	if len(c.Files) == 0 {
-		errs = append(errs, errors.New("-f is required: name a manifest file, or - for standard input"))
+	if err := c.inputs(nil, "").Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	switch c.Output {
-	case outputText, outputYAML, outputDiff:
+	case outputText, outputYAML, outputJSON, outputDiff:
 	default:
-		errs = append(errs, fmt.Errorf("-o %q: want text, yaml or diff", c.Output))
+		errs = append(errs, fmt.Errorf("-o %q: want text, yaml, json or diff", c.Output))
 	}
 	if err := c.decision.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// inputs are the manifests that -f, -R and -k name.
+func (c *explainConfig) inputs(stdin io.Reader, namespace string) manifest.Options {
+	return manifest.Options{Filenames: c.Files, Recursive: c.Recursive, Kustomize: c.Kustomize, Namespace: namespace, Stdin: stdin}
+}
+
+// namespace is where objects without one go: -n, else with --live the
+// context's namespace as kubectl has it, else default. Offline, explain
+// does not read the kubeconfig, so that a CI gate gives every machine the
+// same answer.
+func (c *explainConfig) namespace() (string, error) {
+	if *c.kube.Namespace != "" {
+		return *c.kube.Namespace, nil
+	}
+	if !c.Live {
+		return metav1.NamespaceDefault, nil
+	}
+	ns, _, err := c.kube.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return "", fmt.Errorf("load kubeconfig: %w", err)
+	}
+	return ns, nil
 }
 
 // explained is one workload and what the webhook would do to it.
@@ -88,18 +126,31 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("explain takes files with -f, not arguments: %q", fs.Args())
+		return fmt.Errorf("explain takes manifests with -f or -k, not arguments: %q", fs.Args())
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	set, err := readFiles(cfg.Files, stdin, cfg.Namespace)
+	namespace, err := cfg.namespace()
+	if err != nil {
+		return err
+	}
+	set, err := manifest.Load(cfg.inputs(stdin, namespace))
 	if err != nil {
 		return err
 	}
 	if len(set.Workloads) == 0 {
-		return fmt.Errorf("%w: no Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job or CronJob in %s; give explain the workloads to explain",
-			manifest.ErrInput, strings.Join(cfg.Files, ", "))
+		others := ""
+		if len(set.Others) > 0 {
+			others = fmt.Sprintf(" (only %s)", set.OtherKinds())
+		}
+		return fmt.Errorf("%w: no Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job or CronJob in %s%s; give explain the workloads to explain%s",
+			manifest.ErrInput, cfg.inputNames(), others, cfg.recursiveHint())
+	}
+	if cfg.Live {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
 	}
 	planner, err := cfg.planner(ctx, set)
 	if err != nil {
@@ -121,8 +172,19 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		denied = denied || d.Outcome == decision.OutcomeDenied || d.Outcome == decision.OutcomeErrored
 		results = append(results, explained{w: w, d: d})
 	}
-	if err := render(stdout, results, cfg.Output); err != nil {
-		return err
+	if cfg.Output == outputJSON {
+		if err := renderJSON(stdout, results, set); err != nil {
+			return err
+		}
+	} else {
+		if err := render(stdout, results, cfg.Output); err != nil {
+			return err
+		}
+		if n := len(set.Others); n == 1 {
+			fmt.Fprintf(stderr, "skipped 1 object that is not a workload: %s\n", set.OtherKinds())
+		} else if n > 1 {
+			fmt.Fprintf(stderr, "skipped %d objects that are not workloads: %s\n", n, set.OtherKinds())
+		}
 	}
 	if denied {
 		return errFindings
@@ -130,44 +192,25 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	return nil
 }
 
-// readFiles reads every -f into one set; "-" is standard input, and a
-// directory stands for its .yaml, .yml and .json files, as with kubectl.
-func readFiles(args []string, stdin io.Reader, namespace string) (*manifest.Set, error) {
-	set := &manifest.Set{}
-	var files []string
-	for _, f := range args {
+// recursiveHint points at -R when a directory of -f was read without it.
+func (c *explainConfig) recursiveHint() string {
+	if c.Recursive {
+		return ""
+	}
+	for _, f := range c.Files {
 		if info, err := os.Stat(f); err == nil && info.IsDir() {
-			entries, err := os.ReadDir(f)
-			if err != nil {
-				return nil, fmt.Errorf("%w: %w", manifest.ErrInput, err)
-			}
-			for _, e := range entries {
-				if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
-					files = append(files, filepath.Join(f, e.Name()))
-				}
-			}
-			continue
-		}
-		files = append(files, f)
-	}
-	for _, f := range files {
-		if f == "-" {
-			if err := set.Read("-", stdin, namespace); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		file, err := os.Open(f)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", manifest.ErrInput, err)
-		}
-		err = set.Read(f, file, namespace)
-		file.Close()
-		if err != nil {
-			return nil, err
+			return ", or add -R to read the subdirectories of " + f
 		}
 	}
-	return set, nil
+	return ""
+}
+
+// inputNames names the inputs in messages.
+func (c *explainConfig) inputNames() string {
+	if c.Kustomize != "" {
+		return "kustomize build " + c.Kustomize
+	}
+	return strings.Join(c.Files, ", ")
 }
 
 // planner is the webhook's Planner over the files, or over the cluster
@@ -182,10 +225,11 @@ func (c *explainConfig) planner(ctx context.Context, set *manifest.Set) (*decisi
 			return nil, fmt.Errorf("%w: with --live, AzureIdentities, AzureIdentityBindings, AzurePodIdentityExceptions and Namespaces come from the cluster, but the files hold %d of them; remove them from the files, or drop --live",
 				manifest.ErrInput, n)
 		}
-		restCfg, err := c.cluster.RESTConfig()
+		restCfg, err := c.kube.ToRESTConfig()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("load kubeconfig: %w", err)
 		}
+		restCfg.UserAgent = "kubectl-pod_identity"
 		cl, err := newClient(restCfg)
 		if err != nil {
 			return nil, err
@@ -226,6 +270,114 @@ func render(w io.Writer, results []explained, format string) error {
 		}
 	}
 	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// reportSchema names the schema of -o json; a change that is not an
+// addition gets a new name.
+const reportSchema = "kubectl-pod-identity/explain/v1"
+
+// report is -o json, documented in docs/explain-json.md.
+type report struct {
+	Schema       string           `json:"schema"`
+	Summary      reportSummary    `json:"summary"`
+	Workloads    []reportWorkload `json:"workloads"`
+	NotWorkloads []reportObject   `json:"notWorkloads"`
+}
+
+type reportSummary struct {
+	Workloads    int `json:"workloads"`
+	Injected     int `json:"injected"`
+	Skipped      int `json:"skipped"`
+	Denied       int `json:"denied"`
+	Errored      int `json:"errored"`
+	NotWorkloads int `json:"notWorkloads"`
+}
+
+type reportWorkload struct {
+	reportObject
+	// Ref is "Deployment team-a/app", as the text output names it.
+	Ref        string           `json:"ref"`
+	Outcome    decision.Outcome `json:"outcome"`
+	Message    string           `json:"message,omitempty"`
+	Warnings   []string         `json:"warnings"`
+	Identities []reportIdentity `json:"identities"`
+}
+
+type reportObject struct {
+	APIVersion string       `json:"apiVersion,omitempty"`
+	Kind       string       `json:"kind"`
+	Namespace  string       `json:"namespace,omitempty"`
+	Name       string       `json:"name"`
+	Source     reportSource `json:"source"`
+}
+
+type reportSource struct {
+	File     string `json:"file"`
+	Document int    `json:"document"`
+	Item     int    `json:"item,omitempty"`
+}
+
+type reportIdentity struct {
+	Name       string   `json:"name"`
+	Namespace  string   `json:"namespace"`
+	Default    bool     `json:"default"`
+	Source     string   `json:"source"`
+	ClientID   string   `json:"clientID,omitempty"`
+	TenantID   string   `json:"tenantID,omitempty"`
+	ResourceID string   `json:"resourceID,omitempty"`
+	Weight     int      `json:"weight"`
+	BoundBy    []string `json:"boundBy"`
+}
+
+func sourceOf(s manifest.Source) reportSource {
+	return reportSource{File: s.File, Document: s.Document, Item: s.Item}
+}
+
+// renderJSON writes the report; its lists are never null, so that a
+// pipeline's jq need not guard them.
+func renderJSON(w io.Writer, results []explained, set *manifest.Set) error {
+	r := report{Schema: reportSchema, Workloads: []reportWorkload{}, NotWorkloads: []reportObject{}}
+	for _, e := range results {
+		apiVersion, _ := e.w.Object["apiVersion"].(string)
+		rw := reportWorkload{
+			reportObject: reportObject{APIVersion: apiVersion, Kind: e.w.Kind, Namespace: e.w.Namespace, Name: e.w.Name, Source: sourceOf(e.w.Source)},
+			Ref:          e.w.Ref(),
+			Outcome:      e.d.Outcome,
+			Warnings:     append([]string{}, e.d.Warnings...),
+			Identities:   []reportIdentity{},
+		}
+		switch e.d.Outcome {
+		case decision.OutcomeInjected:
+			r.Summary.Injected++
+			for _, id := range e.d.Injection.Identities {
+				rw.Identities = append(rw.Identities, reportIdentity{
+					Name: id.Name, Namespace: id.Namespace, Default: id.Name == e.d.Injection.DefaultIdentity,
+					Source: id.Source, ClientID: id.ClientID, TenantID: id.TenantID, ResourceID: id.ResourceID,
+					Weight: id.Weight, BoundBy: append([]string{}, e.d.Injection.BoundBy[id.Name]...),
+				})
+			}
+		case decision.OutcomeSkipped:
+			r.Summary.Skipped++
+		case decision.OutcomeDenied:
+			r.Summary.Denied++
+		default:
+			r.Summary.Errored++
+		}
+		if e.d.Outcome != decision.OutcomeInjected {
+			rw.Message = reasonOf(e.d)
+		}
+		r.Workloads = append(r.Workloads, rw)
+	}
+	for _, o := range set.Others {
+		r.NotWorkloads = append(r.NotWorkloads, reportObject{APIVersion: o.APIVersion, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Source: sourceOf(o.Source)})
+	}
+	r.Summary.Workloads, r.Summary.NotWorkloads = len(r.Workloads), len(r.NotWorkloads)
+	out, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(out, '\n'))
 	return err
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/podidentity/injector/examples"
+	"github.com/podidentity/injector/internal/decision"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -162,22 +164,35 @@ func TestExplainBadInput(t *testing.T) {
 		return p
 	}
 	broken := write("broken.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: []}\n---\nkind: [\n")
-	unknown := write("unknown.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+	onlyOthers := write("others.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n")
 	badField := write("field.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containerz: []}\n")
+	retired := write("retired.yaml", "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: d}\n")
+	noKind := write("nokind.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\napiVersion: v1\nmetadata: {name: p}\n")
 	onlyIDs := write("ids.yaml", "apiVersion: aadpodidentity.k8s.io/v1\nkind: AzureIdentity\nmetadata: {name: i}\nspec: {clientID: c}\n")
+	mixed := filepath.Join("testdata", "mixed.yaml")
 	tests := map[string]struct {
 		args []string
 		want []string
 	}{
-		"broken YAML":      {[]string{"-f", broken}, []string{"broken.yaml: document 2", "not YAML or JSON"}},
-		"unknown kind":     {[]string{"-f", unknown}, []string{"unknown.yaml: document 1", "kind ConfigMap"}},
-		"unknown field":    {[]string{"-f", badField}, []string{"field.yaml: document 1", "containerz"}},
-		"missing file":     {[]string{"-f", filepath.Join(dir, "nope.yaml")}, []string{"nope.yaml", "no such file"}},
-		"no workload":      {[]string{"-f", onlyIDs}, []string{"no Pod, Deployment"}},
-		"no -f":            {nil, []string{"-f is required"}},
-		"bad output":       {[]string{"-f", onlyIDs, "-o", "json"}, []string{`-o "json": want text, yaml or diff`}},
-		"bad webhook flag": {[]string{"-f", onlyIDs, "--token-port=0"}, []string{"--token-port 0"}},
-		"live with objects": {[]string{"-f", onlyIDs, "-f", filepath.Join("testdata", "mixed.yaml"), "--live", "--kubeconfig", filepath.Join(dir, "none")},
+		"broken YAML":                {[]string{"-f", broken}, []string{"broken.yaml: document 2", "not YAML or JSON"}},
+		"only other kinds":           {[]string{"-f", onlyOthers}, []string{"no Pod, Deployment", "others.yaml (only 1 ConfigMap, 1 Service)"}},
+		"unknown field":              {[]string{"-f", badField}, []string{"field.yaml: document 1", "containerz"}},
+		"retired apiVersion":         {[]string{"-f", retired}, []string{"retired.yaml: document 1", `field apiVersion "extensions/v1beta1"`, "use apps/v1"}},
+		"no kind":                    {[]string{"-f", noKind}, []string{"nokind.yaml: document 2", "field kind is missing"}},
+		"missing file":               {[]string{"-f", filepath.Join(dir, "nope.yaml")}, []string{"nope.yaml", "does not exist"}},
+		"no workload":                {[]string{"-f", onlyIDs}, []string{"no Pod, Deployment"}},
+		"a tree without -R":          {[]string{"-f", filepath.Join("testdata", "tree")}, []string{"no Pod, Deployment", "add -R to read the subdirectories of testdata/tree"}},
+		"no -f":                      {nil, []string{"-f or -k is required"}},
+		"-f and -k":                  {[]string{"-f", mixed, "-k", filepath.Join("testdata", "kustomize", "base")}, []string{"-f and -k cannot be used together"}},
+		"-R with -k":                 {[]string{"-R", "-k", filepath.Join("testdata", "kustomize", "base")}, []string{"-R walks the directories of -f"}},
+		"-k without a kustomization": {[]string{"-k", "testdata"}, []string{"kustomize build testdata", "kustomization.yaml"}},
+		"stdin twice":                {[]string{"-f", "-", "-f", "-"}, []string{"standard input can be read only once"}},
+		"an argument":                {[]string{"-f", mixed, "deployment/web"}, []string{"explain takes manifests with -f or -k, not arguments"}},
+		"bad output":                 {[]string{"-f", onlyIDs, "-o", "wide"}, []string{`-o "wide": want text, yaml, json or diff`}},
+		"bad webhook flag":           {[]string{"-f", onlyIDs, "--token-port=0"}, []string{"--token-port 0"}},
+		"live without a kubeconfig": {[]string{"-f", mixed, "--live", "--kubeconfig", filepath.Join(dir, "none")},
+			[]string{"load kubeconfig", "none"}},
+		"live with objects": {[]string{"-f", onlyIDs, "-f", mixed, "--live", "-n", "team-a", "--kubeconfig", filepath.Join(dir, "none")},
 			[]string{"with --live", "remove them from the files"}},
 	}
 	for name, tc := range tests {
@@ -189,4 +204,77 @@ func TestExplainBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExplainPassesAHelmStream is the GitOps gate: helm template's output,
+// most of it not workloads and none of it with a namespace, piped in.
+func TestExplainPassesAHelmStream(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "helm-stream.yaml"))
+	require.NoError(t, err)
+	for _, format := range []string{outputText, outputJSON} {
+		t.Run(format, func(t *testing.T) {
+			code, out, errOut := explain(t, string(data), "-f", "-", "-n", "shop", "-o", format)
+			require.Equal(t, exitOK, code, "every workload is injected or skipped: %s", errOut)
+			golden(t, "helm-stream."+format, out)
+			if format == outputText {
+				assert.Equal(t, "skipped 4 objects that are not workloads: 1 ConfigMap, 1 HorizontalPodAutoscaler, 1 Service, 1 ServiceAccount\n", errOut)
+				assert.Contains(t, out, "Deployment shop/web (-: document 6)\n  decision: injected", "-n places the chart's objects, identities and bindings included")
+			} else {
+				assert.Empty(t, errOut, "with -o json the count is in the report")
+			}
+		})
+	}
+}
+
+func TestExplainWalksATreeWithRecursive(t *testing.T) {
+	code, out, errOut := explain(t, "", "-R", "-f", filepath.Join("testdata", "tree"))
+	assert.Equal(t, exitFindings, code, "the Job's selector has a typo: %s", errOut)
+	golden(t, "tree.text", out)
+	assert.Contains(t, out, "Deployment team-a/web (testdata/tree/apps/web/deployment.yaml: document 1)\n  decision: injected",
+		"the identity two directories away serves it")
+	assert.Contains(t, out, "Job team-a/report (testdata/tree/apps/jobs/report.json: document 1)\n  decision: denied")
+	assert.Equal(t, "skipped 1 object that is not a workload: 1 Service\n", errOut, "README.md is not a manifest")
+}
+
+func TestExplainBuildsAKustomization(t *testing.T) {
+	code, out, errOut := explain(t, "", "-k", filepath.Join("testdata", "kustomize", "overlays", "prod"), "-o", outputJSON)
+	require.Equal(t, exitOK, code, errOut)
+	golden(t, "kustomize.json", out)
+	var r report
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	require.Len(t, r.Workloads, 1)
+	w := r.Workloads[0]
+	assert.Equal(t, "Deployment prod/api", w.Ref, "the overlay's namespace")
+	assert.Equal(t, decision.OutcomeInjected, w.Outcome, "the overlay's patch labels the pods, and its Namespace opts them in")
+	require.Len(t, w.Identities, 1)
+	assert.Equal(t, "44444444-0000-0000-0000-000000000004", w.Identities[0].ClientID)
+	assert.Equal(t, reportSummary{Workloads: 1, Injected: 1, NotWorkloads: 2}, r.Summary)
+}
+
+func TestExplainJSONReport(t *testing.T) {
+	code, out, errOut := explain(t, "", "-f", filepath.Join("testdata", "mixed.yaml"), "-o", outputJSON)
+	assert.Equal(t, exitFindings, code, "a denied workload fails the gate in every format: %s", errOut)
+	golden(t, "mixed.json", out)
+	var r report
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	assert.Equal(t, reportSchema, r.Schema)
+	assert.Equal(t, reportSummary{Workloads: 4, Injected: 1, Skipped: 2, Denied: 1}, r.Summary)
+	byRef := map[string]reportWorkload{}
+	for _, w := range r.Workloads {
+		byRef[w.Ref] = w
+	}
+	cron := byRef["CronJob team-a/nightly"]
+	assert.Equal(t, decision.OutcomeInjected, cron.Outcome)
+	assert.Empty(t, cron.Message)
+	require.Len(t, cron.Identities, 2)
+	assert.Equal(t, reportIdentity{Name: "writer", Namespace: "team-a", Default: true, Source: "federated",
+		ClientID: "22222222-0000-0000-0000-000000000002", TenantID: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", Weight: 5, BoundBy: []string{"writer-combined"}},
+		cron.Identities[1])
+	assert.NotEmpty(t, cron.Warnings)
+	typo := byRef["Deployment team-a/typo"]
+	assert.Equal(t, decision.OutcomeDenied, typo.Outcome)
+	assert.Contains(t, typo.Message, `no AzureIdentityBinding in namespace team-a has selector "az-id-combind"`)
+	assert.Equal(t, reportSource{File: "testdata/mixed.yaml", Document: 9}, typo.Source)
+	assert.NotNil(t, typo.Identities, "lists are [] rather than null")
+	assert.NotContains(t, out, "IDENTITY_HEADER")
 }

@@ -20,7 +20,7 @@ import (
 // Exit codes, so that the plugin can gate a GitOps pipeline.
 const (
 	exitOK       = 0
-	exitFindings = 1 // explain: a workload would be denied; migrate: something blocks the switch
+	exitFindings = 1 // explain: a workload would be denied or its decision failed; migrate: something blocks the switch
 	exitBadInput = 2 // bad flags or manifests, or the cluster could not be read
 )
 
@@ -34,7 +34,7 @@ func main() {
 const usage = `kubectl pod-identity: what pod-identity-injector will do, and how to migrate to it
 
 Usage:
-  kubectl pod-identity explain -f FILE... [-o text|yaml|diff] [--live]
+  kubectl pod-identity explain (-f FILE|DIR|- [-R] | -k DIR) [-n NS] [-o text|yaml|json|diff] [--live]
   kubectl pod-identity migrate [-f FILE... --issuer URL] [--cluster-name NAME] [-o text|json|terraform]
   kubectl pod-identity version
 

@@ -5,20 +5,21 @@
 package manifest
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/cli-runtime/pkg/resource"
 	"sigs.k8s.io/yaml"
 
 	aadv1 "github.com/podidentity/injector/internal/apis/aadpodidentity/v1"
@@ -32,7 +33,9 @@ var ErrInput = errors.New("bad input")
 type Source struct {
 	// File is the file name, or "-" for standard input.
 	File string
-	// Document is the 1-based index of the YAML document in File.
+	// Document is the 1-based index of the object in File: documents
+	// that hold no object (empty, or only comments) are not counted, as
+	// kubectl does not count them.
 	Document int
 	// Item is the 1-based index in a List document, or 0.
 	Item int
@@ -59,6 +62,12 @@ type Workload struct {
 	// Object is the whole object as read, for writing it back mutated.
 	Object map[string]any
 	Source
+}
+
+// workloadAPIVersion is the apiVersion of each workload kind.
+var workloadAPIVersion = map[string]string{
+	"Pod": "v1", "Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1",
+	"ReplicaSet": "apps/v1", "Job": "batch/v1", "CronJob": "batch/v1",
 }
 
 // templatePath is where a kind keeps its pod template; nil for a Pod.
@@ -125,51 +134,41 @@ type Set struct {
 	// Sources of the identities, bindings, exceptions and namespaces, in
 	// the order of their slices, for messages.
 	IdentitySources, BindingSources, ExceptionSources, NamespaceSources []Source
+	// Others are the objects of every other kind (Services, ConfigMaps,
+	// ServiceAccounts, other projects' custom resources), which a Helm or
+	// kustomize stream is full of: they are counted, not read.
+	Others []Other
 }
 
-// maxDocument bounds one YAML document, as the API server bounds a request.
-const maxDocument = 3 << 20
+// Other is an object of a kind this package does not read.
+type Other struct {
+	APIVersion, Kind, Namespace, Name string
+	// Object is the whole object as read, for callers that know its kind.
+	Object map[string]any
+	Source
+}
 
-// Read adds the objects of one file (YAML or JSON, several documents, and
-// kind List) to s. Objects without a namespace get defaultNamespace.
+// OtherKinds counts Others by kind: "1 ConfigMap, 2 Service", sorted by
+// kind, or "" when there is none.
+func (s *Set) OtherKinds() string {
+	counts := map[string]int{}
+	for _, o := range s.Others {
+		counts[o.Kind]++
+	}
+	kinds := slices.Sorted(maps.Keys(counts))
+	parts := make([]string, 0, len(kinds))
+	for _, k := range kinds {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Read adds the objects of one stream (YAML or JSON, several documents,
+// and kind List) to s, parsed as Load parses files. Objects without a
+// namespace get defaultNamespace.
 func (s *Set) Read(file string, r io.Reader, defaultNamespace string) error {
-	reader := utilyaml.NewYAMLReader(bufio.NewReaderSize(r, 4096))
-	for doc := 1; ; doc++ {
-		data, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		src := Source{File: file, Document: doc}
-		if err != nil {
-			return fmt.Errorf("%w: %s: %w", ErrInput, src, err)
-		}
-		if len(data) > maxDocument {
-			return fmt.Errorf("%w: %s: the document is larger than %d bytes", ErrInput, src, maxDocument)
-		}
-		if len(bytes.TrimSpace(stripComments(data))) == 0 {
-			continue
-		}
-		js, err := yaml.YAMLToJSON(data)
-		if err != nil {
-			return fmt.Errorf("%w: %s: not YAML or JSON: %w", ErrInput, src, err)
-		}
-		if err := s.add(js, src, defaultNamespace); err != nil {
-			return err
-		}
-	}
-}
-
-// stripComments drops comment-only lines so that a document of comments is
-// seen as empty.
-func stripComments(data []byte) []byte {
-	var out bytes.Buffer
-	for _, line := range bytes.Split(data, []byte("\n")) {
-		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
-			out.Write(line)
-			out.WriteByte('\n')
-		}
-	}
-	return out.Bytes()
+	stream := func(b *resource.Builder) *resource.Builder { return b.Stream(r, file) }
+	return s.visit(stream, defaultNamespace, "")
 }
 
 // add decodes one JSON document into s.
@@ -239,6 +238,14 @@ func (s *Set) add(js []byte, src Source, defaultNamespace string) error {
 		}
 		s.Namespaces = append(s.Namespaces, metav1.PartialObjectMetadata{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta})
 		s.NamespaceSources = append(s.NamespaceSources, src)
+	case !isWorkloadKind(tm.Kind):
+		o := Other{APIVersion: tm.APIVersion, Kind: tm.Kind, Source: src}
+		if err := json.Unmarshal(js, &o.Object); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrInput, src, err)
+		}
+		u := unstructured.Unstructured{Object: o.Object}
+		o.Namespace, o.Name = u.GetNamespace(), u.GetName()
+		s.Others = append(s.Others, o)
 	default:
 		w, err := workload(tm, decodeWorkload)
 		if err != nil {
@@ -262,6 +269,13 @@ type jsonRaw []byte
 func (r *jsonRaw) UnmarshalJSON(b []byte) error {
 	*r = append((*r)[:0], b...)
 	return nil
+}
+
+// isWorkloadKind is true for the kinds of workload, whatever their
+// apiVersion: a Deployment of an apiVersion that Kubernetes no longer
+// serves is an error to fix, not an object to pass over.
+func isWorkloadKind(kind string) bool {
+	return kind == "Pod" || templatePath[kind] != nil
 }
 
 // workload reads the pod or the pod template of the kinds the webhook's
@@ -321,8 +335,8 @@ func workload(tm metav1.TypeMeta, decode func(any) error) (Workload, error) {
 		}
 		return fromTemplate(o.ObjectMeta, o.Spec.JobTemplate.Spec.Template), nil
 	}
-	return Workload{}, fmt.Errorf("kind %s (apiVersion %s) is not one this tool reads; give it Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs, Namespaces, AzureIdentities, AzureIdentityBindings or AzurePodIdentityExceptions",
-		tm.Kind, tm.APIVersion)
+	return Workload{}, fmt.Errorf("%s: field apiVersion %q is not one Kubernetes serves %s in; use %s",
+		tm.Kind, tm.APIVersion, tm.Kind, workloadAPIVersion[tm.Kind])
 }
 
 // strictUnmarshal decodes like the API server: an unknown field of a core
