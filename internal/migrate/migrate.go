@@ -63,6 +63,14 @@ type Report struct {
 	// workload identity form.
 	SecretProviderClasses []SecretProviderClassPlan `json:"secretProviderClasses,omitempty"`
 	Blockers              []Blocker                 `json:"blockers"`
+	// CopyToNamespace and CrossNamespaceMode are the two ways out for the
+	// workloads that only other namespaces' bindings serve (blockers of
+	// reason ReasonCrossNamespace): copy the objects into each pod's
+	// namespace, or run the webhook in the aad-pod-identity compatibility
+	// mode. Either way Entra ID checks the pod's own namespace and service
+	// account, so both list the same federated credentials.
+	CopyToNamespace    []NamespaceCopy     `json:"copyToNamespace,omitempty"`
+	CrossNamespaceMode *CrossNamespaceMode `json:"crossNamespaceMode,omitempty"`
 }
 
 // Identity is one AzureIdentity and who will use it.
@@ -137,6 +145,14 @@ const (
 	ReasonPodNeedsRestart   = "pod-needs-restart"
 	ReasonNamespaceNotOptIn = "namespace-not-opted-in"
 	ReasonSecretProvider    = "secret-provider-class-uses-pod-identity"
+	// ReasonCrossNamespace is a workload that only bindings of other
+	// namespaces serve, denied in the webhook's default mode; the report's
+	// CopyToNamespace and CrossNamespaceMode are the ways out.
+	ReasonCrossNamespace = "cross-namespace-binding"
+	// ReasonCrossNamespaceIdentity is a workload whose binding of another
+	// namespace binds an identity that cannot serve it from there (type 1
+	// or 2, or annotated Behavior: namespaced).
+	ReasonCrossNamespaceIdentity = "cross-namespace-identity"
 	// ReasonDenied is a workload the webhook would deny for its own shape
 	// (hostNetwork, hostPID, Windows, a port collision, an annotation).
 	ReasonDenied = "denied"
@@ -154,6 +170,8 @@ var denyReasons = []struct {
 	err    error
 	reason string
 }{
+	{decision.ErrCrossNamespaceBinding, ReasonCrossNamespace},
+	{decision.ErrCrossNamespaceIdentity, ReasonCrossNamespaceIdentity},
 	{decision.ErrNoBinding, ReasonSelectorUnbound},
 	{decision.ErrInvalidBinding, ReasonBindingInvalid},
 	{decision.ErrIdentityNotFound, ReasonIdentityMissing},
@@ -168,11 +186,27 @@ const headerPlaceholder = "(migrate)"
 // and the pod templates of workloads; a pod and its Deployment's template
 // name the same subject, which is listed once. It fails only when the
 // flags in opts cannot make a Planner.
+//
+// A workload that only other namespaces' bindings serve is a blocker in
+// the webhook's default mode, and the report offers both ways out, each
+// planned again from the objects: CopyToNamespace and CrossNamespaceMode.
 func Plan(ctx context.Context, set *manifest.Set, opts Options) (Report, error) {
+	p, err := newPlan(ctx, set, opts)
+	if err != nil {
+		return Report{}, err
+	}
+	if err := p.crossNamespaceWays(ctx); err != nil {
+		return Report{}, err
+	}
+	return p.report, nil
+}
+
+// newPlan plans set as the webhook with opts.Decision would decide it.
+func newPlan(ctx context.Context, set *manifest.Set, opts Options) (*plan, error) {
 	memory := decision.NewMemoryLookup(set)
 	planner, err := opts.Decision.NewPlanner(memory, memory, opts.Decision.NativeSidecar != "false")
 	if err != nil {
-		return Report{}, err
+		return nil, err
 	}
 	planner.NewSecret = func() (string, error) { return headerPlaceholder, nil }
 	cluster := cmp.Or(opts.ClusterName, DefaultClusterName(opts.Issuer))
@@ -181,7 +215,7 @@ func Plan(ctx context.Context, set *manifest.Set, opts Options) (Report, error) 
 		report:  Report{Issuer: opts.Issuer, Cluster: cluster, Identities: []Identity{}, Blockers: []Blocker{}},
 		decided: map[string]decided{}}
 	p.run(ctx)
-	return p.report, nil
+	return p, nil
 }
 
 // plan is the state of one Plan.
@@ -197,6 +231,11 @@ type plan struct {
 	// decided are the workloads' decisions by Ref, for the
 	// SecretProviderClasses their pods mount.
 	decided map[string]decided
+	// crossDenied are the workloads denied because only other namespaces'
+	// bindings serve them (the default mode), and crossServed those that
+	// such bindings serve (the compatibility mode).
+	crossDenied []crossDenial
+	crossServed []string
 }
 
 // copyState is one AzureIdentity as the plan sees it.
@@ -244,7 +283,7 @@ func (p *plan) run(ctx context.Context) {
 				notOptedInMsg[w.Namespace] = d.Message
 			}
 		case decision.OutcomeDenied:
-			p.block(denyReason(d.Err), w.Ref(), "%s", messageOf(d))
+			p.deny(w, d.Err, messageOf(d))
 		case decision.OutcomeErrored:
 			p.block(ReasonErrored, w.Ref(), "%s: the webhook could not decide: %s; fix the objects it names and run the plan again", w.Ref(), messageOf(d))
 		case decision.OutcomeNoChange:
@@ -252,7 +291,7 @@ func (p *plan) run(ctx context.Context) {
 			// are the ones it was injected with, resolved again.
 			res, err := p.planner.Resolve(ctx, w.Namespace, w.Pod.Labels[names.BindingLabel])
 			if err != nil {
-				p.block(denyReason(err), w.Ref(), "%s: %v", w.Ref(), err)
+				p.deny(w, err, fmt.Sprintf("%s: %v", w.Ref(), err))
 				continue
 			}
 			p.use(w, res.Identities, tokenAudience(w.Pod))
@@ -281,8 +320,22 @@ func (p *plan) run(ctx context.Context) {
 	})
 }
 
+// deny blocks a workload the webhook denies with err, and keeps what a
+// cross-namespace denial names to copy.
+func (p *plan) deny(w manifest.Workload, err error, msg string) {
+	var cn *decision.CrossNamespaceError
+	if errors.As(err, &cn) {
+		p.crossDenied = append(p.crossDenied, crossDenial{workload: w, err: cn})
+		msg += "; the plan shows both ways out (copyToNamespace, crossNamespaceMode)"
+	}
+	p.block(denyReason(err), w.Ref(), "%s", msg)
+}
+
 // use records that w's pods present tokens, with audience, for ids.
 func (p *plan) use(w manifest.Workload, ids []inject.Identity, audience string) {
+	if slices.ContainsFunc(ids, func(id inject.Identity) bool { return id.Namespace != w.Namespace }) {
+		p.crossServed = append(p.crossServed, w.Ref())
+	}
 	for i := range ids {
 		c := p.copies[key(ids[i].Namespace, ids[i].Name)]
 		if c == nil {
@@ -352,15 +405,29 @@ func messageOf(d decision.Decision) string {
 
 // unusedBindings blocks the bindings that no labelled workload carries the
 // selector of: after the switch they serve nothing.
+//
+// A binding that a cross-namespace denial names is not unused: it is what
+// to copy. In the compatibility mode, a binding serves the selector in
+// every namespace.
 func (p *plan) unusedBindings() {
-	used := map[string]bool{} // namespace/selector
+	used := map[string]bool{} // namespace/selector, or /selector in the compatibility mode
 	for _, w := range p.set.Workloads {
 		if sel, ok := w.Pod.Labels[names.BindingLabel]; ok {
 			used[key(w.Namespace, sel)] = true
+			used[key("", sel)] = p.planner.CrossNamespace
+		}
+	}
+	named := map[string]bool{} // namespace/name
+	for _, d := range p.crossDenied {
+		for _, f := range d.err.Bindings {
+			named[f.Binding.String()] = true
 		}
 	}
 	for i := range p.set.Bindings {
 		b := &p.set.Bindings[i]
+		if named[key(b.Namespace, b.Name)] || used[key("", b.Spec.Selector)] {
+			continue
+		}
 		if b.SelectorErr() == nil && !used[key(b.Namespace, b.Spec.Selector)] {
 			p.block(ReasonBindingUnused, fmt.Sprintf("AzureIdentityBinding %s/%s", b.Namespace, b.Name),
 				"no pod or pod template in namespace %s carries %s=%q (spec.selector); delete the binding, or label the pods that should use it",

@@ -468,3 +468,156 @@ func TestClusterName(t *testing.T) {
 		assert.Error(t, migrate.ValidateClusterName(bad), "%q", bad)
 	}
 }
+
+// TestCrossNamespace plans the common aad-pod-identity layout of one
+// identity and binding in default, used by Deployments of team-b and
+// team-c, as the webhook would in each of its modes.
+func TestCrossNamespace(t *testing.T) {
+	s, _ := readFile(t, filepath.Join("crossnamespace", "objects.yaml"))
+	opts := migrate.Options{Issuer: issuer, Decision: flags(""), ClusterName: "prod-weu"}
+	want := map[string]string{ // subject -> credential name, either way
+		"system:serviceaccount:team-b:api":    migrate.CredentialName("prod-weu", "team-b", "api"),
+		"system:serviceaccount:team-c:worker": migrate.CredentialName("prod-weu", "team-c", "worker"),
+	}
+	names := func(creds []migrate.Credential) map[string]string {
+		got := map[string]string{}
+		for _, c := range creds {
+			assert.Equal(t, "shared", c.IdentityName)
+			got[c.Subject] = c.Name
+		}
+		return got
+	}
+
+	t.Run("namespaced", func(t *testing.T) {
+		r, err := migrate.Plan(context.Background(), s, opts)
+		require.NoError(t, err)
+		got := map[string]string{}
+		for _, b := range r.Blockers {
+			got[b.Object] = b.Reason
+		}
+		assert.Equal(t, map[string]string{
+			"Deployment team-b/api":    migrate.ReasonCrossNamespace,
+			"Deployment team-c/worker": migrate.ReasonCrossNamespace,
+		}, got, "the binding the pods need is not advised away as unused")
+		for _, id := range r.Identities {
+			assert.Empty(t, id.Credentials, "the webhook serves no pod yet")
+		}
+
+		// (a) copy the objects into each pod's namespace
+		require.Len(t, r.CopyToNamespace, 2)
+		for i, ns := range []string{"team-b", "team-c"} {
+			c := r.CopyToNamespace[i]
+			assert.Equal(t, ns, c.Namespace)
+			require.Len(t, c.Objects, 2, "the binding and its identity")
+			for _, o := range c.Objects {
+				meta := o["metadata"].(map[string]any)
+				assert.Equal(t, ns, meta["namespace"], "%s is rewritten into the pod's namespace", o["kind"])
+				for _, k := range []string{"resourceVersion", "uid", "creationTimestamp", "managedFields"} {
+					assert.NotContains(t, meta, k, "%s: server fields are stripped", o["kind"])
+				}
+			}
+			assert.Equal(t, "AzureIdentityBinding", c.Objects[1]["kind"])
+			assert.Equal(t, map[string]any{"azureIdentity": "shared", "selector": "shared"}, c.Objects[1]["spec"], "spec as written")
+			ai := c.Objects[0]
+			assert.Equal(t, map[string]any{"owner": "platform-team"}, ai["metadata"].(map[string]any)["annotations"], "the user's annotations stay, kubectl's go")
+			assert.Equal(t, "44444444-0000-0000-0000-000000000001", ai["spec"].(map[string]any)["clientID"])
+			assert.Contains(t, c.YAML, "namespace: "+ns)
+			assert.Empty(t, c.Secrets, "a type 0 identity needs no Secret")
+			assert.Empty(t, c.Blockers, "once copied, the workload is ready")
+			require.Len(t, c.Credentials, 1, "its own namespace and service account")
+			assert.Equal(t, want[c.Credentials[0].Subject], c.Credentials[0].Name)
+			assert.True(t, strings.HasSuffix(c.Credentials[0].Subject, ":"+ns+":"+map[string]string{"team-b": "api", "team-c": "worker"}[ns]))
+		}
+
+		// (b) the compatibility mode
+		m := r.CrossNamespaceMode
+		require.NotNil(t, m)
+		assert.Equal(t, "--"+decision.CrossNamespaceFlag, m.Flag)
+		assert.False(t, m.Enabled)
+		assert.True(t, m.ServesAll)
+		assert.Equal(t, []string{"Deployment team-b/api", "Deployment team-c/worker"}, m.Workloads)
+		assert.Equal(t, want, names(m.Credentials), "Entra ID still checks the pod's own namespace and service account")
+		assert.Empty(t, m.NotServed)
+
+		golden(t, "crossnamespace.text", render(t, r, migrate.FormatText))
+		golden(t, "crossnamespace.json", render(t, r, migrate.FormatJSON))
+	})
+
+	t.Run("cross-namespace mode", func(t *testing.T) {
+		o := opts
+		o.Decision.AADPodIdentityCrossNamespace = true
+		r, err := migrate.Plan(context.Background(), s, o)
+		require.NoError(t, err)
+		assert.Empty(t, r.Blockers, "the mode serves both, as aad-pod-identity did")
+		require.Len(t, r.Identities, 1)
+		assert.Equal(t, want, names(r.Identities[0].Credentials), "the credentials are listed under the identity in default")
+		assert.Empty(t, r.CopyToNamespace)
+		require.NotNil(t, r.CrossNamespaceMode)
+		assert.True(t, r.CrossNamespaceMode.Enabled)
+		assert.Equal(t, []string{"Deployment team-b/api", "Deployment team-c/worker"}, r.CrossNamespaceMode.Workloads)
+		assert.Equal(t, want, names(r.CrossNamespaceMode.Credentials))
+
+		golden(t, "crossnamespace-mode.text", render(t, r, migrate.FormatText))
+		golden(t, "crossnamespace-mode.json", render(t, r, migrate.FormatJSON))
+	})
+}
+
+// TestCrossNamespaceSecretIdentity: a type 1 identity of another namespace
+// needs its Secret in the pod's namespace, which the plan says without
+// printing it, and the compatibility mode cannot serve it.
+func TestCrossNamespaceSecretIdentity(t *testing.T) {
+	const objects = `
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentity
+metadata: {name: sp, namespace: default}
+spec: {type: 1, clientID: 44444444-0000-0000-0000-000000000002, tenantID: 72f988bf-86f1-41af-91ab-2d7cd011db47, clientPassword: {name: sp-secret, namespace: default}}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: sp, namespace: default}
+spec: {azureIdentity: sp, selector: sp}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: sp-secret, namespace: default}
+data: {clientSecret: c3VwZXItc2VjcmV0LXZhbHVl}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: batch, namespace: team-b}
+spec:
+  selector: {matchLabels: {app: batch}}
+  template:
+    metadata: {labels: {app: batch, aadpodidbinding: sp}}
+    spec: {containers: [{name: batch, image: batch}]}
+`
+	var s manifest.Set
+	require.NoError(t, s.Read("sp.yaml", strings.NewReader(objects), "default"))
+	f := flags("")
+	f.RequireNamespaceOptIn = false
+	r, err := migrate.Plan(context.Background(), &s, migrate.Options{Issuer: issuer, Decision: f, Secrets: map[string]bool{"default/sp-secret": true}})
+	require.NoError(t, err)
+
+	require.Len(t, r.CopyToNamespace, 1)
+	c := r.CopyToNamespace[0]
+	require.Len(t, c.Secrets, 1)
+	assert.Equal(t, migrate.SecretCopy{From: "default/sp-secret", To: "team-b/sp-secret"}, migrate.SecretCopy{From: c.Secrets[0].From, To: c.Secrets[0].To})
+	assert.Equal(t, map[string]any{"name": "sp-secret", "namespace": "team-b"}, c.Objects[0]["spec"].(map[string]any)["clientPassword"],
+		"spec.clientPassword.namespace must be the identity's own")
+	assert.Empty(t, c.Blockers, "once the Secret is copied too, the workload is ready")
+	assert.Empty(t, c.Credentials, "a client secret needs no federated credential")
+
+	m := r.CrossNamespaceMode
+	require.NotNil(t, m)
+	assert.False(t, m.ServesAll, "the sidecar cannot mount another namespace's Secret")
+	require.Len(t, m.NotServed, 1)
+	assert.Equal(t, "Deployment team-b/batch", m.NotServed[0].Object)
+	assert.Equal(t, migrate.ReasonCrossNamespaceIdentity, m.NotServed[0].Reason)
+
+	for _, format := range []string{migrate.FormatText, migrate.FormatJSON} {
+		out := string(render(t, r, format))
+		assert.NotContains(t, out, "c3VwZXItc2VjcmV0LXZhbHVl", "%s: no Secret data", format)
+		assert.NotContains(t, out, "super-secret-value", "%s: no Secret data", format)
+	}
+	assert.Contains(t, string(render(t, r, migrate.FormatText)), "Secret default/sp-secret")
+}

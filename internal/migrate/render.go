@@ -72,6 +72,7 @@ func renderText(w io.Writer, r Report) error {
 		fmt.Fprintf(&b, "  mounted by: %s\n", orDash(strings.Join(sp.MountedBy, ", ")))
 		fmt.Fprintf(&b, "  federated credentials for: %s\n", orDash(strings.Join(sp.Subjects, ", ")))
 	}
+	renderCrossNamespace(&b, r)
 	if len(r.Blockers) == 0 {
 		b.WriteString("\nNothing blocks the switch.\n")
 	} else {
@@ -82,6 +83,69 @@ func renderText(w io.Writer, r Report) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// renderCrossNamespace writes the two ways out for the workloads that only
+// other namespaces' bindings serve, or, in the compatibility mode, which
+// workloads it serves.
+func renderCrossNamespace(b *strings.Builder, r Report) {
+	m := r.CrossNamespaceMode
+	if m == nil {
+		return
+	}
+	credentials := func(creds []Credential) {
+		for _, c := range creds {
+			fmt.Fprintf(b, "      %s\n", AzGuardedCommand(c))
+		}
+	}
+	blockers := func(bls []Blocker) {
+		for _, bl := range bls {
+			fmt.Fprintf(b, "      [%s] %s: %s\n", bl.Reason, printable(bl.Object), printable(bl.Message))
+		}
+	}
+	if m.Enabled {
+		fmt.Fprintf(b, "\nCross-namespace bindings: planned as the webhook with %s decides, which resolves bindings of every namespace as aad-pod-identity did.\n", m.Flag)
+		fmt.Fprintf(b, "  served by another namespace's binding: %s\n", printable(strings.Join(m.Workloads, ", ")))
+		b.WriteString("  their federated credentials (listed above) name each pod's own namespace and service account: Entra ID checks the pod's token.\n")
+		if len(m.NotServed) > 0 {
+			b.WriteString("  not served in this mode (copy the objects into the pod's namespace):\n")
+			blockers(m.NotServed)
+		}
+		return
+	}
+	fmt.Fprintf(b, "\nCross-namespace bindings: only other namespaces' bindings serve %s, and the webhook does not resolve them by default. Two ways out:\n",
+		printable(strings.Join(m.Workloads, ", ")))
+	b.WriteString("\n  (a) Copy the AzureIdentity and AzureIdentityBinding into each pod's namespace (kubectl apply -f the YAML below).\n")
+	for _, c := range r.CopyToNamespace {
+		fmt.Fprintf(b, "    namespace %s, for %s:\n", printable(c.Namespace), printable(strings.Join(c.Workloads, ", ")))
+		for line := range strings.Lines(c.YAML) {
+			fmt.Fprintf(b, "      %s\n", printable(strings.TrimSuffix(line, "\n")))
+		}
+		for _, sc := range c.Secrets {
+			fmt.Fprintf(b, "    copy Secret %s to %s too (spec.clientPassword; the plan never prints Secret data):\n      %s\n", printable(sc.From), printable(sc.To), sc.Command)
+		}
+		if len(c.Credentials) > 0 {
+			b.WriteString("    then create these federated credentials:\n")
+			credentials(c.Credentials)
+		}
+		if len(c.Blockers) > 0 {
+			b.WriteString("    still blocked once copied:\n")
+			blockers(c.Blockers)
+		} else {
+			b.WriteString("    once copied, the webhook serves these workloads.\n")
+		}
+	}
+	fmt.Fprintf(b, "\n  (b) Or run the webhook with %s, which resolves bindings of every namespace as aad-pod-identity did (docs/security.md says what it changes).\n", m.Flag)
+	if m.ServesAll {
+		b.WriteString("    It serves every workload above.\n")
+	} else {
+		b.WriteString("    It does not serve every workload above; copy the objects for these:\n")
+		blockers(m.NotServed)
+	}
+	if len(m.Credentials) > 0 {
+		b.WriteString("    Entra ID still checks each pod's own namespace and service account, so create these federated credentials:\n")
+		credentials(m.Credentials)
+	}
 }
 
 // AzCommand is the az CLI command that creates c, every value quoted for a
