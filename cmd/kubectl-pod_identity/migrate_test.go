@@ -107,3 +107,21 @@ func TestReadSecretProviderClassesLive(t *testing.T) {
 	_, err = readSecretProviderClasses(context.Background(), forbidden)
 	assert.True(t, apierrors.IsForbidden(err), "any other failure is an error: %v", err)
 }
+
+// TestMigrateCrossNamespace: migrate binds the webhook's flags, the
+// compatibility mode's included, and plans as the webhook in that mode
+// would; without it, the plan offers both ways out in its JSON.
+func TestMigrateCrossNamespace(t *testing.T) {
+	const objects = "../../internal/migrate/testdata/crossnamespace/objects.yaml"
+	code, out, errOut := migrateCmd(t, "", "-f", objects, "--issuer", "https://oidc.example/c/", "-o", "json")
+	require.Equal(t, exitFindings, code, errOut)
+	assert.Contains(t, out, `"reason": "cross-namespace-binding"`)
+	assert.Contains(t, out, `"copyToNamespace": [`)
+	assert.Contains(t, out, `"servesAll": true`)
+
+	code, out, errOut = migrateCmd(t, "", "-f", objects, "--issuer", "https://oidc.example/c/", "-o", "json", "--aad-pod-identity-cross-namespace")
+	require.Equal(t, exitOK, code, errOut)
+	assert.NotContains(t, out, `"copyToNamespace"`)
+	assert.Contains(t, out, `"enabled": true`)
+	assert.Contains(t, out, `"subject": "system:serviceaccount:team-b:api"`)
+}
