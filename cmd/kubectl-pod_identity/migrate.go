@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -143,44 +141,18 @@ func runMigrate(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	return nil
 }
 
-// readMigrateFiles reads every -f through migrate.ReadFile, which hands
-// manifest.Set what it knows and keeps the SecretProviderClasses; "-" is
-// standard input, and a directory stands for its .yaml, .yml and .json
-// files, as with kubectl and explain.
+// readMigrateFiles reads every -f with manifest.Load, the reader explain
+// uses ("-" is standard input, and a directory stands for its .yaml, .yml
+// and .json files, as with kubectl), and takes the SecretProviderClasses
+// from the objects the set keeps whole.
 func readMigrateFiles(args []string, stdin io.Reader, namespace string) (*manifest.Set, []migrate.SecretProviderClass, error) {
-	set := &manifest.Set{}
-	var spcs []migrate.SecretProviderClass
-	var files []string
-	for _, f := range args {
-		if info, err := os.Stat(f); err == nil && info.IsDir() {
-			entries, err := os.ReadDir(f)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%w: %w", manifest.ErrInput, err)
-			}
-			for _, e := range entries {
-				if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
-					files = append(files, filepath.Join(f, e.Name()))
-				}
-			}
-			continue
-		}
-		files = append(files, f)
+	set, err := manifest.Load(manifest.Options{Filenames: args, Namespace: namespace, Stdin: stdin})
+	if err != nil {
+		return nil, nil, err
 	}
-	for _, f := range files {
-		r := stdin
-		if f != "-" {
-			file, err := os.Open(f)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%w: %w", manifest.ErrInput, err)
-			}
-			defer file.Close()
-			r = file
-		}
-		found, err := migrate.ReadFile(set, f, r, namespace)
-		if err != nil {
-			return nil, nil, err
-		}
-		spcs = append(spcs, found...)
+	spcs, err := migrate.SecretProviderClassesOf(set.Others, namespace)
+	if err != nil {
+		return nil, nil, err
 	}
 	return set, spcs, nil
 }

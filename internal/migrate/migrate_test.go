@@ -621,3 +621,30 @@ spec:
 	}
 	assert.Contains(t, string(render(t, r, migrate.FormatText)), "Secret default/sp-secret")
 }
+
+// TestSecretProviderClassesOf: SecretProviderClasses come from the set's
+// Others, one reader for every kind; one without a namespace gets the
+// default, and a parameter that is not a string is refused by name.
+func TestSecretProviderClassesOf(t *testing.T) {
+	const spc = `apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {name: vault}
+spec: {provider: azure, parameters: {usePodIdentity: %s, keyvaultName: kv}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: other}
+`
+	var s manifest.Set
+	got, err := migrate.ReadFile(&s, "spc.yaml", strings.NewReader(fmt.Sprintf(spc, `"true"`)), "team-a")
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, "team-a", got[0].Namespace)
+	assert.True(t, got[0].UsesPodIdentity())
+	assert.Len(t, s.Others, 2, "the set keeps every object it does not model")
+
+	_, err = migrate.ReadFile(&manifest.Set{}, "spc.yaml", strings.NewReader(fmt.Sprintf(spc, "true")), "team-a")
+	require.ErrorIs(t, err, manifest.ErrInput)
+	assert.Contains(t, err.Error(), "SecretProviderClass team-a/vault: spec.parameters.usePodIdentity is true, not a string")
+	assert.Contains(t, err.Error(), "spc.yaml: document 1")
+}

@@ -1,9 +1,7 @@
 package migrate
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
+	"cmp"
 	"fmt"
 	"io"
 	"slices"
@@ -11,8 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/podidentity/injector/internal/decision"
 	"github.com/podidentity/injector/internal/manifest"
@@ -68,130 +65,56 @@ type SecretProviderClassPlan struct {
 	Subjects []string `json:"subjects"`
 }
 
-// maxInput bounds what ReadFile buffers of one file or stream.
-const maxInput = 64 << 20
-
 // ReadFile reads one manifest file into set through manifest.Set.Read,
-// and returns the SecretProviderClasses it holds, which set does not know:
-// they are taken out of the stream first, leaving an empty document in
-// their place so that every other object keeps its document number.
+// and returns the SecretProviderClasses it holds, which set keeps whole
+// among its Others (SecretProviderClassesOf).
 func ReadFile(set *manifest.Set, file string, r io.Reader, defaultNamespace string) ([]SecretProviderClass, error) {
-	data, err := io.ReadAll(io.LimitReader(r, maxInput+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", manifest.ErrInput, file, err)
+	n := len(set.Others)
+	if err := set.Read(file, r, defaultNamespace); err != nil {
+		return nil, err
 	}
-	if len(data) > maxInput {
-		return nil, fmt.Errorf("%w: %s is larger than %d bytes; split it", manifest.ErrInput, file, maxInput)
-	}
-	var spcs []SecretProviderClass
-	var rest bytes.Buffer
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for doc := 1; ; doc++ {
-		chunk, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: document %d: %w", manifest.ErrInput, file, doc, err)
-		}
-		found, kept, err := takeSecretProviderClasses(chunk, defaultNamespace)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: document %d: %w", manifest.ErrInput, file, doc, err)
-		}
-		spcs = append(spcs, found...)
-		if doc > 1 {
-			rest.WriteString("\n---\n")
-		}
-		rest.Write(kept)
-	}
-	if len(spcs) == 0 {
-		return nil, set.Read(file, bytes.NewReader(data), defaultNamespace)
-	}
-	return spcs, set.Read(file, &rest, defaultNamespace)
+	return SecretProviderClassesOf(set.Others[n:], defaultNamespace)
 }
 
-// takeSecretProviderClasses returns the SecretProviderClasses of one
-// document (itself, or the items of a List) and the document without them.
-func takeSecretProviderClasses(doc []byte, defaultNamespace string) ([]SecretProviderClass, []byte, error) {
-	js, err := yaml.YAMLToJSON(doc)
-	if err != nil || bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
-		return nil, doc, nil // manifest.Set.Read names the error
-	}
-	var tm metav1.TypeMeta
-	if yaml.Unmarshal(js, &tm) != nil {
-		return nil, doc, nil
-	}
-	if isSecretProviderClass(tm) {
-		spc, err := decodeSecretProviderClass(js, defaultNamespace)
-		return []SecretProviderClass{spc}, []byte("# " + SecretProviderClassKind + ", read by migrate\n"), err
-	}
-	if !strings.HasSuffix(tm.Kind, "List") {
-		return nil, doc, nil
-	}
-	var list map[string]any
-	if err := yaml.Unmarshal(js, &list); err != nil {
-		return nil, doc, nil
-	}
-	items, _ := list["items"].([]any)
+// SecretProviderClassesOf reads the SecretProviderClasses among others, the
+// objects manifest.Set does not model; one without a namespace gets
+// defaultNamespace. A parameter that is not a string is an error that
+// names the object, the field and its source.
+func SecretProviderClassesOf(others []manifest.Other, defaultNamespace string) ([]SecretProviderClass, error) {
 	var spcs []SecretProviderClass
-	kept := items[:0:0]
-	for i, item := range items {
-		m, _ := item.(map[string]any)
-		api, _ := m["apiVersion"].(string)
-		kind, _ := m["kind"].(string)
-		if !isSecretProviderClass(metav1.TypeMeta{APIVersion: api, Kind: kind}) {
-			kept = append(kept, item)
+	for _, o := range others {
+		if !isSecretProviderClass(metav1.TypeMeta{APIVersion: o.APIVersion, Kind: o.Kind}) {
 			continue
 		}
-		b, err := yaml.Marshal(m)
-		if err == nil {
-			b, err = yaml.YAMLToJSON(b)
-		}
-		var spc SecretProviderClass
-		if err == nil {
-			spc, err = decodeSecretProviderClass(b, defaultNamespace)
-		}
+		spc, err := decodeSecretProviderClass(o.Object, cmp.Or(o.Namespace, defaultNamespace))
 		if err != nil {
-			return nil, nil, fmt.Errorf("item %d: %w", i+1, err)
+			return nil, fmt.Errorf("%w: %s: %w", manifest.ErrInput, o.Source, err)
 		}
 		spcs = append(spcs, spc)
 	}
-	if len(spcs) == 0 {
-		return nil, doc, nil
-	}
-	list["items"] = kept
-	out, err := yaml.Marshal(list)
-	return spcs, out, err
+	return spcs, nil
 }
 
 func isSecretProviderClass(tm metav1.TypeMeta) bool {
 	return tm.Kind == SecretProviderClassKind && tm.GroupVersionKind().Group == SecretProviderClassGroup
 }
 
-// decodeSecretProviderClass reads one from JSON. Parameters are strings
-// in the CRD; a value that is not one is named.
-func decodeSecretProviderClass(js []byte, defaultNamespace string) (SecretProviderClass, error) {
-	var o struct {
-		Metadata metav1.ObjectMeta `json:"metadata"`
-		Spec     struct {
-			Provider   string         `json:"provider"`
-			Parameters map[string]any `json:"parameters"`
-		} `json:"spec"`
+// decodeSecretProviderClass reads one from its object. Parameters are
+// strings in the CRD; a value that is not one is named.
+func decodeSecretProviderClass(obj map[string]any, namespace string) (SecretProviderClass, error) {
+	u := unstructured.Unstructured{Object: obj}
+	spc := SecretProviderClass{Namespace: namespace, Name: u.GetName()}
+	spc.Spec.Provider, _, _ = unstructured.NestedString(obj, "spec", "provider")
+	params, _, err := unstructured.NestedMap(obj, "spec", "parameters")
+	if err != nil {
+		return SecretProviderClass{}, fmt.Errorf("%s %s/%s: spec.parameters: %w", SecretProviderClassKind, spc.Namespace, spc.Name, err)
 	}
-	if err := yaml.Unmarshal(js, &o); err != nil {
-		return SecretProviderClass{}, fmt.Errorf("%s: %w", SecretProviderClassKind, err)
-	}
-	spc := SecretProviderClass{Namespace: o.Metadata.Namespace, Name: o.Metadata.Name}
-	if spc.Namespace == "" {
-		spc.Namespace = defaultNamespace
-	}
-	spc.Spec.Provider = o.Spec.Provider
 	spc.Spec.Parameters = map[string]string{}
-	for k, v := range o.Spec.Parameters {
-		s, ok := v.(string)
+	for _, k := range sortedKeys(params) {
+		s, ok := params[k].(string)
 		if !ok {
 			return SecretProviderClass{}, fmt.Errorf("%s %s/%s: spec.parameters.%s is %v, not a string; quote it, as the CRD requires",
-				SecretProviderClassKind, spc.Namespace, spc.Name, k, v)
+				SecretProviderClassKind, spc.Namespace, spc.Name, k, params[k])
 		}
 		spc.Spec.Parameters[k] = s
 	}
