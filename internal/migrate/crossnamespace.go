@@ -125,6 +125,7 @@ func (p *plan) copyWay(ctx context.Context) error {
 	augmented.Identities = slices.Clone(p.set.Identities)
 	augmented.Bindings = slices.Clone(p.set.Bindings)
 	secrets := maps.Clone(p.opts.Secrets)
+	copied := map[string]bool{} // namespace/Kind/name
 	for _, d := range p.crossDenied {
 		ns := d.workload.Namespace
 		c := copies[ns]
@@ -135,9 +136,16 @@ func (p *plan) copyWay(ctx context.Context) error {
 		c.Workloads = append(c.Workloads, d.workload.Ref())
 		for _, f := range d.err.Bindings {
 			b := p.binding(f.Binding.Namespace, f.Binding.Name)
-			if b == nil || hasObject(augmented.Bindings, ns, b.Name) {
-				continue // copied for another workload, or not in the set
+			if b == nil || copied[key(ns, "AzureIdentityBinding/"+b.Name)] {
+				continue // not in the set, or copied for another workload
 			}
+			if hasObject(p.set.Bindings, ns, b.Name) {
+				c.conflict(fmt.Sprintf("AzureIdentityBinding %s/%s", ns, b.Name), fmt.Sprintf(
+					"AzureIdentityBinding %s/%s cannot be copied into namespace %s, which has an AzureIdentityBinding %s of another selector; copy it under another metadata.name",
+					b.Namespace, b.Name, ns, b.Name))
+				continue
+			}
+			copied[key(ns, "AzureIdentityBinding/"+b.Name)] = true
 			bc := b.DeepCopy()
 			bc.ObjectMeta = copiedMeta(b.ObjectMeta, ns)
 			augmented.Bindings = append(augmented.Bindings, *bc)
@@ -147,9 +155,18 @@ func (p *plan) copyWay(ctx context.Context) error {
 			}
 			c.Objects = append(c.Objects, o)
 			ai := p.identityObject(f.Identity.Namespace, f.Identity.Name)
-			if ai == nil || hasObject(augmented.Identities, ns, ai.Name) {
+			if ai == nil || copied[key(ns, "AzureIdentity/"+ai.Name)] {
 				continue
 			}
+			if have := p.identityObject(ns, ai.Name); have != nil {
+				if !sameIdentity(have, ai) {
+					c.conflict(fmt.Sprintf("AzureIdentity %s/%s", ns, ai.Name), fmt.Sprintf(
+						"AzureIdentity %s/%s cannot be copied into namespace %s, which has another AzureIdentity %s (spec.clientID %q, spec.type %d), which the copied binding would bind instead; copy it under another metadata.name and set the binding's spec.azureIdentity to that name",
+						ai.Namespace, ai.Name, ns, ai.Name, have.Spec.ClientID, have.Spec.Type))
+				}
+				continue
+			}
+			copied[key(ns, "AzureIdentity/"+ai.Name)] = true
 			ac := ai.DeepCopy()
 			ac.ObjectMeta = copiedMeta(ai.ObjectMeta, ns)
 			if ac.Spec.ClientPassword.Namespace != "" {
@@ -175,6 +192,14 @@ func (p *plan) copyWay(ctx context.Context) error {
 		return err
 	}
 	creds, blockers := p.added(after.report)
+	// A blocker of no one namespace (a managed identity over Entra ID's
+	// limit) blocks either way: the mode needs the same credentials.
+	for _, b := range blockers {
+		if b.Reason != ReasonBindingUnused && objectNamespace(b.Object) == "" && !slices.Contains(p.report.Blockers, b) {
+			p.report.Blockers = append(p.report.Blockers, b)
+		}
+	}
+	sortBlockers(p.report.Blockers)
 	for _, ns := range sortedKeys(copies) {
 		c := copies[ns]
 		// Identities first, then the bindings that name them, as
@@ -198,7 +223,7 @@ func (p *plan) copyWay(ctx context.Context) error {
 			}
 		}
 		for _, b := range blockers {
-			if b.Reason != ReasonBindingUnused && objectNamespace(b.Object) == ns {
+			if b.Reason != ReasonBindingUnused && objectNamespace(b.Object) == ns && !slices.Contains(c.Blockers, b) {
 				c.Blockers = append(c.Blockers, b)
 			}
 		}
@@ -249,6 +274,19 @@ func (p *plan) added(after Report) ([]Credential, []Blocker) {
 		}
 	}
 	return creds, blockers
+}
+
+// conflict blocks the copy of object into c's namespace.
+func (c *NamespaceCopy) conflict(object, msg string) {
+	c.Blockers = append(c.Blockers, Blocker{Reason: ReasonCopyConflict, Object: object, Message: msg})
+}
+
+// sameIdentity reports whether a and b name one identity the same way, so
+// that a copy of b where a is adds nothing.
+func sameIdentity(a, b *aadv1.AzureIdentity) bool {
+	return a.Spec.Type == b.Spec.Type && strings.EqualFold(a.Spec.ClientID, b.Spec.ClientID) &&
+		strings.EqualFold(a.Spec.ResourceID, b.Spec.ResourceID) && a.Spec.TenantID == b.Spec.TenantID &&
+		a.Spec.ClientPassword.Name == b.Spec.ClientPassword.Name
 }
 
 // binding and identityObject find an object of the set.

@@ -153,6 +153,9 @@ const (
 	// namespace binds an identity that cannot serve it from there (type 1
 	// or 2, or annotated Behavior: namespaced).
 	ReasonCrossNamespaceIdentity = "cross-namespace-identity"
+	// ReasonCopyConflict is an object of copyToNamespace that the pod's
+	// namespace already has under its name, with other contents.
+	ReasonCopyConflict = "copy-conflict"
 	// ReasonDenied is a workload the webhook would deny for its own shape
 	// (hostNetwork, hostPID, Windows, a port collision, an annotation).
 	ReasonDenied = "denied"
@@ -315,7 +318,12 @@ func (p *plan) run(ctx context.Context) {
 		p.identity(p.copies[key(ai.Namespace, ai.Name)])
 	}
 	p.credentials()
-	slices.SortStableFunc(p.report.Blockers, func(a, b Blocker) int {
+	sortBlockers(p.report.Blockers)
+}
+
+// sortBlockers orders blockers by object, then reason.
+func sortBlockers(blockers []Blocker) {
+	slices.SortStableFunc(blockers, func(a, b Blocker) int {
 		return cmp.Or(strings.Compare(a.Object, b.Object), strings.Compare(a.Reason, b.Reason))
 	})
 }

@@ -648,3 +648,92 @@ metadata: {name: other}
 	assert.Contains(t, err.Error(), "SecretProviderClass team-a/vault: spec.parameters.usePodIdentity is true, not a string")
 	assert.Contains(t, err.Error(), "spc.yaml: document 1")
 }
+
+// crossNamespaceEstate is an identity and binding in default, and a
+// Deployment in each of n namespaces that only that binding serves.
+func crossNamespaceEstate(n int, extra string) string {
+	var b strings.Builder
+	b.WriteString(`apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentity
+metadata: {name: shared, namespace: default}
+spec: {type: 0, clientID: 44444444-0000-0000-0000-000000000001, tenantID: 72f988bf-86f1-41af-91ab-2d7cd011db47, resourceID: /subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/shared}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: shared, namespace: default}
+spec: {azureIdentity: shared, selector: shared}
+`)
+	for i := range n {
+		fmt.Fprintf(&b, `---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app, namespace: team-%02d}
+spec: {selector: {matchLabels: {a: b}}, template: {metadata: {labels: {aadpodidbinding: shared}}, spec: {serviceAccountName: app, containers: [{name: c, image: i}]}}}
+`, i)
+	}
+	return b.String() + extra
+}
+
+// TestCrossNamespaceOverTheLimit: the subjects that either way out adds
+// count against Entra ID's limit of the managed identity, which blocks
+// the switch either way.
+func TestCrossNamespaceOverTheLimit(t *testing.T) {
+	var s manifest.Set
+	require.NoError(t, s.Read("x.yaml", strings.NewReader(crossNamespaceEstate(migrate.MaxFederatedCredentials+1, "")), "default"))
+	f := flags("")
+	f.RequireNamespaceOptIn = false
+	r, err := migrate.Plan(context.Background(), &s, migrate.Options{Issuer: issuer, Decision: f})
+	require.NoError(t, err)
+	var tooMany []migrate.Blocker
+	for _, b := range r.Blockers {
+		if b.Reason == migrate.ReasonTooManySubjects {
+			tooMany = append(tooMany, b)
+		}
+	}
+	require.Len(t, tooMany, 1)
+	assert.Equal(t, "managed identity shared", tooMany[0].Object)
+	assert.Contains(t, tooMany[0].Message, "needs 21 federated credentials")
+	assert.Len(t, r.CopyToNamespace, migrate.MaxFederatedCredentials+1)
+	assert.Len(t, r.CrossNamespaceMode.Credentials, migrate.MaxFederatedCredentials+1)
+}
+
+// TestCrossNamespaceCopyConflict: a copy that would land on another
+// object of its name in the pod's namespace is a blocker of that copy,
+// named, and not written over it.
+func TestCrossNamespaceCopyConflict(t *testing.T) {
+	const other = `---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentity
+metadata: {name: shared, namespace: team-00}
+spec: {type: 0, clientID: 44444444-0000-0000-0000-00000000000f, tenantID: 72f988bf-86f1-41af-91ab-2d7cd011db47}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: shared, namespace: team-01}
+spec: {azureIdentity: shared, selector: other}
+`
+	var s manifest.Set
+	require.NoError(t, s.Read("x.yaml", strings.NewReader(crossNamespaceEstate(3, other)), "default"))
+	f := flags("")
+	f.RequireNamespaceOptIn = false
+	r, err := migrate.Plan(context.Background(), &s, migrate.Options{Issuer: issuer, Decision: f})
+	require.NoError(t, err)
+	require.Len(t, r.CopyToNamespace, 3)
+	conflicts := map[string][]string{}
+	for _, c := range r.CopyToNamespace {
+		for _, b := range c.Blockers {
+			if b.Reason == migrate.ReasonCopyConflict {
+				conflicts[c.Namespace] = append(conflicts[c.Namespace], b.Object)
+				assert.Contains(t, b.Message, "another metadata.name")
+			}
+		}
+		for _, o := range c.Objects {
+			assert.NotEqual(t, "team-00/AzureIdentity", c.Namespace+"/"+o["kind"].(string), "no copy over another identity")
+		}
+	}
+	assert.Equal(t, map[string][]string{
+		"team-00": {"AzureIdentity team-00/shared"},
+		"team-01": {"AzureIdentityBinding team-01/shared"},
+	}, conflicts)
+	assert.Empty(t, r.CopyToNamespace[2].Blockers, "team-02 copies cleanly")
+}
