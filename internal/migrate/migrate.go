@@ -8,7 +8,9 @@
 // sources, tenants and audiences from the decisions. What the plan adds is
 // what only a view of the whole estate sees: Entra's limit of federated
 // credentials per managed identity, credential names that are unique per
-// cluster, and NMI's other clients (Secrets Store CSI SecretProviderClasses).
+// cluster, NMI's other clients (Secrets Store CSI SecretProviderClasses),
+// and for the workloads that only another namespace's binding serves, both
+// ways out (crossnamespace.go), each planned again with the same Planner.
 package migrate
 
 import (
