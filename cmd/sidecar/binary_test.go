@@ -39,33 +39,55 @@ func buildSidecar(t *testing.T) string {
 	return bin
 }
 
+// runningSidecar is the real sidecar binary serving a fake pod: its
+// mounted files, and the environment the webhook gives the container.
+type runningSidecar struct {
+	pod    *fakeaad.Pod
+	env    []string
+	cmd    *exec.Cmd
+	exited chan error
+	logs   *logbuf.Buffer
+}
+
+// startSidecar runs bin serve for a fresh fake pod, with only what the
+// webhook gives the sidecar container in its environment (and PATH), plus
+// args; it is killed at the end of the test if it still runs.
+func startSidecar(t *testing.T, bin string, args ...string) *runningSidecar {
+	t.Helper()
+	p, err := fakeaad.NewPod(fakeaad.PodOptions{Dir: t.TempDir(), Port: freePort(t)})
+	require.NoError(t, err)
+	t.Cleanup(p.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(caFile, p.AAD.CAPEM(), 0o600))
+	doc, err := p.Config.Marshal()
+	require.NoError(t, err)
+	s := &runningSidecar{
+		pod:    p,
+		env:    []string{names.EnvSidecarConfig + "=" + doc, names.EnvIdentityHeader + "=" + p.IdentityHeader, "PATH=" + os.Getenv("PATH")},
+		exited: make(chan error, 1),
+		logs:   &logbuf.Buffer{},
+	}
+	s.cmd = exec.Command(bin, append([]string{names.SidecarServeCommand, "--ca-file", caFile, "--imds-endpoint", p.IMDS.URL}, args...)...)
+	s.cmd.Env, s.cmd.Stderr = s.env, s.logs
+	require.NoError(t, s.cmd.Start())
+	go func() { s.exited <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			_ = s.cmd.Process.Kill()
+			_ = <-s.exited // killed: its exit error says nothing
+		}
+	})
+	return s
+}
+
 // TestBinaryEndToEnd runs the real sidecar binary the way the webhook
 // starts it (config and secret in the environment), waits for its exec
 // probe, and gets tokens with the real azidentity clients for every source
 // type, then stops it with SIGTERM.
 func TestBinaryEndToEnd(t *testing.T) {
 	bin := buildSidecar(t)
-	p, err := fakeaad.NewPod(fakeaad.PodOptions{Dir: t.TempDir(), Port: freePort(t)})
-	require.NoError(t, err)
-	defer p.Close()
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	require.NoError(t, os.WriteFile(caFile, p.AAD.CAPEM(), 0o600))
-	doc, err := p.Config.Marshal()
-	require.NoError(t, err)
-	// Only what the webhook gives the sidecar container, and PATH.
-	env := []string{names.EnvSidecarConfig + "=" + doc, names.EnvIdentityHeader + "=" + p.IdentityHeader, "PATH=" + os.Getenv("PATH")}
-
-	var logs logbuf.Buffer
-	srv := exec.Command(bin, names.SidecarServeCommand, "--ca-file", caFile, "--imds-endpoint", p.IMDS.URL)
-	srv.Env, srv.Stderr = env, &logs
-	require.NoError(t, srv.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- srv.Wait() }()
-	defer func() {
-		if srv.ProcessState == nil {
-			_ = srv.Process.Kill()
-		}
-	}()
+	sc := startSidecar(t, bin)
+	p, env, srv, exited, logs := sc.pod, sc.env, sc.cmd, sc.exited, sc.logs
 
 	// The kubelet's startupProbe: exec `probe` until it exits 0.
 	deadline := time.Now().Add(20 * time.Second)

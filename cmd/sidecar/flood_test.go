@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,8 +19,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/podidentity/injector/internal/names"
-	"github.com/podidentity/injector/test/fakeaad"
-	"github.com/podidentity/injector/test/logbuf"
 )
 
 // The flood helper's environment: the address to flood and how many
@@ -46,27 +43,8 @@ func TestBinaryConnectionFlood(t *testing.T) {
 		t.Skip("builds the sidecar and opens 10,000 connections")
 	}
 	bin := buildSidecar(t)
-	p, err := fakeaad.NewPod(fakeaad.PodOptions{Dir: t.TempDir(), Port: freePort(t)})
-	require.NoError(t, err)
-	defer p.Close()
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	require.NoError(t, os.WriteFile(caFile, p.AAD.CAPEM(), 0o600))
-	doc, err := p.Config.Marshal()
-	require.NoError(t, err)
-	env := []string{names.EnvSidecarConfig + "=" + doc, names.EnvIdentityHeader + "=" + p.IdentityHeader}
-
-	var logs logbuf.Buffer
-	srv := exec.Command(bin, names.SidecarServeCommand, "--ca-file", caFile, "--imds-endpoint", p.IMDS.URL, "--log-level", "warn")
-	srv.Env, srv.Stderr = env, &logs
-	require.NoError(t, srv.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- srv.Wait() }()
-	defer func() {
-		if srv.ProcessState == nil {
-			_ = srv.Process.Kill()
-			_ = <-exited // killed: its exit error says nothing
-		}
-	}()
+	sc := startSidecar(t, bin, "--log-level", "warn")
+	p, srv, exited, logs := sc.pod, sc.cmd, sc.exited, sc.logs
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Config.Port))
 	token := func(t *testing.T, what string) {
 		t.Helper()
