@@ -4,10 +4,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -17,9 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/podidentity/injector/e2e/framework/webhookenv"
 	"github.com/podidentity/injector/internal/names"
@@ -73,41 +68,14 @@ func (m *sidecarMirror) mutate(pod *corev1.Pod) bool {
 // manifests/' pod-identity-injector.
 func (m *sidecarMirror) start(t *testing.T, configName, namespace string) {
 	t.Helper()
-	hook := &admission.Webhook{Handler: admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
-		var pod corev1.Pod
-		if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
-			return admission.Errored(400, err)
-		}
-		if !m.mutate(&pod) {
-			return admission.Allowed("no sidecar to mirror")
-		}
-		m.mutated.Add(1)
-		return patchFrom(req, &pod)
-	})}
-	srv := httptest.NewTLSServer(hook)
-	t.Cleanup(srv.Close)
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: configName},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:                    "sidecar-mirror.e2e.test",
-			AdmissionReviewVersions: []string{"v1"},
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: ptr.To(srv.URL + "/"), CABundle: caPEM},
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-			}},
-			ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: names.BindingLabel, Operator: metav1.LabelSelectorOpExists}}},
-			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-				Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpIn, Values: []string{namespace},
-			}}},
-			SideEffects:        ptr.To(admissionregistrationv1.SideEffectClassNone),
-			FailurePolicy:      ptr.To(admissionregistrationv1.Fail),
-			ReinvocationPolicy: ptr.To(admissionregistrationv1.IfNeededReinvocationPolicy),
-			TimeoutSeconds:     ptr.To(int32(5)),
-		}},
-	}
-	require.NoError(t, env.Client.Create(context.Background(), mwc))
+	mwc := registerOtherWebhook(t, configName, "sidecar-mirror.e2e.test", namespace, admissionregistrationv1.IfNeededReinvocationPolicy,
+		func(pod *corev1.Pod) bool {
+			if !m.mutate(pod) {
+				return false
+			}
+			m.mutated.Add(1)
+			return true
+		})
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), mwc) })
 	// Wait until the API server calls it: a dry run comes back mirrored.
 	require.Eventually(t, func() bool {
