@@ -91,8 +91,9 @@ func TestMigrationPlanHolds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	objects, workloads := migrationEstate()
+	objects, spc, workloads := migrationEstate()
 	writeFile(t, filepath.Join(dir, "aad-pod-identity.yaml"), objects)
+	writeFile(t, filepath.Join(dir, "secretproviderclass.yaml"), spc)
 	for name, doc := range workloads {
 		writeFile(t, filepath.Join(dir, name+".yaml"), doc)
 	}
@@ -102,8 +103,8 @@ func TestMigrationPlanHolds(t *testing.T) {
 		})
 	}
 	// The cluster holds the aad-pod-identity objects before any workload
-	// exists: the SecretProviderClass's CRD is not installed, so it is
-	// planned from the file only.
+	// exists. The SecretProviderClass's CRD is not installed: it is
+	// planned from its file only, which is not applied.
 	kubectl(t, "apply", "-f", filepath.Join(dir, "aad-pod-identity.yaml"))
 
 	plan := runMigrate(ctx, t, dir)
@@ -154,9 +155,9 @@ func TestMigrationPlanHolds(t *testing.T) {
 		require.Contains(t, blocked, w, "the plan blocks %s", w)
 	}
 	require.Len(t, plan.SecretProviderClasses, 1, "the plan reports the SecretProviderClass that uses NMI")
-	spc := plan.SecretProviderClasses[0]
-	assert.Equal(t, migNSB+"/kv", spc.Namespace+"/"+spc.Name)
-	assert.Equal(t, []string{"Pod " + migNSB + "/kv-reader"}, spc.MountedBy)
+	nmiClient := plan.SecretProviderClasses[0]
+	assert.Equal(t, migNSB+"/kv", nmiClient.Namespace+"/"+nmiClient.Name)
+	assert.Equal(t, []string{"Pod " + migNSB + "/kv-reader"}, nmiClient.MountedBy)
 	require.Contains(t, blocked, "SecretProviderClass "+migNSB+"/kv", "the SecretProviderClass is a blocker")
 
 	// The fake Entra ID now holds exactly the plan's credentials for the
@@ -182,10 +183,12 @@ func TestMigrationPlanHolds(t *testing.T) {
 
 	// Ready: the pod runs, after its data-init's azcopy login --identity
 	// exited 0 with a token of its identity.
+	readyCtx, readyCancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer readyCancel()
 	for w, clientID := range ready {
 		ns, name, _ := strings.Cut(strings.TrimPrefix(w, "Deployment "), "/")
-		pod := waitForPod(ctx, t, ns, "app="+name)
-		pod = waitRunning(ctx, t, ns, pod.Name)
+		pod := waitForPod(readyCtx, t, ns, "app="+name)
+		pod = waitRunning(readyCtx, t, ns, pod.Name)
 		init := initStatus(pod, "data-init")
 		require.NotNil(t, init.State.Terminated, "%s: data-init ran to completion: %+v", w, init.State)
 		assert.Equal(t, int32(0), init.State.Terminated.ExitCode, "%s: azcopy login --identity exits 0", w)
@@ -268,9 +271,9 @@ func runMigrate(ctx context.Context, t *testing.T, dir string) migratePlan {
 }
 
 // migrationEstate is the aad-pod-identity objects (namespaces, identities,
-// bindings, a ServiceAccount and a SecretProviderClass) as one document
-// stream, and each workload's manifest by name.
-func migrationEstate() (objects string, workloads map[string]string) {
+// bindings and a ServiceAccount) as one document stream, the
+// SecretProviderClass, and each workload's manifest by name.
+func migrationEstate() (objects, spc string, workloads map[string]string) {
 	var b strings.Builder
 	for _, ns := range []string{migNSA, migNSB, migNSC, migNSShared} {
 		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: %s, annotations: {%q: %q}}\n", ns, names.InjectAnnotation, names.InjectEnabled)
@@ -299,8 +302,9 @@ spec: {azureIdentity: %[2]s, selector: %[2]s}
 apiVersion: v1
 kind: ServiceAccount
 metadata: {name: reader, namespace: %s}
----
-apiVersion: secrets-store.csi.x-k8s.io/v1
+`, migNSB)
+	objects = b.String()
+	spc = fmt.Sprintf(`apiVersion: secrets-store.csi.x-k8s.io/v1
 kind: SecretProviderClass
 metadata: {name: kv, namespace: %[1]s}
 spec:
@@ -310,7 +314,6 @@ spec:
     keyvaultName: kv-mig
     tenantId: %[2]s
 `, migNSB, webhookenv.TenantID)
-	objects = b.String()
 
 	workloads = map[string]string{
 		"reader-a": azcopyDeployment(migNSA, "reader-a", "reader-a", "", migClientA),
@@ -339,7 +342,7 @@ spec:
       volumeAttributes: {secretProviderClass: kv}
 `, migNSB, nodeparts.PauseImage),
 	}
-	return objects, workloads
+	return objects, spc, workloads
 }
 
 // azcopyDeployment is the seed's shape as a Deployment: data-init logs in
