@@ -183,12 +183,9 @@ func TestMigrationPlanHolds(t *testing.T) {
 
 	// Ready: the pod runs, after its data-init's azcopy login --identity
 	// exited 0 with a token of its identity.
-	readyCtx, readyCancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer readyCancel()
 	for w, clientID := range ready {
 		ns, name, _ := strings.Cut(strings.TrimPrefix(w, "Deployment "), "/")
-		pod := waitForPod(readyCtx, t, ns, "app="+name)
-		pod = waitRunning(readyCtx, t, ns, pod.Name)
+		pod := waitMigratedPod(ctx, t, w, ns, name)
 		init := initStatus(pod, "data-init")
 		require.NotNil(t, init.State.Terminated, "%s: data-init ran to completion: %+v", w, init.State)
 		assert.Equal(t, int32(0), init.State.Terminated.ExitCode, "%s: azcopy login --identity exits 0", w)
@@ -241,6 +238,34 @@ func TestMigrationPlanHolds(t *testing.T) {
 	p, err := cs.CoreV1().Pods(migNSB).Get(ctx, "kv-reader", metav1.GetOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, corev1.PodPending, p.Status.Phase, "the SecretProviderClass's pod does not start")
+}
+
+// waitMigratedPod waits, at most 2 minutes, for the pod of Deployment
+// ns/name (workload w, which the plan calls ready) to run, and says on
+// failure where it stands: its phase, data-init's last state and log,
+// and its events.
+func waitMigratedPod(ctx context.Context, t *testing.T, w, ns, name string) *corev1.Pod {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	var pod *corev1.Pod
+	for time.Now().Before(deadline) {
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
+		require.NoError(t, err)
+		if len(pods.Items) > 0 {
+			pod = &pods.Items[0]
+			if pod.Status.Phase == corev1.PodRunning {
+				return pod
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if pod == nil {
+		t.Fatalf("the plan calls %s ready, but it has no pod after 2 minutes", w)
+	}
+	initLog, _ := env.Cluster.Kubectl(ctx, "logs", "-n", ns, pod.Name, "-c", "data-init", "--previous")
+	t.Fatalf("the plan calls %s ready, but its pod %s is %s after 2 minutes: did its token request fail for want of the plan's federated credential?\ndata-init: %+v\ndata-init's previous log:\n%s\nevents:\n%s",
+		w, pod.Name, pod.Status.Phase, initStatus(pod, "data-init").LastTerminationState, initLog, events(ns, pod.Name))
+	return nil
 }
 
 // runMigrate builds the plugin and runs `migrate -f dir -o json` offline,
