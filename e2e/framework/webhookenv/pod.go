@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -30,6 +31,44 @@ func (e *Env) DeclareFederatedCredential(clientID, namespace, serviceAccount str
 		Audience: names.TokenAudience,
 		KeyFunc:  e.jwks.keyFunc,
 	})
+}
+
+// SetFederatedCredentials makes creds the only federated credentials the
+// fake Entra ID holds for clientIDs: every credential declared before for
+// one of them is removed, the credentials of other clients stay. Each of
+// creds must be for one of clientIDs; a credential without KeyFunc checks
+// signatures against this cluster's JWKS, and one without Audience expects
+// names.TokenAudience.
+func (e *Env) SetFederatedCredentials(clientIDs []string, creds ...fakeaad.FederatedCredential) error {
+	owned := func(clientID string) bool {
+		for _, id := range clientIDs {
+			if strings.EqualFold(id, clientID) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, c := range creds {
+		if !owned(c.ClientID) {
+			return fmt.Errorf("federated credential for client %q (subject %q): the client is not one of %q, whose credentials this call sets", c.ClientID, c.Subject, clientIDs)
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	kept := e.creds[:0:0]
+	for _, c := range e.creds {
+		if !owned(c.ClientID) {
+			kept = append(kept, c)
+		}
+	}
+	for _, c := range creds {
+		if c.KeyFunc == nil {
+			c.KeyFunc = e.jwks.keyFunc
+		}
+		kept = append(kept, c)
+	}
+	e.creds = kept
+	return nil
 }
 
 // FederatedCredentials are the credentials declared so far, as the fake
