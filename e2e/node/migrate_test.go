@@ -217,8 +217,13 @@ func TestMigrationPlanHolds(t *testing.T) {
 			t.Logf("Deployment %s/cross: %s", migNSC, c.Message)
 			// The plan names the template's pod "cross-", the
 			// ReplicaSet's pods have a generated name: compare the rest.
-			_, msg, _ := strings.Cut(blocked["Deployment "+migNSC+"/cross"], ": ")
-			assert.Contains(t, c.Message, msg, "the denial is the plan's blocker message")
+			// The plan's blocker is the webhook's denial, followed by
+			// where the plan shows the ways out.
+			_, denial, _ := strings.Cut(c.Message, "denied the request: ")
+			_, denial, _ = strings.Cut(denial, ": ")
+			_, plan, _ := strings.Cut(blocked["Deployment "+migNSC+"/cross"], ": ")
+			require.NotEmpty(t, denial, "the ReplicaFailure carries the webhook's denial: %s", c.Message)
+			assert.True(t, strings.HasPrefix(plan, denial), "the plan's blocker begins with the webhook's denial:\nplan:   %s\ndenial: %s", plan, denial)
 		}
 	}
 	pods, err := cs.CoreV1().Pods(migNSC).List(ctx, metav1.ListOptions{})
