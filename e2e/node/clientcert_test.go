@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -43,11 +44,16 @@ func TestWebhookServesOnlyTheAPIServer(t *testing.T) {
 	require.NoError(t, err, "the apiserver, with its client certificate, is served")
 	assert.True(t, hasSidecar(created), "the pod is injected")
 
+	// A replica that serves: the suite's rollout of the Deployment may
+	// leave an old pod terminating, whose address leads nowhere.
 	pods, err := cs.CoreV1().Pods(webhookenv.WebhookNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=pod-identity-webhook"})
 	require.NoError(t, err)
-	require.NotEmpty(t, pods.Items)
-	require.NotEmpty(t, pods.Items[0].Status.PodIP)
-	endpoint := fmt.Sprintf("https://%s/mutate-v1-pod", net.JoinHostPort(pods.Items[0].Status.PodIP, "9443"))
+	i := slices.IndexFunc(pods.Items, func(p corev1.Pod) bool {
+		return p.DeletionTimestamp == nil && p.Status.PodIP != "" &&
+			slices.ContainsFunc(p.Status.Conditions, func(c corev1.PodCondition) bool { return c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue })
+	})
+	require.GreaterOrEqual(t, i, 0, "a ready webhook replica among %d pods", len(pods.Items))
+	endpoint := fmt.Sprintf("https://%s/mutate-v1-pod", net.JoinHostPort(pods.Items[i].Status.PodIP, "9443"))
 
 	roots := x509.NewCertPool()
 	require.True(t, roots.AppendCertsFromPEM(env.CABundle()))
