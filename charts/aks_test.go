@@ -1,0 +1,85 @@
+package charts_test
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// templateSet renders the chart with --set values.
+func templateSet(t *testing.T, set ...string) ([]byte, error) {
+	t.Helper()
+	args := []string{"template", releaseName, chartDir, "--namespace", namespace, "--kube-version", kubeVersion}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	return helm(t, args...)
+}
+
+// findKind returns the one rendered object of kind, decoded into into.
+func findKind(t *testing.T, objs []*unstructured.Unstructured, kind string, into any) {
+	t.Helper()
+	var found []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == kind {
+			found = append(found, o)
+		}
+	}
+	require.Len(t, found, 1, "one %s", kind)
+	require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(found[0].Object, into))
+}
+
+// TestSubchart: Helm passes `global` to every subchart, so a schema that
+// refuses it makes the chart unusable as a dependency. The chart is copied
+// into the charts/ of a parent chart that sets a global value, and the
+// parent renders.
+func TestSubchart(t *testing.T) {
+	parent := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(parent, "Chart.yaml"), []byte(`apiVersion: v2
+name: platform
+version: 1.0.0
+dependencies:
+  - name: pod-identity-injector
+    version: ">=0.0.0-0"
+`), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(parent, "values.yaml"), []byte("global:\n  imageRegistry: registry.example\n"), 0o600))
+	require.NoError(t, copyDir(chartDir, filepath.Join(parent, "charts", "pod-identity-injector")))
+
+	out, err := helm(t, "template", releaseName, parent, "--namespace", namespace, "--kube-version", kubeVersion)
+	require.NoError(t, err)
+	var d appsv1.Deployment
+	findKind(t, decodeStrict(t, out), "Deployment", &d)
+	assert.Equal(t, "pod-identity-webhook", d.Name)
+
+	t.Run("--set global.x=y on the chart itself", func(t *testing.T) {
+		_, err := templateSet(t, "global.x=y")
+		require.NoError(t, err)
+	})
+}
+
+func copyDir(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+}
