@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -82,4 +83,27 @@ func copyDir(src, dst string) error {
 		}
 		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
 	})
+}
+
+// TestNodeSelectorLinux: the webhook's image is Linux only, so its pods
+// select Linux nodes (AKS clusters often have a Windows pool), and the
+// user's nodeSelector is merged with that rather than replacing it.
+func TestNodeSelectorLinux(t *testing.T) {
+	tests := map[string]struct {
+		set  []string
+		want map[string]string
+	}{
+		"default":            {want: map[string]string{corev1.LabelOSStable: "linux"}},
+		"with a user's pool": {set: []string{"nodeSelector.agentpool=system"}, want: map[string]string{corev1.LabelOSStable: "linux", "agentpool": "system"}},
+		"an arch beside it":  {set: []string{"nodeSelector.kubernetes\\.io/arch=arm64"}, want: map[string]string{corev1.LabelOSStable: "linux", corev1.LabelArchStable: "arm64"}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			out, err := templateSet(t, tt.set...)
+			require.NoError(t, err)
+			var d appsv1.Deployment
+			findKind(t, decodeStrict(t, out), "Deployment", &d)
+			assert.Equal(t, tt.want, d.Spec.Template.Spec.NodeSelector)
+		})
+	}
 }

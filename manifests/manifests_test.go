@@ -323,6 +323,7 @@ func TestDeployment(t *testing.T) {
 
 	assert.Equal(t, new(int32(2)), deploy.Spec.Replicas)
 	assert.Equal(t, "system-cluster-critical", spec.PriorityClassName)
+	assert.Equal(t, map[string]string{corev1.LabelOSStable: "linux"}, spec.NodeSelector, "the Linux-only image keeps off Windows node pools")
 	podLabels := labels.Set(deploy.Spec.Template.Labels)
 
 	t.Run("spread across nodes", func(t *testing.T) {
