@@ -1,6 +1,7 @@
 package charts_test
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -104,6 +105,41 @@ func TestNodeSelectorLinux(t *testing.T) {
 			var d appsv1.Deployment
 			findKind(t, decodeStrict(t, out), "Deployment", &d)
 			assert.Equal(t, tt.want, d.Spec.Template.Spec.NodeSelector)
+		})
+	}
+}
+
+// TestPDBBlocksDrains: a PodDisruptionBudget that keeps every replica lets
+// no webhook pod be evicted, so node drains and AKS upgrades hang. The
+// chart refuses to render it, and names both values and the ways out.
+func TestPDBBlocksDrains(t *testing.T) {
+	refused := map[string][]string{
+		"one replica":                 {"replicaCount=1"},
+		"minAvailable = replicas":     {"replicaCount=3", "podDisruptionBudget.minAvailable=3"},
+		"minAvailable 100%":           {"podDisruptionBudget.minAvailable=100%"},
+		"one replica, 50% rounded up": {"replicaCount=1", "podDisruptionBudget.minAvailable=50%"},
+	}
+	for name, set := range refused {
+		t.Run(name, func(t *testing.T) {
+			out, err := templateSet(t, set...)
+			require.Error(t, err, "rendered:\n%s", out)
+			var he *helmError
+			require.True(t, errors.As(err, &he), "%v", err)
+			for _, w := range []string{"replicaCount", "podDisruptionBudget.minAvailable", "blocks node drains", "podDisruptionBudget.enabled=false"} {
+				assert.Contains(t, he.stderr, w)
+			}
+		})
+	}
+	allowed := map[string][]string{
+		"defaults":                    nil,
+		"one replica without a PDB":   {"replicaCount=1", "podDisruptionBudget.enabled=false"},
+		"one replica, minAvailable 0": {"replicaCount=1", "podDisruptionBudget.minAvailable=0"},
+		"three replicas, 50%":         {"replicaCount=3", "podDisruptionBudget.minAvailable=50%"},
+	}
+	for name, set := range allowed {
+		t.Run(name, func(t *testing.T) {
+			_, err := templateSet(t, set...)
+			require.NoError(t, err)
 		})
 	}
 }
