@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -140,6 +141,26 @@ func TestPDBBlocksDrains(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			_, err := templateSet(t, set...)
 			require.NoError(t, err)
+		})
+	}
+}
+
+// aksEnforcerOptOut is the label with which AKS's Admissions Enforcer
+// leaves a webhook configuration alone (AKS FAQ, "Can admission controller
+// webhooks impact kube-system and internal AKS namespaces?").
+const aksEnforcerOptOut = "admissions.enforcer/disabled"
+
+// TestAdmissionsEnforcerOptOut: without the label, AKS adds its own
+// namespaceSelector expressions to the webhook configuration, and Argo CD
+// or Flux then see drift from the chart forever.
+func TestAdmissionsEnforcerOptOut(t *testing.T) {
+	for name, path := range valuesFiles(t) {
+		t.Run(name, func(t *testing.T) {
+			out, err := template(t, path)
+			require.NoError(t, err)
+			var cfg admissionregistrationv1.MutatingWebhookConfiguration
+			findKind(t, decodeStrict(t, out), "MutatingWebhookConfiguration", &cfg)
+			assert.Equal(t, "true", cfg.Labels[aksEnforcerOptOut])
 		})
 	}
 }

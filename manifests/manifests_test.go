@@ -264,6 +264,8 @@ func TestWebhookConfiguration(t *testing.T) {
 	serving := servingCertificate(t, r)
 
 	assert.Equal(t, clusterName, cfg.Name)
+	assert.Equal(t, "true", cfg.Labels["admissions.enforcer/disabled"],
+		"AKS's Admissions Enforcer leaves the configuration alone, so GitOps tools see no drift")
 	assert.Equal(t, serving.Namespace+"/"+serving.Name, cfg.Annotations["cert-manager.io/inject-ca-from"],
 		"cainjector fills caBundle from the serving Certificate")
 
