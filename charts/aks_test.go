@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -163,4 +164,32 @@ func TestAdmissionsEnforcerOptOut(t *testing.T) {
 			assert.Equal(t, "true", cfg.Labels[aksEnforcerOptOut])
 		})
 	}
+}
+
+// TestMonitorsAPIGroup: AKS's managed Prometheus reads ServiceMonitors and
+// PodMonitors of azmonitoring.coreos.com only; the Prometheus Operator
+// those of monitoring.coreos.com. The PrometheusRule stays the Operator's.
+func TestMonitorsAPIGroup(t *testing.T) {
+	for _, group := range []string{"monitoring.coreos.com", "azmonitoring.coreos.com"} {
+		t.Run(group, func(t *testing.T) {
+			out, err := templateSet(t, "metrics.monitorsAPIGroup="+group,
+				"metrics.podMonitor.enabled=true", "metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true")
+			require.NoError(t, err)
+			kinds := map[string]string{}
+			for _, o := range decodeStrict(t, out) {
+				if strings.HasSuffix(o.GetAPIVersion(), "coreos.com/v1") {
+					kinds[o.GetKind()] = o.GetAPIVersion()
+				}
+			}
+			assert.Equal(t, map[string]string{
+				"PodMonitor":     group + "/v1",
+				"ServiceMonitor": group + "/v1",
+				"PrometheusRule": "monitoring.coreos.com/v1",
+			}, kinds)
+		})
+	}
+	_, err := templateSet(t, "metrics.monitorsAPIGroup=coreos.com")
+	var he *helmError
+	require.True(t, errors.As(err, &he), "%v", err)
+	assert.Contains(t, he.stderr, "/metrics/monitorsAPIGroup")
 }
