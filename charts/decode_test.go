@@ -46,6 +46,9 @@ var untyped = map[string]bool{
 	"monitoring.coreos.com/v1/PodMonitor":     true,
 	"monitoring.coreos.com/v1/ServiceMonitor": true,
 	"monitoring.coreos.com/v1/PrometheusRule": true,
+	// AKS's managed Prometheus reads these (metrics.monitorsAPIGroup).
+	"azmonitoring.coreos.com/v1/PodMonitor":     true,
+	"azmonitoring.coreos.com/v1/ServiceMonitor": true,
 }
 
 // decodeStrict splits a rendered stream into objects and decodes each

@@ -44,12 +44,26 @@ func TestPrometheusRuleMetricsExist(t *testing.T) {
 	require.NotEmpty(t, groups)
 	metric := regexp.MustCompile(`\b(pod_identity_[a-z_]+?)(_bucket|_sum|_count)?\b`)
 	byLabels := regexp.MustCompile(`by \(([a-z_, ]+)\)`)
+	templateLabel := regexp.MustCompile(`\$labels\.([a-z_]+)`)
 	alerts := 0
 	for _, g := range groups {
 		rules, _, _ := unstructured.NestedSlice(g.(map[string]any), "rules")
 		for _, r := range rules {
 			expr := r.(map[string]any)["expr"].(string)
 			alerts++
+			// A label the summary names is one the expression keeps.
+			var kept []string
+			for _, by := range byLabels.FindAllStringSubmatch(expr, -1) {
+				for _, l := range strings.Split(by[1], ",") {
+					kept = append(kept, strings.TrimSpace(l))
+				}
+			}
+			annotations, _, _ := unstructured.NestedStringMap(r.(map[string]any), "annotations")
+			for _, a := range annotations {
+				for _, l := range templateLabel.FindAllStringSubmatch(a, -1) {
+					assert.Contains(t, kept, l[1], "alert %v names $labels.%s, which %q does not keep", r.(map[string]any)["alert"], l[1], expr)
+				}
+			}
 			found := metric.FindAllStringSubmatch(expr, -1)
 			require.NotEmpty(t, found, "alert %v queries a webhook metric", r.(map[string]any)["alert"])
 			for _, f := range found {

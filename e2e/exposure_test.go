@@ -178,7 +178,7 @@ func TestWebhookMadeUpNamespaces(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, string(b), "made-up-", "no metric series names a namespace that does not exist")
 	assert.NotContains(t, string(b), "nnnnnnnn")
-	assert.Contains(t, string(b), `namespace="_other"`)
+	assert.Contains(t, string(b), `pod_namespace="_other"`)
 
 	// The webhook still serves the API server.
 	createNamespace(t, "exposure-after", true)

@@ -112,7 +112,7 @@ func TestAnotherWebhookMutatesTheSidecar(t *testing.T) {
 			bindIdentity(t, ns, tc.clientID)
 			var mirror sidecarMirror
 			mirror.start(t, tc.config, ns)
-			unchanged := fmt.Sprintf(`pod_identity_injector_decisions_total{namespace=%q,outcome="unchanged"}`, ns)
+			unchanged := fmt.Sprintf(`pod_identity_injector_decisions_total{outcome="unchanged",pod_namespace=%q}`, ns)
 			before, _ := env.Metric(unchanged)
 			mutatedBefore := mirror.mutated.Load()
 

@@ -264,6 +264,8 @@ func TestWebhookConfiguration(t *testing.T) {
 	serving := servingCertificate(t, r)
 
 	assert.Equal(t, clusterName, cfg.Name)
+	assert.Equal(t, "true", cfg.Labels["admissions.enforcer/disabled"],
+		"AKS's Admissions Enforcer leaves the configuration alone, so GitOps tools see no drift")
 	assert.Equal(t, serving.Namespace+"/"+serving.Name, cfg.Annotations["cert-manager.io/inject-ca-from"],
 		"cainjector fills caBundle from the serving Certificate")
 
@@ -323,6 +325,7 @@ func TestDeployment(t *testing.T) {
 
 	assert.Equal(t, new(int32(2)), deploy.Spec.Replicas)
 	assert.Equal(t, "system-cluster-critical", spec.PriorityClassName)
+	assert.Equal(t, map[string]string{corev1.LabelOSStable: "linux"}, spec.NodeSelector, "the Linux-only image keeps off Windows node pools")
 	podLabels := labels.Set(deploy.Spec.Template.Labels)
 
 	t.Run("spread across nodes", func(t *testing.T) {
@@ -540,4 +543,62 @@ func containerFlags(t *testing.T, c *corev1.Container) map[string]string {
 		})
 	}
 	return flags
+}
+
+// TestNamespaceOverlay: an overlay that moves the install to another
+// namespace with `namespace:` must move every place that names it, or TLS
+// breaks: kustomize's namespace transformer moves metadata.namespace, the
+// ClusterRoleBinding's subject and the webhook's Service reference, but not
+// the serving Certificate's DNS names, cainjector's annotation or the
+// excluded namespace of the webhook's namespaceSelector. The overlay lists
+// transformers/namespace, which rewrites those after its namespace:, with
+// and without the label-opt-in component.
+func TestNamespaceOverlay(t *testing.T) {
+	const moved = "identity-platform"
+	for name, components := range map[string][]string{
+		"base":         nil,
+		"label opt-in": {"../manifests/components/label-opt-in"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			fsys := repoFS(t)
+			k := types.Kustomization{
+				TypeMeta:     types.TypeMeta{APIVersion: types.KustomizationVersion, Kind: types.KustomizationKind},
+				Namespace:    moved,
+				Resources:    []string{"../manifests"},
+				Components:   components,
+				Transformers: []string{"../manifests/transformers/namespace"},
+			}
+			writeKustomization(t, fsys, "/repo/overlay", &k)
+			r := build(t, fsys, "/repo/overlay")
+
+			for _, id := range r.ids {
+				assert.NotContains(t, id, namespace, "an object left in the base's namespace")
+			}
+			assert.Equal(t, moved, one(t, r.namespaces).Name)
+			svc := one(t, r.services)
+			require.Equal(t, moved, svc.Namespace)
+			serving := servingCertificate(t, r)
+			assert.Equal(t, []string{
+				fmt.Sprintf("%s.%s.svc", svc.Name, moved),
+				fmt.Sprintf("%s.%s.svc.cluster.local", svc.Name, moved),
+			}, serving.Spec.DNSNames, "the serving certificate names the Service the API server calls")
+
+			cfg := one(t, r.webhooks)
+			assert.Equal(t, moved+"/"+serving.Name, cfg.Annotations["cert-manager.io/inject-ca-from"],
+				"cainjector fills caBundle from the moved Certificate")
+			wh := one(t, cfg.Webhooks)
+			require.NotNil(t, wh.ClientConfig.Service)
+			assert.Equal(t, moved, wh.ClientConfig.Service.Namespace)
+			nsSel, err := metav1.LabelSelectorAsSelector(wh.NamespaceSelector)
+			require.NoError(t, err)
+			assert.False(t, nsSel.Matches(labels.Set{"kubernetes.io/metadata.name": moved, names.InjectAnnotation: "enabled"}),
+				"the webhook's own namespace is never sent to it")
+			assert.False(t, nsSel.Matches(labels.Set{"kubernetes.io/metadata.name": "kube-system", names.InjectAnnotation: "enabled"}))
+			assert.True(t, nsSel.Matches(labels.Set{"kubernetes.io/metadata.name": namespace, names.InjectAnnotation: "enabled"}),
+				"the old namespace is an ordinary one now")
+
+			binding := one(t, r.bindings)
+			assert.Equal(t, moved, one(t, binding.Subjects).Namespace)
+		})
+	}
 }

@@ -83,7 +83,7 @@ func post(t testing.TB, c *http.Client, url string, body []byte) (int, admission
 	return resp.StatusCode, admissionv1.AdmissionResponse{}, string(b)
 }
 
-// namespaceLabels are the distinct namespace label values of the
+// namespaceLabels are the distinct pod_namespace label values of the
 // handler's metrics.
 func namespaceLabels(t *testing.T, m *Metrics) map[string]bool {
 	t.Helper()
@@ -95,7 +95,7 @@ func namespaceLabels(t *testing.T, m *Metrics) map[string]bool {
 	for _, f := range families {
 		for _, s := range f.GetMetric() {
 			for _, l := range s.GetLabel() {
-				if l.GetName() == "namespace" {
+				if l.GetName() == "pod_namespace" {
 					seen[l.GetValue()] = true
 				}
 			}

@@ -4,7 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// NamespaceOther is the namespace label of every admission whose namespace
+// NamespaceOther is the pod_namespace label of every admission whose namespace
 // the decision did not find: the one bounded bucket for made-up names. No
 // namespace can be called so (an underscore is not allowed in one).
 const NamespaceOther = "_other"
@@ -15,13 +15,16 @@ type Metrics struct {
 	// Duration is the handler's admission latency by outcome. It has no
 	// namespace label: a histogram per namespace costs a dozen series each.
 	Duration *prometheus.HistogramVec
-	// Decisions counts admissions by namespace and outcome, so that alerts
-	// can be per team. The namespace is the pod's once the decision found
-	// it in the cache or the API server, else NamespaceOther: anyone who
-	// reaches the endpoint can send a request, so the series are bounded
-	// by the namespaces that exist, plus one.
+	// Decisions counts admissions by the pod's namespace and outcome, so
+	// that alerts can be per team. The label is pod_namespace, not
+	// namespace, which Prometheus sets on every sample to the scraped
+	// target's, the webhook's own. It is the pod's namespace once the
+	// decision found it in the cache or the API server, else
+	// NamespaceOther: anyone who reaches the endpoint can send a request,
+	// so the series are bounded by the namespaces that exist, plus one.
 	Decisions *prometheus.CounterVec
-	// ResolveErrors counts failed resolutions by namespace and reason.
+	// ResolveErrors counts failed resolutions by the pod's namespace
+	// (pod_namespace) and reason.
 	ResolveErrors *prometheus.CounterVec
 }
 
@@ -35,12 +38,12 @@ func NewMetrics() *Metrics {
 		}, []string{"outcome"}),
 		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pod_identity_injector_decisions_total",
-			Help: "Admissions of labelled pods, by namespace and outcome: injected, skipped, denied, errored, unchanged.",
-		}, []string{"namespace", "outcome"}),
+			Help: "Admissions of labelled pods, by the pod's namespace and outcome: injected, skipped, denied, errored, unchanged.",
+		}, []string{"pod_namespace", "outcome"}),
 		ResolveErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pod_identity_injector_resolve_errors_total",
-			Help: "Failed binding to identity resolutions, by namespace and reason.",
-		}, []string{"namespace", "reason"}),
+			Help: "Failed binding to identity resolutions, by the pod's namespace and reason.",
+		}, []string{"pod_namespace", "reason"}),
 	}
 }
 

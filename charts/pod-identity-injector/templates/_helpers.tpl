@@ -20,6 +20,26 @@ JSON Schema cannot say "required when" in words, so the template does.
 {{- end -}}
 {{- end }}
 
+{{/*
+A PodDisruptionBudget that keeps every replica lets no webhook pod be
+evicted: node drains, and so AKS node image upgrades, wait for it forever.
+A percentage is rounded up, as the disruption controller does for
+minAvailable.
+*/}}
+{{- define "pii.checkPDB" -}}
+{{- $replicas := int .Values.replicaCount -}}
+{{- $min := .Values.podDisruptionBudget.minAvailable -}}
+{{- $kept := 0 -}}
+{{- if kindIs "string" $min -}}
+{{- $kept = div (add (mul $replicas (trimSuffix "%" $min | atoi)) 99) 100 -}}
+{{- else -}}
+{{- $kept = int $min -}}
+{{- end -}}
+{{- if and (gt $kept 0) (ge $kept $replicas) -}}
+{{- fail (printf "replicaCount is %d and podDisruptionBudget.minAvailable is %v, so the PodDisruptionBudget lets no webhook pod be evicted, which blocks node drains and AKS upgrades; set replicaCount to 2 or more (with failurePolicy Fail, the default, keep at least 2), lower podDisruptionBudget.minAvailable below replicaCount, or set podDisruptionBudget.enabled=false" $replicas $min) -}}
+{{- end -}}
+{{- end }}
+
 {{- define "pii.servingSecret" -}}
 {{- if .Values.certManager.enabled }}pod-identity-webhook-tls{{ else }}{{ .Values.tls.secretName }}{{ end }}
 {{- end }}

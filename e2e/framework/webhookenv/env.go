@@ -548,7 +548,8 @@ const readinessNamespace = "localenv-readiness"
 // skippedCount reads pod_identity_injector_decisions_total for skipped pods
 // of readinessNamespace.
 func (e *Env) skippedCount() float64 {
-	v, _ := e.Metric(`pod_identity_injector_decisions_total{namespace="` + readinessNamespace + `",outcome="skipped"}`)
+	// The exposition sorts labels by name.
+	v, _ := e.Metric(`pod_identity_injector_decisions_total{outcome="skipped",pod_namespace="` + readinessNamespace + `"}`)
 	return v
 }
 
