@@ -22,10 +22,9 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/test/admissionreview"
 )
 
 // rssKiB reads a process's resident set from /proc.
@@ -48,18 +47,8 @@ func rssKiB(t *testing.T, pid int) int {
 // webhook's port can send: a labelled pod of a made-up namespace.
 func unauthenticatedReview(t *testing.T, uid, namespace string) []byte {
 	t.Helper()
-	raw, err := json.Marshal(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: map[string]string{names.BindingLabel: "reader"}},
+	b, err := admissionreview.PodCreate("exposure-"+uid, namespace, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: map[string]string{names.BindingLabel: "reader"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}}})
-	require.NoError(t, err)
-	b, err := json.Marshal(admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{
-			UID: types.UID("exposure-" + uid), Namespace: namespace, Operation: admissionv1.Create,
-			Kind:     metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-			Object:   runtime.RawExtension{Raw: raw},
-		},
-	})
 	require.NoError(t, err)
 	return b
 }

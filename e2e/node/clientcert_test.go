@@ -20,11 +20,11 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/podidentity/injector/e2e/framework/nodeparts"
 	"github.com/podidentity/injector/e2e/framework/webhookenv"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/test/admissionreview"
 )
 
 // TestWebhookServesOnlyTheAPIServer: the cluster's apiserver presents a
@@ -92,19 +92,8 @@ func TestWebhookServesOnlyTheAPIServer(t *testing.T) {
 // admissionReview is what the apiserver sends for a labelled pod in ns.
 func admissionReview(t *testing.T, ns string) []byte {
 	t.Helper()
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "direct", Namespace: ns, Labels: map[string]string{names.BindingLabel: "app"}},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: nodeparts.PauseImage}}}}
-	raw, err := json.Marshal(pod)
-	require.NoError(t, err)
-	b, err := json.Marshal(admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{
-			UID: "direct-1", Namespace: ns, Operation: admissionv1.Create,
-			Kind:     metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-			Object:   runtime.RawExtension{Raw: raw},
-		},
-	})
+	b, err := admissionreview.PodCreate("direct-1", ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "direct", Namespace: ns, Labels: map[string]string{names.BindingLabel: "app"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: nodeparts.PauseImage}}}})
 	require.NoError(t, err)
 	return b
 }

@@ -19,8 +19,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	k8stypes "k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -28,6 +26,7 @@ import (
 	"github.com/podidentity/injector/internal/decision"
 	"github.com/podidentity/injector/internal/decision/decisiontest"
 	"github.com/podidentity/injector/internal/names"
+	"github.com/podidentity/injector/test/admissionreview"
 )
 
 // exposedEndpoint serves h as the webhook binary does (LimitBody around
@@ -44,19 +43,7 @@ func exposedEndpoint(t *testing.T, h *Handler) *httptest.Server {
 // review is the AdmissionReview an API server, or anyone else, POSTs.
 func review(t testing.TB, uid, namespace string, pod *corev1.Pod) []byte {
 	t.Helper()
-	raw, err := json.Marshal(pod)
-	require.NoError(t, err)
-	b, err := json.Marshal(admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{
-			UID:       k8stypes.UID("uid-" + uid),
-			Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-			Namespace: namespace,
-			Operation: admissionv1.Create,
-			Object:    runtime.RawExtension{Raw: raw},
-		},
-	})
+	b, err := admissionreview.PodCreate("uid-"+uid, namespace, pod)
 	require.NoError(t, err)
 	return b
 }
