@@ -1,10 +1,9 @@
-// Package webhook decides what happens to a pod and answers the API server.
-// The decision (Planner.Plan: scope, resolve, inject) needs no admission
-// request, so that the kubectl plugin makes the same one from files; the
-// Handler only decodes the request, plans, and answers with a minimal JSON
-// Patch. Data flows one way: decode, plan (resolve, inject), respond. What
-// the decision reads comes through a Lookup: the informer cache then the
-// API server in the webhook, files or a live client in the plugin.
+// Package webhook answers the API server: the Handler decodes an admission
+// request, asks a decision.Planner (package decision, which the kubectl
+// plugin shares), and answers with a minimal JSON Patch. It also holds the
+// informer cache's transforms, the pod informer of the shared service
+// account warning, and the metrics. Data flows one way: decode, plan,
+// patch, respond.
 package webhook
 
 import (
