@@ -107,3 +107,15 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// clientRates are client-go's client-side throttle for the webhook's API
+// client. The live reads of cache misses are bounded by their own limiter
+// (--live-reads-per-second, --live-read-burst); client-go's default
+// throttle (5 QPS, burst 10) would be a second, tighter bound, in which a
+// burst that the limiter admitted waits past --live-read-timeout and fails
+// as an error instead of being served or denied with a message. So the
+// throttle leaves the limiter's whole budget, and controller-runtime's
+// usual 20 QPS, burst 30, for everything else the client does.
+func (c *Config) clientRates() (qps float32, burst int) {
+	return 20 + float32(c.LiveReadsPerSecond), 30 + c.LiveReadBurst
+}

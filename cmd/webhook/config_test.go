@@ -144,3 +144,16 @@ func TestTLSOptionsHTTP2(t *testing.T) {
 		})
 	}
 }
+
+// TestClientRatesLeaveTheLiveReadBudget: client-go's throttle admits a
+// whole burst of live reads at once, and their rate, with room for the
+// informers, so the webhook's own limiter is the one bound on them.
+func TestClientRatesLeaveTheLiveReadBudget(t *testing.T) {
+	for _, args := range [][]string{nil, {"--live-reads-per-second=50", "--live-read-burst=200"}} {
+		cfg, err := parse(t, append([]string{"--sidecar-image=x"}, args...)...)
+		require.NoError(t, err)
+		qps, burst := cfg.clientRates()
+		assert.Greater(t, burst, cfg.LiveReadBurst, "%v", args)
+		assert.Greater(t, float64(qps), cfg.LiveReadsPerSecond, "%v", args)
+	}
+}

@@ -92,6 +92,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	restCfg.UserAgent = "pod-identity-webhook"
+	restCfg.QPS, restCfg.Burst = cfg.clientRates()
 
 	// The server version is asked once, here; the handler gets a plain bool.
 	native, serverVersion, err := decision.NativeSidecar(cfg.NativeSidecar, restCfg)
